@@ -1,0 +1,153 @@
+//! OAuth 2.0 access tokens (SPEC §5): client credentials or JWT bearer, fetched from
+//! `{instance}/services/oauth2/token`, refreshed two minutes before their expected expiry and
+//! whenever Salesforce says the session is gone. Tasks of one connector share one token.
+
+mod jwt;
+
+use crate::config::{Auth, Config, Secret};
+use crate::error::SalesforceError;
+use crate::http::transport_error;
+use once_cell::sync::Lazy;
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// Salesforce sends no `expires_in`; the session timeout of an org defaults to two hours.
+const ASSUMED_SESSION_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
+/// Refresh this long before the expected expiry, as the seed promises.
+const REFRESH_AHEAD: Duration = Duration::from_secs(2 * 60);
+
+#[derive(Clone)]
+pub struct AccessToken {
+    pub value: Secret,
+    fetched_at: Instant,
+}
+
+impl AccessToken {
+    fn is_fresh(&self) -> bool {
+        self.fetched_at.elapsed() + REFRESH_AHEAD < ASSUMED_SESSION_LIFETIME
+    }
+}
+
+pub struct TokenProvider {
+    http: reqwest::Client,
+    token_url: String,
+    client_id: String,
+    auth: Auth,
+    current: tokio::sync::Mutex<Option<AccessToken>>,
+}
+
+/// One provider per connector and credentials in this class loader, shared by its tasks; the map
+/// holds weak references so a stopped connector leaves nothing behind.
+static SHARED: Lazy<Mutex<HashMap<u64, Weak<TokenProvider>>>> = Lazy::new(Default::default);
+
+impl TokenProvider {
+    pub fn shared(cfg: &Config, http: reqwest::Client) -> Arc<TokenProvider> {
+        let mut h = DefaultHasher::new();
+        (&cfg.connector_name, &cfg.instance_url, &cfg.client_id).hash(&mut h);
+        match &cfg.auth {
+            Auth::ClientCredentials { client_secret } => ("cc", client_secret.expose()).hash(&mut h),
+            Auth::JwtBearer { private_key_pem, username, audience } => {
+                ("jwt", private_key_pem.expose(), username, audience).hash(&mut h)
+            }
+        }
+        let id = h.finish();
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        shared.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(existing) = shared.get(&id).and_then(Weak::upgrade) {
+            return existing;
+        }
+        let provider = Arc::new(TokenProvider {
+            http,
+            token_url: format!("{}/services/oauth2/token", cfg.instance_url),
+            client_id: cfg.client_id.clone(),
+            auth: cfg.auth.clone(),
+            current: tokio::sync::Mutex::new(None),
+        });
+        shared.insert(id, Arc::downgrade(&provider));
+        provider
+    }
+
+    /// A token that is not about to expire; fetches one when needed. Concurrent callers wait for
+    /// one fetch instead of each asking Salesforce.
+    pub async fn token(&self) -> Result<AccessToken, SalesforceError> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref().filter(|t| t.is_fresh()) {
+            return Ok(token.clone());
+        }
+        let token = self.fetch().await?;
+        *current = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Forgets `stale` after Salesforce refused it, unless another task already replaced it.
+    pub async fn invalidate(&self, stale: &AccessToken) {
+        let mut current = self.current.lock().await;
+        if current.as_ref().map(|t| t.value == stale.value).unwrap_or(false) {
+            *current = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<AccessToken, SalesforceError> {
+        let form: Vec<(&str, String)> = match &self.auth {
+            Auth::ClientCredentials { client_secret } => vec![
+                ("grant_type", "client_credentials".into()),
+                ("client_id", self.client_id.clone()),
+                ("client_secret", client_secret.expose().to_owned()),
+            ],
+            Auth::JwtBearer { private_key_pem, username, audience } => vec![
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".into()),
+                ("assertion", jwt::assertion(&self.client_id, username, audience, private_key_pem)?),
+            ],
+        };
+        let body = form_urlencode(&form);
+        let response = self
+            .http
+            .post(&self.token_url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if status == 200 {
+            if let Some(token) = json.get("access_token").and_then(|t| t.as_str()) {
+                return Ok(AccessToken { value: Secret::new(token), fetched_at: Instant::now() });
+            }
+        }
+        let text = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        Err(SalesforceError::TokenRefused {
+            status,
+            error: if json.is_null() { format!("non-JSON answer of {} bytes", bytes.len()) } else { text("error") },
+            description: text("error_description"),
+        })
+    }
+}
+
+fn form_urlencode(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", crate::http::percent_encode(k), crate::http::percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// What an operator must fix when Salesforce refuses to issue a token.
+pub fn token_advice(error: &str, auth: &Auth) -> &'static str {
+    match (error, auth) {
+        ("invalid_client_id", _) => "check salesforce.client.id (the Connected App's consumer key)",
+        ("invalid_client", Auth::ClientCredentials { .. }) => "check salesforce.client.secret (the consumer secret)",
+        ("invalid_grant", Auth::ClientCredentials { .. }) => {
+            "enable the Client Credentials flow and assign a Run As user on the Connected App, and use the org's My Domain URL"
+        }
+        ("invalid_grant", Auth::JwtBearer { .. }) => {
+            "check salesforce.jwt.username, salesforce.jwt.audience, that the certificate of salesforce.jwt.private.key is uploaded to the Connected App, and that the user is pre-authorized"
+        }
+        _ => "check the Connected App settings and the salesforce.* credentials",
+    }
+}

@@ -1,0 +1,339 @@
+//! The task configuration, parsed from the values Java's `ConfigDef` already validated and
+//! defaulted. Defaults live in one place, the `ConfigDef`; this parser only checks again what
+//! native code relies on, so a config that bypassed Connect's validation still fails clearly.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+#[error("invalid configuration: {key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn err(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_owned(), reason: reason.into() }
+}
+
+/// A secret whose `Debug`/`Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[hidden]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Insert,
+    Update,
+    Delete,
+    Upsert,
+}
+
+impl Operation {
+    /// Case-insensitive, as header values and the config accept.
+    pub fn parse(s: &str) -> Option<Operation> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "INSERT" => Some(Operation::Insert),
+            "UPDATE" => Some(Operation::Update),
+            "DELETE" => Some(Operation::Delete),
+            "UPSERT" => Some(Operation::Upsert),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Insert => "INSERT",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Upsert => "UPSERT",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    ClientCredentials { client_secret: Secret },
+    JwtBearer { private_key_pem: Secret, username: String, audience: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    Single,
+    Collections,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub connector_name: String,
+    pub task_id: String,
+    pub instance_url: String,
+    pub client_id: String,
+    pub auth: Auth,
+    pub api_version: String,
+    pub request_timeout: Duration,
+    pub sobject: String,
+    pub operation: Operation,
+    pub external_id_field: Option<String>,
+    pub header_routing: Option<String>,
+    pub tombstone_delete: bool,
+    pub retry: RetryPolicy,
+    pub startup_validation: bool,
+    pub compression: bool,
+    pub write_mode: WriteMode,
+    pub batch_size: usize,
+    pub max_in_flight: usize,
+    /// `salesforce.null.fields=SKIP`: leave null fields out instead of clearing them.
+    pub skip_null_fields: bool,
+    /// `salesforce.delete.missing=IGNORE`: deleting what is not there counts as done.
+    pub ignore_missing_deletes: bool,
+    /// Test-only hook: the native entry point that must panic (`open`, `put`, `close`).
+    pub test_panic: Option<String>,
+}
+
+struct Values<'a>(&'a HashMap<String, String>);
+
+impl Values<'_> {
+    fn opt(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+    fn required(&self, key: &str) -> Result<&str, ConfigError> {
+        self.opt(key).ok_or_else(|| err(key, "is required"))
+    }
+    fn string(&self, key: &str, default: &str) -> String {
+        self.opt(key).unwrap_or(default).to_owned()
+    }
+    fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.opt(key) {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(err(key, format!("expected true or false, got '{v}'"))),
+        }
+    }
+    fn int(&self, key: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let Some(v) = self.opt(key) else { return Ok(default) };
+        let n: u64 = v.parse().map_err(|_| err(key, format!("expected a whole number, got '{v}'")))?;
+        if n < min || n > max {
+            return Err(err(key, format!("{n} is outside {min}..{max}")));
+        }
+        Ok(n)
+    }
+    fn choice<'c>(&self, key: &str, default: &'c str, allowed: &[&'c str]) -> Result<&'c str, ConfigError> {
+        let v = self.opt(key).unwrap_or(default);
+        allowed
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(v))
+            .copied()
+            .ok_or_else(|| err(key, format!("'{v}' is not one of {}", allowed.join(", "))))
+    }
+}
+
+/// `http://` is only for loopback (tests, local proxies); anything else must be TLS.
+pub fn check_instance_url(url: &str) -> Result<(), String> {
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.split(':').next().unwrap_or(""),
+        };
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host == "::1"
+            || host.parse::<std::net::Ipv4Addr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+        if !loopback {
+            return Err(format!(
+                "plain http:// is only allowed to loopback hosts; use https:// for '{host}'"
+            ));
+        }
+        rest
+    } else {
+        return Err("must start with https:// (or http:// for a loopback host)".into());
+    };
+    if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() {
+        return Err("has no host".into());
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let v = Values(map);
+        let instance_url = v.required("salesforce.instance.url")?.trim_end_matches('/').to_owned();
+        check_instance_url(&instance_url).map_err(|reason| err("salesforce.instance.url", reason))?;
+
+        let auth = match v.choice("salesforce.auth.type", "", &["CLIENT_CREDENTIALS", "JWT_BEARER"])? {
+            "CLIENT_CREDENTIALS" => Auth::ClientCredentials {
+                client_secret: Secret::new(v.required("salesforce.client.secret")?),
+            },
+            _ => Auth::JwtBearer {
+                private_key_pem: Secret::new(v.required("salesforce.jwt.private.key")?),
+                username: v.required("salesforce.jwt.username")?.to_owned(),
+                audience: v.string("salesforce.jwt.audience", "https://login.salesforce.com"),
+            },
+        };
+
+        let api_version = v.string("salesforce.api.version", "62.0");
+        let well_formed = api_version
+            .split_once('.')
+            .map(|(major, minor)| minor == "0" && (2..=3).contains(&major.len()) && major.bytes().all(|b| b.is_ascii_digit()))
+            .unwrap_or(false);
+        if !well_formed {
+            return Err(err("salesforce.api.version", format!("'{api_version}' is not of the form NN.0")));
+        }
+
+        let operation = Operation::parse(&v.string("salesforce.operation", "INSERT"))
+            .ok_or_else(|| err("salesforce.operation", "must be INSERT, UPDATE, DELETE or UPSERT"))?;
+        let external_id_field = v.opt("salesforce.external.id.field").map(str::to_owned);
+        if operation == Operation::Upsert && external_id_field.is_none() {
+            return Err(err(
+                "salesforce.operation",
+                "UPSERT needs salesforce.external.id.field (UPSERT is not supported in Native ID mode)",
+            ));
+        }
+
+        let write_mode = match v.choice("salesforce.write.mode", "COLLECTIONS", &["SINGLE", "COLLECTIONS", "BULK"])? {
+            "SINGLE" => WriteMode::Single,
+            "COLLECTIONS" => WriteMode::Collections,
+            _ => {
+                return Err(err(
+                    "salesforce.write.mode",
+                    "BULK is not available in this version; use COLLECTIONS (200 records a request)",
+                ))
+            }
+        };
+
+        let max_backoff_ms = v.int("salesforce.retry.max.backoff.ms", 30_000, 0, i32::MAX as u64)?;
+        Ok(Config {
+            connector_name: v.string("connector.name", "salesforce-sink"),
+            task_id: v.string("task.id", "0"),
+            instance_url,
+            client_id: v.required("salesforce.client.id")?.to_owned(),
+            auth,
+            api_version,
+            request_timeout: Duration::from_millis(v.int("salesforce.request.timeout.ms", 30_000, 1, i32::MAX as u64)?),
+            sobject: v.required("salesforce.sobject.type")?.to_owned(),
+            operation,
+            external_id_field,
+            header_routing: if v.boolean("salesforce.operation.header.enabled", false)? {
+                Some(v.string("salesforce.operation.header.name", "operation"))
+            } else {
+                None
+            },
+            tombstone_delete: v.boolean("salesforce.tombstone.delete", false)?,
+            retry: RetryPolicy {
+                max_attempts: v.int("salesforce.retry.max.attempts", 3, 0, 100)? as u32,
+                initial_backoff: Duration::from_millis(v.int("salesforce.retry.initial.backoff.ms", 1000, 0, i32::MAX as u64)?),
+                max_backoff: Duration::from_millis(max_backoff_ms),
+            },
+            startup_validation: v.boolean("salesforce.startup.validation.enabled", true)?,
+            compression: v.boolean("salesforce.compression.enabled", false)?,
+            write_mode,
+            batch_size: v.int("salesforce.batch.size", 200, 1, 200)? as usize,
+            max_in_flight: v.int("salesforce.max.in.flight.requests", 4, 1, 64)? as usize,
+            skip_null_fields: v.choice("salesforce.null.fields", "SEND", &["SEND", "SKIP"])? == "SKIP",
+            ignore_missing_deletes: v.choice("salesforce.delete.missing", "FAIL", &["FAIL", "IGNORE"])? == "IGNORE",
+            test_panic: v.opt("salesforce.test.native.panic").map(str::to_owned),
+        })
+    }
+
+    /// `https://host/services/data/v62.0`
+    pub fn data_url(&self) -> String {
+        format!("{}/services/data/v{}", self.instance_url, self.api_version)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn base() -> HashMap<String, String> {
+        [
+            ("salesforce.instance.url", "http://127.0.0.1:9999"),
+            ("salesforce.client.id", "cid"),
+            ("salesforce.auth.type", "client_credentials"),
+            ("salesforce.client.secret", "shh"),
+            ("salesforce.sobject.type", "Contact"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut m = base();
+        for (k, v) in pairs {
+            m.insert((*k).to_owned(), (*v).to_owned());
+        }
+        Config::from_map(&m)
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.operation, Operation::Insert);
+        assert_eq!(c.api_version, "62.0");
+        assert_eq!(c.write_mode, WriteMode::Collections);
+        assert_eq!((c.batch_size, c.max_in_flight), (200, 4));
+        assert_eq!(c.retry.max_attempts, 3);
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert!(c.startup_validation && !c.compression && !c.tombstone_delete && c.header_routing.is_none());
+    }
+
+    #[test]
+    fn each_mistake_names_its_key() {
+        assert_eq!(with(&[("salesforce.client.secret", "")]).unwrap_err().key, "salesforce.client.secret");
+        assert_eq!(with(&[("salesforce.operation", "upsert")]).unwrap_err().key, "salesforce.operation");
+        assert_eq!(with(&[("salesforce.api.version", "62")]).unwrap_err().key, "salesforce.api.version");
+        assert_eq!(with(&[("salesforce.batch.size", "201")]).unwrap_err().key, "salesforce.batch.size");
+        assert_eq!(
+            with(&[("salesforce.instance.url", "http://example.com")]).unwrap_err().key,
+            "salesforce.instance.url"
+        );
+        let jwt = with(&[("salesforce.auth.type", "JWT_BEARER"), ("salesforce.jwt.private.key", "x")]);
+        assert_eq!(jwt.unwrap_err().key, "salesforce.jwt.username");
+    }
+
+    #[test]
+    fn loopback_rule() {
+        for ok in ["https://x.my.salesforce.com", "http://localhost:1", "http://127.0.0.5/", "http://[::1]:8080"] {
+            assert!(check_instance_url(ok).is_ok(), "{ok}");
+        }
+        for bad in ["http://10.0.0.1", "http://localhost.evil.com", "ftp://x", "https://", "http://127.0.0.1.nip.io"] {
+            assert!(check_instance_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = with(&[]).unwrap();
+        assert!(!format!("{c:?}").contains("shh"));
+    }
+}

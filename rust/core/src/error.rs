@@ -1,0 +1,152 @@
+//! Errors of talking to Salesforce and their classification (SPEC §4). Every error maps to exactly
+//! one [`ErrorClass`]; the writers act on the class and never look at status codes themselves.
+
+use std::fmt;
+use std::time::Duration;
+use thiserror::Error;
+
+/// One entry of Salesforce's error array (`errorCode` in REST bodies, `statusCode` in Collections).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ApiError {
+    #[serde(alias = "errorCode", alias = "statusCode", default)]
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if !self.fields.is_empty() {
+            write!(f, " (fields: {})", self.fields.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Transient: retried with backoff, then redelivered by Connect.
+    Recoverable,
+    /// The record cannot be written as it is: DLQ, or task failure under `errors.tolerance=none`.
+    NonRecoverable,
+    /// Nothing any record can fix (credentials refused): the task fails with the message.
+    Fatal,
+}
+
+#[derive(Debug, Error)]
+pub enum SalesforceError {
+    #[error("HTTP {status}: {}", join(.errors))]
+    Rejected { status: u16, errors: Vec<ApiError> },
+    #[error("no response within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Connection(String),
+    #[error("unexpected response, HTTP {status}: {snippet}")]
+    Unexpected { status: u16, snippet: String },
+    #[error("OAuth token request refused (HTTP {status}): {error}: {description}")]
+    TokenRefused { status: u16, error: String, description: String },
+}
+
+fn join(errors: &[ApiError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+impl SalesforceError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SalesforceError::Rejected { status, errors } => {
+                // The code decides where there is one: UNABLE_TO_LOCK_ROW comes as 400 and as 500.
+                match errors.first() {
+                    Some(e) if !e.code.is_empty() => classify_code(&e.code, &e.message, Some(*status)),
+                    _ => classify_status(*status),
+                }
+            }
+            SalesforceError::Timeout(_) | SalesforceError::Connection(_) => ErrorClass::Recoverable,
+            SalesforceError::Unexpected { status, .. } => classify_status(*status),
+            SalesforceError::TokenRefused { status, .. } => {
+                if *status >= 500 || *status == 429 {
+                    ErrorClass::Recoverable
+                } else {
+                    ErrorClass::Fatal
+                }
+            }
+        }
+    }
+
+    /// The first Salesforce error code, if Salesforce gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SalesforceError::Rejected { errors, .. } => errors.first().map(|e| e.code.as_str()),
+            _ => None,
+        }
+    }
+
+    pub fn is_session_expired(&self) -> bool {
+        matches!(self, SalesforceError::Rejected { status: 401, .. }) || self.code() == Some("INVALID_SESSION_ID")
+    }
+}
+
+fn classify_status(status: u16) -> ErrorClass {
+    if status >= 500 || status == 429 {
+        ErrorClass::Recoverable
+    } else {
+        ErrorClass::NonRecoverable
+    }
+}
+
+/// Classifies by Salesforce error code first, by HTTP status when the code says nothing.
+pub fn classify_code(code: &str, message: &str, status: Option<u16>) -> ErrorClass {
+    match code {
+        "UNABLE_TO_LOCK_ROW" | "CONCURRENT_REQUESTS_LIMIT_EXCEEDED" | "SERVER_UNAVAILABLE" => ErrorClass::Recoverable,
+        // One code for two limits: the daily quota (TotalRequests) stays exhausted for hours, the
+        // concurrency limits clear within seconds.
+        "REQUEST_LIMIT_EXCEEDED" if message.to_ascii_lowercase().contains("concurrent") => ErrorClass::Recoverable,
+        "REQUEST_LIMIT_EXCEEDED" => ErrorClass::NonRecoverable,
+        _ => status.map(classify_status).unwrap_or(ErrorClass::NonRecoverable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(status: u16, code: &str, message: &str) -> SalesforceError {
+        SalesforceError::Rejected {
+            status,
+            errors: vec![ApiError { code: code.into(), message: message.into(), fields: vec![] }],
+        }
+    }
+
+    #[test]
+    fn spec_classes() {
+        use ErrorClass::*;
+        let cases = [
+            (rejected(503, "SERVER_UNAVAILABLE", "down"), Recoverable),
+            (rejected(500, "UNKNOWN_EXCEPTION", "x"), Recoverable),
+            (rejected(429, "", ""), Recoverable),
+            (rejected(400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"), Recoverable),
+            (rejected(403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded"), Recoverable),
+            (rejected(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."), NonRecoverable),
+            (rejected(400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName]"), NonRecoverable),
+            (rejected(404, "NOT_FOUND", "The requested resource does not exist"), NonRecoverable),
+            (SalesforceError::Timeout(Duration::from_secs(1)), Recoverable),
+            (SalesforceError::Connection("reset".into()), Recoverable),
+            (SalesforceError::TokenRefused { status: 400, error: "invalid_client".into(), description: "x".into() }, Fatal),
+            (SalesforceError::TokenRefused { status: 503, error: "".into(), description: "".into() }, Recoverable),
+        ];
+        for (e, class) in cases {
+            assert_eq!(e.class(), class, "{e}");
+        }
+    }
+
+    #[test]
+    fn collections_entries_parse_with_status_code() {
+        let e: ApiError = serde_json::from_str(r#"{"statusCode":"DUPLICATE_VALUE","message":"dup","fields":["Ext__c"]}"#).unwrap();
+        assert_eq!(e.to_string(), "DUPLICATE_VALUE: dup (fields: Ext__c)");
+        let e: ApiError = serde_json::from_str(r#"{"errorCode":"NOT_FOUND","message":"gone"}"#).unwrap();
+        assert_eq!(e.code, "NOT_FOUND");
+    }
+}

@@ -1,0 +1,263 @@
+//! The one HTTP client every write mode uses: bearer auth with refresh-and-repeat-once on 401,
+//! optional gzip, `Sforce-Limit-Info` tracking and Salesforce error bodies turned into
+//! [`SalesforceError`].
+
+use crate::auth::TokenProvider;
+use crate::config::Config;
+use crate::error::{ApiError, SalesforceError};
+use crate::logs::Logs;
+use flate2::{write::GzEncoder, Compression};
+use reqwest::Method;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Salesforce's TCP connect timeout is not configurable in the seed: fixed at 30 s.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+pub struct SalesforceClient {
+    http: reqwest::Client,
+    data_url: String,
+    tokens: Arc<TokenProvider>,
+    compression: bool,
+    timeout: Duration,
+    usage: ApiUsage,
+    logs: Logs,
+    requests_sent: AtomicU64,
+}
+
+pub fn build_http(cfg: &Config) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(cfg.request_timeout)
+        .gzip(cfg.compression)
+        .pool_max_idle_per_host(cfg.max_in_flight.max(1))
+        .user_agent(concat!("axual-salesforce-sobject-sink/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+impl SalesforceClient {
+    pub fn new(cfg: &Config, http: reqwest::Client, tokens: Arc<TokenProvider>, logs: Logs) -> Self {
+        SalesforceClient {
+            http,
+            data_url: cfg.data_url(),
+            tokens,
+            compression: cfg.compression,
+            timeout: cfg.request_timeout,
+            usage: ApiUsage::default(),
+            logs,
+            requests_sent: AtomicU64::new(0),
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenProvider {
+        &self.tokens
+    }
+
+    /// API requests this client sent (token requests excluded), for logs and benchmarks.
+    pub fn requests_sent(&self) -> u64 {
+        self.requests_sent.load(Ordering::Relaxed)
+    }
+
+    /// Sends `method path` (relative to `/services/data/vNN.0`). Success is any 2xx; everything
+    /// else is an error. A 401 gets one new token and one repeat, which counts as no attempt.
+    pub async fn send(&self, method: Method, path: &str, json_body: Option<&[u8]>) -> Result<Response, SalesforceError> {
+        let body = match json_body {
+            Some(b) if self.compression => Some((gzip(b), true)),
+            Some(b) => Some((b.to_vec(), false)),
+            None => None,
+        };
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.token().await?;
+            let result = self.send_once(method.clone(), path, body.as_ref(), token.value.expose()).await;
+            match result {
+                Err(e) if e.is_session_expired() && !refreshed => {
+                    self.logs.debug("Salesforce reported the session expired or invalid; fetching a new token and repeating the request once");
+                    self.tokens.invalidate(&token).await;
+                    refreshed = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(Vec<u8>, bool)>,
+        token: &str,
+    ) -> Result<Response, SalesforceError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.data_url, path))
+            .bearer_auth(token)
+            .header("Accept", "application/json");
+        if let Some((bytes, gzipped)) = body {
+            request = request.header("Content-Type", "application/json").body(bytes.clone());
+            if *gzipped {
+                request = request.header("Content-Encoding", "gzip");
+            }
+        }
+        self.requests_sent.fetch_add(1, Ordering::Relaxed);
+        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status().as_u16();
+        if let Some(info) = response.headers().get("Sforce-Limit-Info").and_then(|v| v.to_str().ok()) {
+            self.usage.observe(info, &self.logs);
+        }
+        let body = response.bytes().await.map_err(|e| self.transport(e))?.to_vec();
+        if (200..300).contains(&status) {
+            return Ok(Response { status, body });
+        }
+        Err(rejection(status, &body))
+    }
+
+    fn transport(&self, e: reqwest::Error) -> SalesforceError {
+        if e.is_timeout() {
+            SalesforceError::Timeout(self.timeout)
+        } else {
+            transport_error(e)
+        }
+    }
+}
+
+/// Turns a non-2xx answer into an error, keeping Salesforce's codes where the body has them.
+pub fn rejection(status: u16, body: &[u8]) -> SalesforceError {
+    if let Ok(errors) = serde_json::from_slice::<Vec<ApiError>>(body) {
+        if !errors.is_empty() {
+            return SalesforceError::Rejected { status, errors };
+        }
+    }
+    if status == 300 {
+        // Upsert or GET by external ID matching several records answers with their URLs.
+        return SalesforceError::Rejected {
+            status,
+            errors: vec![ApiError {
+                code: "MULTIPLE_CHOICES".into(),
+                message: format!("several records match the external ID: {}", snippet(body)),
+                fields: vec![],
+            }],
+        };
+    }
+    SalesforceError::Unexpected { status, snippet: snippet(body) }
+}
+
+fn snippet(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
+}
+
+/// Connection-level failures, with the error chain but never a URL's query (it may hold data).
+pub fn transport_error(e: reqwest::Error) -> SalesforceError {
+    if e.is_timeout() {
+        return SalesforceError::Timeout(Duration::ZERO);
+    }
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    SalesforceError::Connection(text)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 4 + 64), Compression::fast());
+    encoder.write_all(bytes).expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+/// RFC 3986 unreserved characters stay, everything else is %XX: safe in paths, queries and forms.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `Sforce-Limit-Info: api-usage=USED/MAX` → a WARN when the remaining daily quota first drops
+/// below 20 % and again below 5 %.
+#[derive(Default)]
+pub struct ApiUsage {
+    /// 0 = no warning yet, 1 = warned below 20 %, 2 = warned below 5 %.
+    warned: AtomicU8,
+    pub used: AtomicU64,
+    pub max: AtomicU64,
+}
+
+impl ApiUsage {
+    pub fn observe(&self, header: &str, logs: &Logs) {
+        let Some((used, max)) = parse_api_usage(header) else { return };
+        self.used.store(used, Ordering::Relaxed);
+        self.max.store(max, Ordering::Relaxed);
+        if max == 0 {
+            return;
+        }
+        let remaining = max.saturating_sub(used) as f64 / max as f64;
+        let level = if remaining < 0.05 { 2 } else if remaining < 0.20 { 1 } else { 0 };
+        let previous = self.warned.fetch_max(level, Ordering::Relaxed);
+        if level > previous {
+            let pct = if level == 2 { 5 } else { 20 };
+            logs.warn(format!(
+                "Salesforce daily API quota is below {pct}% remaining: {used} of {max} requests used (api-usage from Sforce-Limit-Info)"
+            ));
+        }
+    }
+}
+
+pub fn parse_api_usage(header: &str) -> Option<(u64, u64)> {
+    let usage = header.split(';').map(str::trim).find_map(|part| part.strip_prefix("api-usage="))?;
+    let (used, max) = usage.split_once('/')?;
+    Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_header_and_warnings() {
+        assert_eq!(parse_api_usage("api-usage=25/15000"), Some((25, 15000)));
+        assert_eq!(parse_api_usage("api-usage=18/5000; api-bursts=2/100"), Some((18, 5000)));
+        assert_eq!(parse_api_usage("garbage"), None);
+        let logs = Logs::default();
+        let usage = ApiUsage::default();
+        usage.observe("api-usage=100/1000", &logs);
+        assert!(logs.drain().is_empty());
+        usage.observe("api-usage=810/1000", &logs);
+        usage.observe("api-usage=820/1000", &logs);
+        let warned = logs.drain();
+        assert_eq!(warned.len(), 1);
+        assert!(warned[0].message.contains("below 20%"));
+        usage.observe("api-usage=960/1000", &logs);
+        assert!(logs.drain()[0].message.contains("below 5%"));
+    }
+
+    #[test]
+    fn error_bodies() {
+        let e = rejection(400, br#"[{"message":"Required fields are missing: [LastName]","errorCode":"REQUIRED_FIELD_MISSING","fields":["LastName"]}]"#);
+        assert_eq!(e.code(), Some("REQUIRED_FIELD_MISSING"));
+        assert!(e.to_string().contains("fields: LastName"));
+        assert!(matches!(rejection(502, b"<html>bad gateway</html>"), SalesforceError::Unexpected { status: 502, .. }));
+        assert_eq!(rejection(300, br#"["/services/data/v62.0/sobjects/Contact/003A"]"#).code(), Some("MULTIPLE_CHOICES"));
+    }
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(percent_encode("a b/ü'"), "a%20b%2F%C3%BC%27");
+    }
+}

@@ -1,0 +1,232 @@
+//! Operation routing (SPEC §2): from a Kafka record to the write Salesforce must perform, or to the
+//! reason it cannot be written. Pure logic, no I/O.
+
+use crate::config::{Config, Operation};
+use crate::convert::{fields_fragment, scalar_text, ExternalId};
+use crate::ids;
+use crate::record::{OperationHeader, Record, Value};
+
+/// The write one record asks for, in terms Salesforce understands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedWrite {
+    /// What is sent: INSERT only in Native ID mode (External ID mode turns it into UPSERT).
+    pub op: Operation,
+    /// Native ID mode: the record Id for UPDATE/DELETE. External ID mode: the external ID value.
+    /// `None` only for a native INSERT, which needs no key.
+    pub key: Option<String>,
+    /// The record's fields as a JSON fragment (see `convert`); empty for DELETE.
+    pub fields: Vec<u8>,
+}
+
+impl PlannedWrite {
+    /// Two writes with the same ordering key must reach Salesforce in offset order and never share
+    /// a request. Native Ids are compared in their 18-character form (15 and 18 name the same
+    /// record); external IDs case-insensitively, as Salesforce matches text external IDs.
+    pub fn ordering_key(&self, external_id_mode: bool) -> Option<String> {
+        let key = self.key.as_deref()?;
+        Some(if external_id_mode {
+            key.to_lowercase()
+        } else {
+            ids::to_18(key).unwrap_or_else(|| key.to_owned())
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    Write(PlannedWrite),
+    /// Nothing to do, by configuration (a tombstone while `salesforce.tombstone.delete=false`).
+    Skip,
+    /// Cannot be written, whatever Salesforce would say: a non-recoverable record error.
+    Reject(String),
+}
+
+pub fn plan_record(cfg: &Config, record: &Record<'_>) -> Plan {
+    let op = match requested_operation(cfg, record) {
+        Ok(op) => op,
+        Err(reason) => return Plan::Reject(reason),
+    };
+    let tombstone = matches!(record.value, Value::Null);
+    let op = match (tombstone, op) {
+        (false, op) => op,
+        (true, Operation::Delete) => Operation::Delete,
+        (true, _) if cfg.tombstone_delete => Operation::Delete,
+        (true, _) => return Plan::Skip,
+    };
+    let op = match (&cfg.external_id_field, op) {
+        (Some(_), Operation::Insert) => Operation::Upsert, // idempotent, as the seed promises
+        (None, Operation::Upsert) => {
+            return Plan::Reject(
+                "UPSERT needs an external ID field; this connector runs in Native ID mode \
+                 (set salesforce.external.id.field)"
+                    .into(),
+            )
+        }
+        (_, op) => op,
+    };
+
+    let key = if op == Operation::Insert {
+        None // Native ID mode INSERT: Salesforce assigns the Id, the key is not used
+    } else {
+        match key_text(&record.key, op, tombstone) {
+            Ok(key) => Some(key),
+            Err(reason) => return Plan::Reject(reason),
+        }
+    };
+
+    let fields = if op == Operation::Delete {
+        Vec::new()
+    } else {
+        let ext = cfg
+            .external_id_field
+            .as_deref()
+            .zip(key.as_deref())
+            .map(|(field, key)| ExternalId { field, key });
+        match fields_fragment(&record.value, ext.as_ref(), cfg.skip_null_fields) {
+            Ok(fields) => fields,
+            Err(e) => return Plan::Reject(e.0),
+        }
+    };
+    Plan::Write(PlannedWrite { op, key, fields })
+}
+
+fn requested_operation(cfg: &Config, record: &Record<'_>) -> Result<Operation, String> {
+    let Some(header_name) = &cfg.header_routing else { return Ok(cfg.operation) };
+    let text = match &record.operation_header {
+        OperationHeader::Absent => return Ok(cfg.operation),
+        OperationHeader::Text(s) => *s,
+        OperationHeader::Bytes(b) => std::str::from_utf8(b).map_err(|_| {
+            format!("operation header '{header_name}' holds {} bytes that are not UTF-8 text", b.len())
+        })?,
+        OperationHeader::OtherType(java_type) => {
+            return Err(format!(
+                "operation header '{header_name}' is a {java_type}; expected a string or bytes holding INSERT, UPDATE, DELETE or UPSERT"
+            ))
+        }
+    };
+    Operation::parse(text).ok_or_else(|| {
+        let shown: String = text.chars().take(64).collect();
+        format!("operation header '{header_name}' has unknown value '{shown}'; expected INSERT, UPDATE, DELETE or UPSERT")
+    })
+}
+
+fn key_text(key: &Value<'_>, op: Operation, tombstone: bool) -> Result<String, String> {
+    match scalar_text(key) {
+        Some(text) if !text.trim().is_empty() => Ok(text),
+        Some(_) => Err(format!("{op} needs a record key, but the key is empty")),
+        None if matches!(key, Value::Null) && tombstone => {
+            Err("tombstone (null value) with a null key: there is no record to DELETE".into())
+        }
+        None if matches!(key, Value::Null) => Err(format!("{op} needs a record key, but the key is null")),
+        None => Err(format!(
+            "{op} needs a String or integer key, but the key is a {}",
+            key.type_name()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::base;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        let mut m = base();
+        for (k, v) in pairs {
+            m.insert((*k).into(), (*v).into());
+        }
+        Config::from_map(&m).unwrap()
+    }
+
+    fn rec<'a>(key: Value<'a>, value: Value<'a>, header: OperationHeader<'a>) -> Record<'a> {
+        Record { topic: "t", partition: 0, offset: 0, key, value, operation_header: header }
+    }
+
+    fn fields<'a>() -> Value<'a> {
+        Value::Map(vec![("LastName", Value::String("L"))])
+    }
+
+    fn op_of(p: Plan) -> Operation {
+        match p {
+            Plan::Write(w) => w.op,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn native_id_mode_table() {
+        let c = cfg(&[("salesforce.operation.header.enabled", "true")]);
+        let r = |h| rec(Value::String("003000000000001AAA"), fields(), OperationHeader::Text(h));
+        assert!(matches!(plan_record(&c, &r("INSERT")), Plan::Write(PlannedWrite { op: Operation::Insert, key: None, .. })));
+        assert_eq!(op_of(plan_record(&c, &r("update"))), Operation::Update);
+        assert_eq!(op_of(plan_record(&c, &r("Delete"))), Operation::Delete);
+        assert!(matches!(plan_record(&c, &r("UPSERT")), Plan::Reject(m) if m.contains("Native ID mode")));
+        // INSERT ignores the key, whatever it is
+        let struct_key = rec(Value::Struct(vec![]), fields(), OperationHeader::Absent);
+        assert_eq!(op_of(plan_record(&c, &struct_key)), Operation::Insert);
+    }
+
+    #[test]
+    fn external_id_mode_table() {
+        let c = cfg(&[
+            ("salesforce.external.id.field", "ExternalId__c"),
+            ("salesforce.operation.header.enabled", "true"),
+        ]);
+        let r = |h| rec(Value::Int(42), fields(), OperationHeader::Text(h));
+        match plan_record(&c, &r("INSERT")) {
+            Plan::Write(w) => assert_eq!((w.op, w.key.as_deref()), (Operation::Upsert, Some("42"))),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(op_of(plan_record(&c, &r("UPDATE"))), Operation::Update);
+        assert_eq!(op_of(plan_record(&c, &r("DELETE"))), Operation::Delete);
+        assert_eq!(op_of(plan_record(&c, &r("UPSERT"))), Operation::Upsert);
+    }
+
+    #[test]
+    fn header_routing_rejects_what_it_cannot_read() {
+        let c = cfg(&[("salesforce.operation.header.enabled", "true")]);
+        let k = || Value::String("003000000000001AAA");
+        let bad = [
+            OperationHeader::Text("MERGE"),
+            OperationHeader::Bytes(&[0xff, 0xfe]),
+            OperationHeader::OtherType("java.lang.Integer"),
+        ];
+        for h in bad {
+            assert!(matches!(plan_record(&c, &rec(k(), fields(), h)), Plan::Reject(m) if m.contains("operation header")));
+        }
+        assert_eq!(op_of(plan_record(&c, &rec(k(), fields(), OperationHeader::Bytes(b"DELETE")))), Operation::Delete);
+        // routing disabled: the header is ignored
+        let off = cfg(&[]);
+        assert_eq!(op_of(plan_record(&off, &rec(k(), fields(), OperationHeader::Text("MERGE")))), Operation::Insert);
+    }
+
+    #[test]
+    fn tombstones() {
+        let k = || Value::String("K");
+        let skip = cfg(&[("salesforce.external.id.field", "Ext__c")]);
+        assert_eq!(plan_record(&skip, &rec(k(), Value::Null, OperationHeader::Absent)), Plan::Skip);
+        let del = cfg(&[("salesforce.external.id.field", "Ext__c"), ("salesforce.tombstone.delete", "true")]);
+        assert_eq!(op_of(plan_record(&del, &rec(k(), Value::Null, OperationHeader::Absent))), Operation::Delete);
+        assert!(matches!(
+            plan_record(&del, &rec(Value::Null, Value::Null, OperationHeader::Absent)),
+            Plan::Reject(m) if m.contains("null key")
+        ));
+    }
+
+    #[test]
+    fn keys_and_values_that_cannot_be_written() {
+        let c = cfg(&[("salesforce.external.id.field", "Ext__c"), ("salesforce.operation", "UPSERT")]);
+        for key in [Value::Null, Value::Struct(vec![]), Value::Map(vec![]), Value::Bytes(b"k"), Value::Float64(1.0), Value::String(" ")] {
+            assert!(matches!(plan_record(&c, &rec(key, fields(), OperationHeader::Absent)), Plan::Reject(_)));
+        }
+        let string_value = rec(Value::String("k"), Value::String("{}"), OperationHeader::Absent);
+        assert!(matches!(plan_record(&c, &string_value), Plan::Reject(m) if m.contains("String")));
+    }
+
+    #[test]
+    fn ordering_keys() {
+        let w = |key: &str| PlannedWrite { op: Operation::Update, key: Some(key.into()), fields: vec![] };
+        assert_eq!(w("001A0000006Vm9r").ordering_key(false), w("001A0000006Vm9rIAC").ordering_key(false));
+        assert_eq!(w("Key-A").ordering_key(true), w("key-a").ordering_key(true));
+    }
+}

@@ -1,0 +1,74 @@
+//! The record model the native side works on: what Java encoded, borrowed from the batch buffer.
+
+/// A Connect value as it crossed the JNI boundary (see `wire::batch` for the encoding).
+/// Strings and byte arrays borrow from the batch buffer: decoding copies nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Boolean(bool),
+    Int(i64),
+    Float32(f32),
+    Float64(f64),
+    String(&'a str),
+    Bytes(&'a [u8]),
+    Array(Vec<Value<'a>>),
+    Map(Vec<(&'a str, Value<'a>)>),
+    Struct(Vec<(&'a str, Value<'a>)>),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Milliseconds since midnight.
+    Time(i32),
+    /// Milliseconds since the epoch, UTC.
+    Timestamp(i64),
+    /// Unscaled two's-complement big-endian integer and scale, as `java.math.BigDecimal` holds it.
+    Decimal { scale: i32, unscaled: &'a [u8] },
+}
+
+impl Value<'_> {
+    /// The Connect-facing name of the value's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Boolean(_) => "Boolean",
+            Value::Int(_) => "integer",
+            Value::Float32(_) | Value::Float64(_) => "floating-point number",
+            Value::String(_) => "String",
+            Value::Bytes(_) => "bytes",
+            Value::Array(_) => "array",
+            Value::Map(_) => "Map",
+            Value::Struct(_) => "Struct",
+            Value::Date(_) => "Date",
+            Value::Time(_) => "Time",
+            Value::Timestamp(_) => "Timestamp",
+            Value::Decimal { .. } => "Decimal",
+        }
+    }
+}
+
+/// The operation header as found on the record, before it is interpreted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OperationHeader<'a> {
+    Absent,
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    /// A header of another Java type; carries the type's name.
+    OtherType(&'a str),
+}
+
+/// One Kafka record of a `put()` batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Value<'a>,
+    pub value: Value<'a>,
+    pub operation_header: OperationHeader<'a>,
+}
+
+impl Record<'_> {
+    /// Where the record lives in Kafka, for messages an operator can act on.
+    pub fn coordinates(&self) -> String {
+        format!("topic {} partition {} offset {}", self.topic, self.partition, self.offset)
+    }
+}

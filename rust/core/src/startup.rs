@@ -1,0 +1,59 @@
+//! Startup validation (SPEC §5): credentials work, and in External ID mode the field exists and is
+//! an External ID or idLookup field. Failures say what to fix.
+
+use crate::config::Config;
+use crate::error::{ErrorClass, SalesforceError};
+use crate::http::{percent_encode, SalesforceClient};
+use crate::logs::Logs;
+use crate::SinkError;
+use reqwest::Method;
+
+/// Returns whether the external ID field holds numbers (so SOQL must not quote them).
+pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Logs) -> Result<bool, SinkError> {
+    client.tokens().token().await.map_err(|e| SinkError::Startup(token_failure(cfg, &e)))?;
+    logs.info(format!("OAuth token obtained from {}/services/oauth2/token", cfg.instance_url));
+    let Some(field) = &cfg.external_id_field else { return Ok(false) };
+
+    let path = format!("/sobjects/{}/describe", percent_encode(&cfg.sobject));
+    let describe = client.send(Method::GET, &path, None).await.map_err(|e| {
+        SinkError::Startup(match e.code() {
+            Some("NOT_FOUND") => format!(
+                "SObject '{}' does not exist or the integration user cannot see it: check salesforce.sobject.type and the user's object permissions",
+                cfg.sobject
+            ),
+            _ => format!("cannot describe SObject '{}': {e}", cfg.sobject),
+        })
+    })?;
+    let json: serde_json::Value = serde_json::from_slice(&describe.body)
+        .map_err(|e| SinkError::Startup(format!("describe of '{}' is not JSON: {e}", cfg.sobject)))?;
+    let fields = json.get("fields").and_then(|f| f.as_array()).cloned().unwrap_or_default();
+    let Some(found) = fields
+        .iter()
+        .find(|f| f.get("name").and_then(|n| n.as_str()).map(|n| n.eq_ignore_ascii_case(field)).unwrap_or(false))
+    else {
+        return Err(SinkError::Startup(format!(
+            "field '{field}' does not exist on {} (or the integration user has no field-level access): check salesforce.external.id.field",
+            cfg.sobject
+        )));
+    };
+    let flag = |k: &str| found.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    if !flag("externalId") && !flag("idLookup") {
+        return Err(SinkError::Startup(format!(
+            "field '{field}' on {} is not an External ID field: mark it as External ID in its field definition, or set salesforce.external.id.field to one that is",
+            cfg.sobject
+        )));
+    }
+    let numeric = matches!(found.get("type").and_then(|t| t.as_str()), Some("double" | "int" | "long" | "currency" | "percent"));
+    logs.info(format!("external ID field {field} on {} checked", cfg.sobject));
+    Ok(numeric)
+}
+
+fn token_failure(cfg: &Config, e: &SalesforceError) -> String {
+    match e {
+        SalesforceError::TokenRefused { error, .. } if e.class() == ErrorClass::Fatal => format!(
+            "Salesforce refused to issue a token: {e}. Fix: {}",
+            crate::auth::token_advice(error, &cfg.auth)
+        ),
+        _ => format!("cannot reach Salesforce at {} to obtain a token: {e}", cfg.instance_url),
+    }
+}

@@ -1,0 +1,110 @@
+//! COLLECTIONS mode: sObject Collections, up to 200 records a request, `allOrNone=false`, one
+//! result per record in request order.
+
+use super::{ItemResult, RequestItem, Writer};
+use crate::config::Operation;
+use crate::convert::write_string;
+use crate::error::{classify_code, ApiError, SalesforceError};
+use crate::http::percent_encode;
+use reqwest::Method;
+
+#[derive(serde::Deserialize)]
+struct Entry {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    success: bool,
+    #[serde(default)]
+    errors: Vec<ApiError>,
+}
+
+pub(super) async fn send(w: &Writer, op: Operation, items: &[RequestItem]) -> Result<Vec<ItemResult>, SalesforceError> {
+    let response = match op {
+        Operation::Delete => {
+            let ids: Vec<String> = items.iter().map(|i| percent_encode(i.id.as_deref().unwrap_or_default())).collect();
+            let path = format!("/composite/sobjects?ids={}&allOrNone=false", ids.join(","));
+            w.client.send(Method::DELETE, &path, None).await?
+        }
+        Operation::Insert => w.client.send(Method::POST, "/composite/sobjects", Some(&body(w, op, items))).await?,
+        Operation::Update => w.client.send(Method::PATCH, "/composite/sobjects", Some(&body(w, op, items))).await?,
+        Operation::Upsert => {
+            let path = format!(
+                "/composite/sobjects/{}/{}",
+                percent_encode(&w.cfg.sobject),
+                percent_encode(w.cfg.external_id_field.as_deref().unwrap_or_default())
+            );
+            w.client.send(Method::PATCH, &path, Some(&body(w, op, items))).await?
+        }
+    };
+    let entries: Vec<Entry> = serde_json::from_slice(&response.body).map_err(|e| SalesforceError::Unexpected {
+        status: response.status,
+        snippet: format!("Collections answer is not a result array: {e}"),
+    })?;
+    if entries.len() != items.len() {
+        // Without one result per record nothing can be attributed; retrying is safe for upserts
+        // and the only way not to lose the others.
+        return Err(SalesforceError::Unexpected {
+            status: 500,
+            snippet: format!("Collections answered {} results for {} records", entries.len(), items.len()),
+        });
+    }
+    Ok(entries
+        .into_iter()
+        .zip(items)
+        .map(|(entry, item)| {
+            if entry.success {
+                return ItemResult::Written { id: entry.id.or_else(|| item.id.clone()) };
+            }
+            let first = entry.errors.first();
+            let code = first.map(|e| e.code.as_str()).unwrap_or("");
+            let message = first.map(|e| e.message.as_str()).unwrap_or("");
+            let class = classify_code(code, message, None);
+            let gone = matches!(code, "NOT_FOUND" | "ENTITY_IS_DELETED" | "INVALID_CROSS_REFERENCE_KEY")
+                && matches!(op, Operation::Update | Operation::Delete);
+            let text = entry.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            w.result_for(op, item, class, gone, if text.is_empty() { "rejected without an error".into() } else { text })
+        })
+        .collect())
+}
+
+/// `{"allOrNone":false,"records":[{"attributes":{"type":T}, <id or external ID>, <fields>}, …]}`
+fn body(w: &Writer, op: Operation, items: &[RequestItem]) -> Vec<u8> {
+    let mut type_attr = Vec::new();
+    write_string(&mut type_attr, &w.cfg.sobject);
+    let size: usize = items.iter().map(|i| i.fields.len() + 64).sum();
+    let mut out = Vec::with_capacity(size + 48);
+    out.extend_from_slice(br#"{"allOrNone":false,"records":["#);
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"attributes":{"type":"#);
+        out.extend_from_slice(&type_attr);
+        out.push(b'}');
+        match op {
+            Operation::Update => {
+                out.extend_from_slice(br#","id":"#);
+                write_string(&mut out, item.id.as_deref().unwrap_or_default());
+            }
+            Operation::Upsert => {
+                out.push(b',');
+                write_string(&mut out, w.cfg.external_id_field.as_deref().unwrap_or_default());
+                out.push(b':');
+                let key = item.key.as_deref().unwrap_or_default();
+                if w.external_id_numeric && key.parse::<f64>().is_ok() {
+                    out.extend_from_slice(key.as_bytes());
+                } else {
+                    write_string(&mut out, key);
+                }
+            }
+            _ => {}
+        }
+        if !item.fields.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(&item.fields);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}

@@ -1,0 +1,138 @@
+//! JNI entry points of `io.axual.connect.plugins.salesforce.jni.NativeSink`: bytes in, bytes out.
+//!
+//! The only file that knows about the JVM. Every entry point catches panics and turns them, like
+//! every other error, into a `NativeSinkException` on the calling Java thread: a native failure
+//! fails the task, never the worker. Rust keeps no JVM references between calls.
+
+use jni::objects::{JByteArray, JClass};
+use jni::sys::{jbyteArray, jlong};
+use jni::JNIEnv;
+use salesforce_sink_core::SalesforceSink;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
+
+const EXCEPTION_CLASS: &str = "io/axual/connect/plugins/salesforce/jni/NativeSinkException";
+
+thread_local! {
+    /// Where the last panic on this thread happened, so the exception can name it.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The default hook prints to the worker's stderr; ours records the panic for the exception
+/// message instead. Idempotent: each class loader's copy of the library installs its own once.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{}{location}", payload_text(info.payload()))));
+        }));
+    });
+}
+
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}
+
+/// Runs `body`, turning an error or a panic into a pending Java exception and `default` as the
+/// return value (ignored by the JVM once an exception is pending).
+fn guarded<T>(env: &mut JNIEnv, entry_point: &str, default: T, body: impl FnOnce(&mut JNIEnv) -> Result<T, String>) -> T {
+    install_panic_hook();
+    let result = catch_unwind(AssertUnwindSafe(|| body(env)));
+    let message = match result {
+        Ok(Ok(value)) => return value,
+        Ok(Err(message)) => message,
+        Err(payload) => {
+            let detail = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| payload_text(&*payload));
+            format!("native panic in {entry_point}: {detail}")
+        }
+    };
+    if env.exception_check().unwrap_or(false) {
+        return default; // a JNI call already threw; keep that exception
+    }
+    if env.throw_new(EXCEPTION_CLASS, &message).is_err() {
+        let _ = env.throw_new("java/lang/RuntimeException", &message);
+    }
+    default
+}
+
+fn sink<'a>(handle: jlong) -> Result<&'a SalesforceSink, String> {
+    if handle == 0 {
+        return Err("the native sink is closed".into());
+    }
+    // SAFETY: handles come from `open` (Box::into_raw) and Java stops using one before `close`.
+    Ok(unsafe { &*(handle as *const SalesforceSink) })
+}
+
+fn bytes_in(env: &mut JNIEnv, array: &JByteArray) -> Result<Vec<u8>, String> {
+    env.convert_byte_array(array).map_err(|e| format!("cannot read the byte array from Java: {e}"))
+}
+
+fn bytes_out(env: &mut JNIEnv, bytes: &[u8]) -> Result<jbyteArray, String> {
+    env.byte_array_from_slice(bytes)
+        .map(|a| a.into_raw())
+        .map_err(|e| format!("cannot hand {} bytes to Java: {e}", bytes.len()))
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_open<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    config: JByteArray<'l>,
+) -> jlong {
+    guarded(&mut env, "open", 0, |env| {
+        let config = bytes_in(env, &config)?;
+        let sink = SalesforceSink::open(&config).map_err(|e| e.to_string())?;
+        Ok(Box::into_raw(Box::new(sink)) as jlong)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_put<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+    batch: JByteArray<'l>,
+) -> jbyteArray {
+    guarded(&mut env, "put", std::ptr::null_mut(), |env| {
+        let sink = sink(handle)?;
+        let batch = bytes_in(env, &batch)?;
+        let outcome = sink.put(&batch).map_err(|e| e.to_string())?;
+        bytes_out(env, &outcome)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_drainLogs<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+) -> jbyteArray {
+    guarded(&mut env, "drainLogs", std::ptr::null_mut(), |env| {
+        let logs = sink(handle)?.drain_logs();
+        bytes_out(env, &logs)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_close<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+) {
+    guarded(&mut env, "close", (), |_| {
+        if handle != 0 {
+            // SAFETY: see `sink`; Java's AtomicBoolean guard makes this the only close of `handle`.
+            let sink = unsafe { Box::from_raw(handle as *mut SalesforceSink) };
+            sink.close();
+        }
+        Ok(())
+    })
+}
