@@ -115,6 +115,17 @@ pub struct Config {
     pub ignore_missing_deletes: bool,
     /// Test-only hook: the native entry point that must panic (`open`, `put`, `close`).
     pub test_panic: Option<String>,
+    pub proxy: Option<Proxy>,
+    /// Extra trusted CA certificates (PEM), for orgs reached through a TLS-inspecting proxy or a
+    /// private endpoint. Java turns `salesforce.ssl.truststore.path` into this too.
+    pub ca_pem: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proxy {
+    pub url: Secret,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
 }
 
 struct Values<'a>(&'a HashMap<String, String>);
@@ -261,6 +272,12 @@ impl Config {
             skip_null_fields: v.choice("salesforce.null.fields", "SEND", &["SEND", "SKIP"])? == "SKIP",
             ignore_missing_deletes: v.choice("salesforce.delete.missing", "FAIL", &["FAIL", "IGNORE"])? == "IGNORE",
             test_panic: v.opt("salesforce.test.native.panic").map(str::to_owned),
+            proxy: v.opt("salesforce.proxy.url").map(|url| Proxy {
+                url: Secret::new(url),
+                username: v.opt("salesforce.proxy.username").map(str::to_owned),
+                password: v.opt("salesforce.proxy.password").map(Secret::new),
+            }),
+            ca_pem: v.opt("salesforce.ssl.ca.pem").map(str::to_owned),
         })
     }
 

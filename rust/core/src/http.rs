@@ -33,14 +33,36 @@ pub struct SalesforceClient {
 }
 
 pub fn build_http(cfg: &Config) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(cfg.request_timeout)
         .gzip(cfg.compression)
         .pool_max_idle_per_host(cfg.max_in_flight.max(1))
-        .user_agent(concat!("axual-salesforce-sobject-sink/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .user_agent(concat!("axual-salesforce-sobject-sink/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &cfg.ca_pem {
+        let pem = pem.replace("\\n", "\n");
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| format!("salesforce.ssl.ca.pem holds no usable PEM certificate: {e}"))?;
+        if certs.is_empty() {
+            return Err("salesforce.ssl.ca.pem holds no PEM certificate".into());
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let Some(proxy) = &cfg.proxy {
+        // The URL may carry credentials: never put it into a message.
+        let mut p = reqwest::Proxy::all(proxy.url.expose())
+            .map_err(|_| "salesforce.proxy.url is not a valid proxy URL (http://host:port)".to_string())?;
+        if let Some(user) = &proxy.username {
+            p = p.basic_auth(user, proxy.password.as_ref().map(|s| s.expose()).unwrap_or(""));
+        }
+        builder = builder.proxy(p);
+    } else {
+        // Only the configured proxy applies, not the worker's environment variables.
+        builder = builder.no_proxy();
+    }
+    builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 impl SalesforceClient {

@@ -125,23 +125,7 @@ impl Writer {
     }
 
     fn schedule(&self, items: &[Item]) -> Vec<Vec<usize>> {
-        let mut last_wave: HashMap<String, usize> = HashMap::new();
-        let mut waves: Vec<Vec<usize>> = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let wave = match item.write.ordering_key(self.external_id_mode()) {
-                Some(key) => {
-                    let wave = last_wave.get(&key).map_or(0, |w| w + 1);
-                    last_wave.insert(key, wave);
-                    wave
-                }
-                None => 0,
-            };
-            if waves.len() <= wave {
-                waves.resize_with(wave + 1, Vec::new);
-            }
-            waves[wave].push(i);
-        }
-        waves
+        schedule(items.iter().map(|i| &i.write), self.external_id_mode())
     }
 
     /// Runs one wave to the end. `Some(backoff)` when retries ran out and writes are left pending.
@@ -381,6 +365,63 @@ impl Writer {
             _ => "",
         };
         FatalError(format!("Salesforce refused the connector's credentials: {e}. {advice}"))
+    }
+}
+
+/// Lays writes out in waves (see the module doc): indices into `writes`, wave by wave, each wave
+/// in offset order.
+pub fn schedule<'a>(writes: impl Iterator<Item = &'a PlannedWrite>, external_id_mode: bool) -> Vec<Vec<usize>> {
+    let mut last_wave: HashMap<String, usize> = HashMap::new();
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for (i, write) in writes.enumerate() {
+        let wave = match write.ordering_key(external_id_mode) {
+            Some(key) => {
+                let wave = last_wave.get(&key).map_or(0, |w| w + 1);
+                last_wave.insert(key, wave);
+                wave
+            }
+            None => 0,
+        };
+        if waves.len() <= wave {
+            waves.resize_with(wave + 1, Vec::new);
+        }
+        waves[wave].push(i);
+    }
+    waves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(op: Operation, key: Option<&str>) -> PlannedWrite {
+        PlannedWrite { op, key: key.map(str::to_owned), fields: vec![] }
+    }
+
+    #[test]
+    fn same_key_goes_to_later_waves_in_order() {
+        use Operation::*;
+        let writes = [
+            w(Upsert, Some("a")),
+            w(Upsert, Some("b")),
+            w(Delete, Some("A")), // same key as "a", case-insensitively
+            w(Upsert, Some("c")),
+            w(Upsert, Some("a")),
+            w(Update, Some("b")),
+        ];
+        assert_eq!(schedule(writes.iter(), true), vec![vec![0, 1, 3], vec![2, 5], vec![4]]);
+    }
+
+    #[test]
+    fn native_inserts_have_no_key_and_never_wait() {
+        use Operation::*;
+        let writes = [
+            w(Update, Some("003000000000001")),
+            w(Insert, None),
+            w(Delete, Some("003000000000001AAA")), // the same record in its 18-character form
+            w(Insert, None),
+        ];
+        assert_eq!(schedule(writes.iter(), false), vec![vec![0, 1, 3], vec![2]]);
     }
 }
 

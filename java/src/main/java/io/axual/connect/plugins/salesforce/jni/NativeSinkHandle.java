@@ -1,0 +1,63 @@
+package io.axual.connect.plugins.salesforce.jni;
+
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * Owns one native handle. The methods are synchronized so that a {@code close} arriving from
+ * another thread waits for a running {@code put} instead of freeing memory under it; the
+ * AtomicBoolean makes a second close a no-op (a double free in native code would crash the JVM).
+ */
+public final class NativeSinkHandle implements NativeWriter {
+    private static final byte[] NO_LOGS = {0, 0, 0, 0};
+
+    private final long handle;
+    private final AtomicBoolean closed = new AtomicBoolean(false);
+
+    private NativeSinkHandle(long handle) {
+        this.handle = handle;
+    }
+
+    /**
+     * Loads the native library if needed and opens a native sink.
+     *
+     * @param config the config buffer from {@link ConfigEncoder}
+     * @throws NativeSinkException when the native side rejects the configuration or cannot start
+     */
+    public static NativeSinkHandle open(byte[] config) {
+        NativeLibrary.load();
+        return new NativeSinkHandle(NativeSink.open(config));
+    }
+
+    @Override
+    public synchronized byte[] put(byte[] batch) {
+        ensureOpen();
+        return NativeSink.put(handle, batch);
+    }
+
+    @Override
+    public synchronized byte[] drainLogs() {
+        if (closed.get()) {
+            return NO_LOGS;
+        }
+        byte[] logs = NativeSink.drainLogs(handle);
+        return logs == null ? NO_LOGS : logs;
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed.compareAndSet(false, true)) {
+            NativeSink.close(handle);
+        }
+    }
+
+    private void ensureOpen() {
+        if (closed.get()) {
+            throw new IllegalStateException("the native Salesforce sink has been closed");
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "NativeSinkHandle{closed=" + closed.get() + "}";
+    }
+}
