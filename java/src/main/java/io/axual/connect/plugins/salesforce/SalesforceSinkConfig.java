@@ -44,6 +44,12 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     // Connection
     public static final String API_VERSION = "salesforce.api.version";
     public static final String REQUEST_TIMEOUT_MS = "salesforce.request.timeout.ms";
+    public static final String PROXY_URL = "salesforce.proxy.url";
+    public static final String PROXY_USERNAME = "salesforce.proxy.username";
+    public static final String PROXY_PASSWORD = "salesforce.proxy.password";
+    public static final String SSL_CA_PEM = "salesforce.ssl.ca.pem";
+    public static final String SSL_TRUSTSTORE_PATH = "salesforce.ssl.truststore.path";
+    public static final String SSL_TRUSTSTORE_PASSWORD = "salesforce.ssl.truststore.password";
     // SObject Mapping
     public static final String SOBJECT_TYPE = "salesforce.sobject.type";
     public static final String OPERATION = "salesforce.operation";
@@ -77,7 +83,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
 
     static final List<String> AUTH_TYPES = List.of(CLIENT_CREDENTIALS, JWT_BEARER);
     static final List<String> OPERATIONS = List.of("INSERT", "UPDATE", "DELETE", UPSERT);
-    static final List<String> WRITE_MODES = List.of("SINGLE", "COLLECTIONS", "BULK");
+    static final List<String> WRITE_MODES = List.of("SINGLE", "COLLECTIONS");
     static final List<String> NULL_FIELDS_MODES = List.of("SEND", "SKIP");
     static final List<String> DELETE_MISSING_MODES = List.of("FAIL", "IGNORE");
 
@@ -150,6 +156,27 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         def.define(REQUEST_TIMEOUT_MS, Type.INT, 30000, ConfigDef.Range.atLeast(1), Importance.LOW,
                 "Per-request HTTP timeout in milliseconds. The TCP connect timeout is fixed at 30 seconds.",
                 GROUP_CONNECTION, ++order, Width.SHORT, "Request timeout (ms)");
+        def.define(PROXY_URL, Type.STRING, null, new ProxyUrlValidator(), Importance.LOW,
+                "Optional HTTP(S) proxy for every Salesforce request, e.g. http://proxy.internal:3128. The "
+                        + "worker's proxy environment variables are not used.",
+                GROUP_CONNECTION, ++order, Width.LONG, "Proxy URL");
+        def.define(PROXY_USERNAME, Type.STRING, null, null, Importance.LOW,
+                "User name for proxy basic authentication.",
+                GROUP_CONNECTION, ++order, Width.MEDIUM, "Proxy username");
+        def.define(PROXY_PASSWORD, Type.PASSWORD, null, null, Importance.LOW,
+                "Password for proxy basic authentication.",
+                GROUP_CONNECTION, ++order, Width.MEDIUM, "Proxy password");
+        def.define(SSL_CA_PEM, Type.STRING, null, null, Importance.LOW,
+                "Additional trusted CA certificates, PEM (one or more -----BEGIN CERTIFICATE----- blocks), for "
+                        + "private CAs such as a TLS-inspecting proxy. The public roots stay trusted.",
+                GROUP_CONNECTION, ++order, Width.LONG, "Extra CA certificates (PEM)");
+        def.define(SSL_TRUSTSTORE_PATH, Type.STRING, null, null, Importance.LOW,
+                "A trust store file (PKCS12 or JKS) whose certificates are trusted in addition to the public "
+                        + "roots, as an alternative to salesforce.ssl.ca.pem.",
+                GROUP_CONNECTION, ++order, Width.LONG, "Trust store path");
+        def.define(SSL_TRUSTSTORE_PASSWORD, Type.PASSWORD, null, null, Importance.LOW,
+                "Password of salesforce.ssl.truststore.path, if it has one.",
+                GROUP_CONNECTION, ++order, Width.MEDIUM, "Trust store password");
 
         order = 0;
         def.define(SOBJECT_TYPE, Type.STRING, ConfigDef.NO_DEFAULT_VALUE, new ApiNameValidator(), Importance.HIGH,
@@ -206,8 +233,9 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 "Gzip request bodies and accept gzip responses.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Compression");
         def.define(WRITE_MODE, Type.STRING, "COLLECTIONS", enumValidator(WRITE_MODES), Importance.MEDIUM,
-                "SINGLE: one REST request per record. COLLECTIONS: sObject Collections, up to "
-                        + "salesforce.batch.size records per request. BULK: Bulk API 2.0 ingest jobs.",
+                "SINGLE: one REST request per record (as the original connector). COLLECTIONS: sObject "
+                        + "Collections, up to salesforce.batch.size records per request (Bulk API 2.0 is not "
+                        + "available yet).",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Write mode", new EnumRecommender(WRITE_MODES));
         def.define(BATCH_SIZE, Type.INT, 200, ConfigDef.Range.between(1, 200), Importance.LOW,
                 "Records per sObject Collections request (1..200).",
@@ -300,6 +328,16 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 value = new Password(normalizePem(((Password) value).value()));
             }
             settings.put(key, value);
+        }
+        String truststore = getString(SSL_TRUSTSTORE_PATH);
+        if (truststore != null && !truststore.isBlank()) {
+            // Rust reads PEM only: the trust store's certificates travel as PEM next to salesforce.ssl.ca.pem.
+            Password password = getPassword(SSL_TRUSTSTORE_PASSWORD);
+            String pem = TrustStorePem.read(truststore.trim(), password == null ? null : password.value());
+            Object extra = settings.get(SSL_CA_PEM);
+            settings.put(SSL_CA_PEM, extra == null ? pem : extra + "\n" + pem);
+            settings.remove(SSL_TRUSTSTORE_PATH);
+            settings.remove(SSL_TRUSTSTORE_PASSWORD);
         }
         return settings;
     }
@@ -399,6 +437,32 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         @Override
         public String toString() {
             return "https:// URL (http:// only for loopback hosts)";
+        }
+    }
+
+    static final class ProxyUrlValidator implements ConfigDef.Validator {
+        @Override
+        public void ensureValid(String name, Object value) {
+            if (value == null || value.toString().isBlank()) {
+                return;
+            }
+            try {
+                URI uri = new URI(value.toString().trim());
+                String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase(Locale.ROOT);
+                if ((scheme.equals("http") || scheme.equals("https")) && uri.getHost() != null) {
+                    return;
+                }
+            } catch (URISyntaxException e) {
+                // reported below
+            }
+            // The URL may carry credentials: do not echo it.
+            throw new ConfigException(name, Password.HIDDEN, "must be an http:// or https:// proxy URL with a host, "
+                    + "e.g. http://proxy.internal:3128");
+        }
+
+        @Override
+        public String toString() {
+            return "http(s)://host:port";
         }
     }
 

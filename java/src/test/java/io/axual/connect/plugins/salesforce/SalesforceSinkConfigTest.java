@@ -227,7 +227,9 @@ class SalesforceSinkConfigTest {
                 "salesforce.retry.initial.backoff.ms", "salesforce.retry.max.backoff.ms",
                 "salesforce.startup.validation.enabled", "salesforce.compression.enabled", "salesforce.write.mode",
                 "salesforce.batch.size", "salesforce.max.in.flight.requests", "salesforce.null.fields",
-                "salesforce.delete.missing", "salesforce.test.native.panic");
+                "salesforce.delete.missing", "salesforce.test.native.panic", "salesforce.proxy.url",
+                "salesforce.proxy.username", "salesforce.proxy.password", "salesforce.ssl.ca.pem",
+                "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password");
         assertEquals(expected, def.names());
         Set<String> groups = Set.of("Authentication", "Connection", "SObject Mapping", "Error Handling and Retries",
                 "Advanced");
