@@ -1,0 +1,20 @@
+//! sf-emulator: a Salesforce REST API double for the connector's tests, benchmarks and demo.
+//!
+//! It implements what Salesforce documents (and, where the docs are silent, what Salesforce is
+//! observed to do) rather than what the connector expects: OAuth token flows, sObject rows,
+//! upsert by external ID, sObject Collections, a SOQL subset, describe, limits, the daily API
+//! quota, gzip, plus a control API (`/__emulator/...`) for tests to inspect state and inject
+//! latency and faults.
+
+pub mod collections;
+pub mod control;
+pub mod dml;
+pub mod faults;
+pub mod oauth;
+pub mod query;
+pub mod rest;
+pub mod server;
+pub mod state;
+pub mod validate;
+
+pub use server::start;

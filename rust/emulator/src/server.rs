@@ -1,0 +1,329 @@
+//! The HTTP server: one accept loop on hyper's HTTP/1.1 connections, and the processing every
+//! `/services/` request shares — latency, faults, gzip in and out, auth, the daily quota, the
+//! `Sforce-Limit-Info` header and the request log. Routing to the Salesforce resources is in
+//! `rest.rs`, the test control API in `control.rs`.
+
+use bytes::Bytes;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+use crate::faults::Action;
+use crate::state::{now_ms, LogEntry, Store};
+use crate::validate::SfError;
+use crate::{control, oauth, rest};
+
+/// Salesforce's URI limit for REST requests.
+pub const MAX_URI_BYTES: usize = 16_384;
+
+pub struct App {
+    pub store: Mutex<Store>,
+    pub port: u16,
+    pub verbose: bool,
+}
+
+impl App {
+    pub fn new(port: u16, verbose: bool) -> Arc<App> {
+        Arc::new(App { store: Mutex::new(Store::new()), port, verbose })
+    }
+    /// A poisoned lock only means a handler panicked; the store itself stays usable.
+    pub fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a handler answers: status, body and extra headers, plus what the request log needs.
+pub struct Reply {
+    pub status: u16,
+    pub body: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, String)>,
+    pub kind: &'static str,
+    pub records: usize,
+}
+
+impl Reply {
+    pub fn json(status: u16, v: &Value) -> Reply {
+        Reply { status, body: Some(serde_json::to_vec(v).unwrap_or_default()), headers: vec![], kind: "other", records: 1 }
+    }
+    pub fn empty(status: u16) -> Reply {
+        Reply { status, body: None, headers: vec![], kind: "other", records: 1 }
+    }
+    pub fn error(e: &SfError) -> Reply {
+        Reply::json(e.status, &e.body())
+    }
+    pub fn kind(mut self, kind: &'static str) -> Reply {
+        self.kind = kind;
+        self
+    }
+    pub fn records(mut self, n: usize) -> Reply {
+        self.records = n;
+        self
+    }
+}
+
+/// Marker error: makes hyper drop the connection without writing a response.
+#[derive(Debug)]
+pub struct DropConnection;
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset by fault injection")
+    }
+}
+impl std::error::Error for DropConnection {}
+
+pub async fn serve(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        // A second handle on the socket, so a `reset` fault can turn the close into a TCP RST.
+        let raw = stream.as_fd().try_clone_to_owned().ok().map(socket2::Socket::from);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let reset = Arc::new(AtomicBool::new(false));
+            let flag = reset.clone();
+            let svc = hyper::service::service_fn(move |req| handle(app.clone(), req, flag.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+            if let Some(sock) = raw {
+                if reset.load(Ordering::SeqCst) {
+                    let _ = sock.set_linger(Some(Duration::ZERO));
+                }
+                drop(sock);
+            }
+        });
+    }
+}
+
+fn header(req: &hyper::http::request::Parts, name: &str) -> Option<String> {
+    req.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    reset: Arc<AtomicBool>,
+) -> Result<Response<Full<Bytes>>, DropConnection> {
+    let (parts, body) = req.into_parts();
+    let wire = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(str::to_string);
+
+    if let Some(rest) = path.strip_prefix("/__emulator/") {
+        let reply = control::handle(&app, &method, rest, query.as_deref(), &wire);
+        return Ok(to_response(reply, false).0);
+    }
+
+    let request_ce = header(&parts, "content-encoding");
+    let accept = header(&parts, "accept-encoding");
+    let host = header(&parts, "host").unwrap_or_else(|| format!("127.0.0.1:{}", app.port));
+    let base_url = format!("http://{host}");
+    let mut entry = LogEntry {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        request_content_encoding: request_ce.clone(),
+        accept_encoding: accept.clone(),
+        request_body_bytes: wire.len(),
+        kind: "other".into(),
+        records: 1,
+        ts_ms: now_ms(),
+        ..LogEntry::default()
+    };
+    let is_token = path == "/services/oauth2/token";
+    if is_token {
+        entry.kind = "token".into();
+    }
+
+    let (latency, action, record_rules) = {
+        let mut store = app.lock();
+        let action = store.faults.request_action(&method, &path);
+        let rules = store.faults.record_rules(&method, &path);
+        (store.latency_ms, action, rules)
+    };
+    if latency > 0 && path.starts_with("/services/") {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let mut slow = None;
+    if let Some((action, label)) = action {
+        entry.fault = Some(label);
+        match action {
+            Action::Reset => {
+                reset.store(true, Ordering::SeqCst);
+                entry.status = 0;
+                finish_log(&app, entry);
+                return Err(DropConnection);
+            }
+            Action::Status { status, code, message } => {
+                let body = if is_token {
+                    json!({"error": code.to_lowercase(), "error_description": message})
+                } else {
+                    SfError::new(status, &code, message).body()
+                };
+                let mut reply = Reply::json(status, &body);
+                if path.starts_with("/services/data/") {
+                    let store = app.lock();
+                    reply.headers.push(("Sforce-Limit-Info", format!("api-usage={}/{}", store.api_used, store.api_max)));
+                }
+                return Ok(respond(&app, reply, accept.as_deref(), entry));
+            }
+            Action::Slow(ms) => slow = Some(ms),
+        }
+    }
+
+    // Request bodies may arrive gzip-compressed.
+    let decoded: Vec<u8> = if request_ce.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("gzip")) {
+        let mut out = vec![];
+        if GzDecoder::new(&wire[..]).read_to_end(&mut out).is_err() {
+            let e = SfError::new(400, "JSON_PARSER_ERROR", "Unable to decompress the request body: not in gzip format");
+            return Ok(respond(&app, Reply::error(&e), accept.as_deref(), entry));
+        }
+        out
+    } else {
+        wire.to_vec()
+    };
+    entry.request_body_decoded_bytes = decoded.len();
+
+    let reply = if is_token {
+        let (status, body) = oauth::token(&mut app.lock(), &decoded, &base_url);
+        let mut r = Reply::json(status, &body).kind("token");
+        r.headers.push(("Cache-Control", "no-cache,must-revalidate,max-age=0,no-store,private".into()));
+        r
+    } else if path == "/services/data" || path == "/services/data/" {
+        Reply::json(200, &json!([{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}]))
+    } else if let Some(rest_path) = path.strip_prefix("/services/data/") {
+        let uri_len = parts.uri.to_string().len();
+        if uri_len > MAX_URI_BYTES {
+            let e = SfError::new(414, "URI_TOO_LONG", format!("The request URI is {uri_len} bytes long; the limit is {MAX_URI_BYTES} bytes"));
+            Reply::error(&e)
+        } else {
+            let auth = header(&parts, "authorization");
+            let (reply, counted) = api(&app, &method, rest_path, query.as_deref(), &decoded, auth.as_deref(), &record_rules);
+            entry.counted = counted;
+            reply
+        }
+    } else {
+        Reply::error(&SfError::not_found())
+    };
+
+    if let Some(ms) = slow {
+        // The write already happened; the client just does not hear about it in time.
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    Ok(respond(&app, reply, accept.as_deref(), entry))
+}
+
+/// Auth, quota, routing and the limit header for `/services/data/...` requests.
+fn api(
+    app: &App,
+    method: &str,
+    rest_path: &str,
+    query: Option<&str>,
+    body: &[u8],
+    auth: Option<&str>,
+    record_rules: &[usize],
+) -> (Reply, bool) {
+    // Parse JSON outside the lock.
+    let json = if body.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice::<Value>(body).map_err(|e| {
+            SfError::new(
+                400,
+                "JSON_PARSER_ERROR",
+                format!("Unexpected character in request body: {e} at [line:{}, column:{}]", e.line(), e.column()),
+            )
+        }))
+    };
+    let text = std::str::from_utf8(body).unwrap_or("");
+    let mut store = app.lock();
+    let (mut reply, counted) = match oauth::check_token(&mut store, auth) {
+        Err(e) => (Reply::error(&e), false),
+        Ok(()) if store.api_used >= store.api_max => (
+            Reply::error(&SfError::new(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")),
+            false,
+        ),
+        Ok(()) => {
+            store.api_used += 1;
+            let ctx = rest::Ctx { method, query, json: json.as_ref(), raw: text, record_rules };
+            (rest::dispatch(&mut store, &ctx, rest_path), true)
+        }
+    };
+    reply.headers.push(("Sforce-Limit-Info", format!("api-usage={}/{}", store.api_used, store.api_max)));
+    (reply, counted)
+}
+
+fn respond(app: &App, reply: Reply, accept: Option<&str>, mut entry: LogEntry) -> Response<Full<Bytes>> {
+    let gzip_ok = accept.is_some_and(|a| a.to_ascii_lowercase().contains("gzip"));
+    entry.status = reply.status;
+    if entry.kind == "other" || reply.kind != "other" {
+        entry.kind = reply.kind.to_string();
+    }
+    entry.records = reply.records;
+    let (resp, gzipped) = to_response(reply, gzip_ok);
+    if gzipped {
+        entry.response_content_encoding = Some("gzip".into());
+    }
+    finish_log(app, entry);
+    resp
+}
+
+fn finish_log(app: &App, entry: LogEntry) {
+    if app.verbose {
+        println!("{} {} {}", entry.method, entry.path, entry.status);
+    }
+    app.lock().push_log(entry);
+}
+
+fn to_response(reply: Reply, gzip_ok: bool) -> (Response<Full<Bytes>>, bool) {
+    let mut builder = Response::builder().status(reply.status);
+    let mut gzipped = false;
+    let body = match reply.body {
+        Some(b) => {
+            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+            if gzip_ok && !b.is_empty() {
+                let mut enc = GzEncoder::new(Vec::with_capacity(b.len() / 4 + 32), flate2::Compression::fast());
+                let _ = enc.write_all(&b);
+                gzipped = true;
+                builder = builder.header(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                enc.finish().unwrap_or_default()
+            } else {
+                b
+            }
+        }
+        None => vec![],
+    };
+    for (k, v) in reply.headers {
+        builder = builder.header(k, v);
+    }
+    let resp = builder.body(Full::new(Bytes::from(body))).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+    (resp, gzipped)
+}
+
+/// Binds, then serves in the background; returns the bound port (tests and `main`).
+pub async fn start(host: &str, port: u16, verbose: bool) -> std::io::Result<(u16, Arc<App>)> {
+    let listener = TcpListener::bind((host, port)).await?;
+    let port = listener.local_addr()?.port();
+    let app = App::new(port, verbose);
+    tokio::spawn(serve(listener, app.clone()));
+    Ok((port, app))
+}
