@@ -8,14 +8,37 @@ use crate::logs::Logs;
 use crate::SinkError;
 use reqwest::Method;
 
+/// Runs `call` until it succeeds, fails for good, or the retry policy runs out: a Salesforce hiccup
+/// at start should not fail the task any more than one in `put()` does.
+async fn with_retries<T, F, Fut>(cfg: &Config, logs: &Logs, what: &str, mut call: F) -> Result<T, SalesforceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SalesforceError>>,
+{
+    let mut retry = 0;
+    loop {
+        match call().await {
+            Err(e) if e.class() == ErrorClass::Recoverable && retry < cfg.retry.max_attempts => {
+                retry += 1;
+                let backoff = cfg.retry.backoff(retry);
+                logs.warn(format!("{what} failed ({e}); retry {retry} of {} in {} ms", cfg.retry.max_attempts, backoff.as_millis()));
+                tokio::time::sleep(backoff).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Returns whether the external ID field holds numbers (so SOQL must not quote them).
 pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Logs) -> Result<bool, SinkError> {
-    client.tokens().token().await.map_err(|e| SinkError::Startup(token_failure(cfg, &e)))?;
+    with_retries(cfg, logs, "fetching an OAuth token", || client.tokens().token())
+        .await
+        .map_err(|e| SinkError::Startup(token_failure(cfg, &e)))?;
     logs.info(format!("OAuth token obtained from {}/services/oauth2/token", cfg.instance_url));
     let Some(field) = &cfg.external_id_field else { return Ok(false) };
 
     let path = format!("/sobjects/{}/describe", percent_encode(&cfg.sobject));
-    let describe = client.send(Method::GET, &path, None).await.map_err(|e| {
+    let describe = with_retries(cfg, logs, "describe", || client.send(Method::GET, &path, None)).await.map_err(|e| {
         SinkError::Startup(match e.code() {
             Some("NOT_FOUND") => format!(
                 "SObject '{}' does not exist or the integration user cannot see it: check salesforce.sobject.type and the user's object permissions",

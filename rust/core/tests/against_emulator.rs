@@ -1,0 +1,335 @@
+//! The write path against the Salesforce emulator over real HTTP: mixed operations and repeated
+//! keys checked against a one-by-one model, per-record and request-level faults, stale Ids,
+//! token revocation, and the request count of each write mode.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use salesforce_sink_core::config::Config;
+use salesforce_sink_core::record::{OperationHeader, Record, Value};
+use salesforce_sink_core::wire::outcome::Outcome;
+use salesforce_sink_core::SalesforceSink;
+use serde_json::{json, Value as Json};
+use std::collections::{BTreeMap, HashMap};
+
+struct Emulator {
+    rt: tokio::runtime::Runtime,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Emulator {
+    fn start() -> Emulator {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (port, _app) = rt.block_on(sf_emulator::start("127.0.0.1", 0, false)).unwrap();
+        Emulator { rt, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() }
+    }
+
+    fn control(&self, method: &str, path: &str, body: Json) -> Json {
+        let url = format!("{}/__emulator/{path}", self.base);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        self.rt.block_on(async {
+            let r = self.http.request(method, url).body(body.to_string()).send().await.unwrap();
+            let bytes = r.bytes().await.unwrap();
+            serde_json::from_slice(&bytes).unwrap_or(Json::Null)
+        })
+    }
+
+    fn records(&self, sobject: &str) -> Vec<Json> {
+        self.control("GET", &format!("records/{sobject}"), Json::Null).as_array().cloned().unwrap_or_default()
+    }
+
+    fn api_requests(&self) -> u64 {
+        self.control("GET", "stats", Json::Null)["api_requests"].as_u64().unwrap()
+    }
+
+    fn sink(&self, pairs: &[(&str, &str)]) -> SalesforceSink {
+        let mut map: HashMap<String, String> = [
+            ("salesforce.instance.url", self.base.as_str()),
+            ("salesforce.client.id", "test-client-id"),
+            ("salesforce.auth.type", "CLIENT_CREDENTIALS"),
+            ("salesforce.client.secret", "test-client-secret"),
+            ("salesforce.sobject.type", "Contact"),
+            ("salesforce.retry.initial.backoff.ms", "1"),
+            ("salesforce.retry.max.backoff.ms", "5"),
+            ("salesforce.retry.max.attempts", "8"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in pairs {
+            map.insert((*k).into(), (*v).into());
+        }
+        // A distinct connector name per sink: tasks of different tests must not share a token.
+        map.insert("connector.name".into(), format!("test-{}", rand::random::<u64>()));
+        SalesforceSink::with_config(Config::from_map(&map).unwrap()).unwrap()
+    }
+}
+
+/// One record of a generated stream, owned so batches can borrow from it.
+#[derive(Clone, Debug)]
+struct Msg {
+    key: String,
+    op: &'static str,
+    last_name: Option<String>,
+    email: Option<String>,
+}
+
+impl Msg {
+    fn record(&self, offset: i64) -> Record<'_> {
+        let mut fields = Vec::new();
+        if let Some(l) = &self.last_name {
+            fields.push(("LastName", Value::String(l)));
+        }
+        if let Some(e) = &self.email {
+            fields.push(("Email", Value::String(e)));
+        }
+        Record {
+            topic: "contacts",
+            partition: 0,
+            offset,
+            key: Value::String(&self.key),
+            value: if self.op == "TOMBSTONE" { Value::Null } else { Value::Map(fields) },
+            operation_header: if self.op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(self.op) },
+        }
+    }
+}
+
+/// Applies the stream one record at a time, as SPEC §2 says, giving the final state by external
+/// ID and whether each record should be written (true) or rejected (false).
+fn model(stream: &[Msg]) -> (BTreeMap<String, BTreeMap<String, String>>, Vec<bool>) {
+    let mut state: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut ok = Vec::new();
+    for m in stream {
+        let k = m.key.to_lowercase();
+        let fields = || {
+            let mut f = BTreeMap::new();
+            if let Some(l) = &m.last_name {
+                f.insert("LastName".to_string(), l.clone());
+            }
+            if let Some(e) = &m.email {
+                f.insert("Email".to_string(), e.clone());
+            }
+            f
+        };
+        match m.op {
+            "UPSERT" | "INSERT" => {
+                let exists = state.contains_key(&k);
+                if !exists && m.last_name.is_none() {
+                    ok.push(false); // REQUIRED_FIELD_MISSING on create
+                    continue;
+                }
+                state.entry(k).or_default().extend(fields());
+                ok.push(true);
+            }
+            "UPDATE" => match state.get_mut(&k) {
+                Some(existing) => {
+                    existing.extend(fields());
+                    ok.push(true);
+                }
+                None => ok.push(false),
+            },
+            "DELETE" | "TOMBSTONE" => ok.push(state.remove(&k).is_some()),
+            other => panic!("{other}"),
+        }
+    }
+    (state, ok)
+}
+
+fn stream(seed: u64, n: usize, keys: usize) -> Vec<Msg> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let op = ["UPSERT", "UPSERT", "INSERT", "UPDATE", "DELETE", "TOMBSTONE"][rng.gen_range(0..6)];
+            Msg {
+                key: format!("{}-{}", if rng.gen_bool(0.5) { "K" } else { "k" }, rng.gen_range(0..keys)),
+                op,
+                last_name: if rng.gen_bool(0.85) { Some(format!("L{i}")) } else { None },
+                email: if rng.gen_bool(0.5) { Some(format!("u{i}@example.com")) } else { None },
+            }
+        })
+        .collect()
+}
+
+/// Feeds the stream in `put()` batches, redelivering RETRY records as Connect would.
+fn run(sink: &SalesforceSink, stream: &[Msg], batch: usize) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for (b, chunk) in stream.chunks(batch).enumerate() {
+        let base = (b * batch) as i64;
+        let mut pending: Vec<usize> = (0..chunk.len()).collect();
+        let mut final_outcomes: Vec<Option<Outcome>> = vec![None; chunk.len()];
+        for _round in 0..20 {
+            let records: Vec<Record> = pending.iter().map(|&i| chunk[i].record(base + i as i64)).collect();
+            let (out, _backoff) = sink.write_records(&records).unwrap();
+            let mut still = Vec::new();
+            for (&i, o) in pending.iter().zip(out) {
+                if o.is_final() {
+                    final_outcomes[i] = Some(o);
+                } else {
+                    still.push(i);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+        }
+        assert!(pending.is_empty(), "records still pending after 20 redeliveries");
+        outcomes.extend(final_outcomes.into_iter().map(Option::unwrap));
+    }
+    outcomes
+}
+
+fn state_of(emu: &Emulator) -> BTreeMap<String, BTreeMap<String, String>> {
+    emu.records("Contact")
+        .into_iter()
+        .map(|r| {
+            let mut f = BTreeMap::new();
+            for k in ["LastName", "Email"] {
+                if let Some(v) = r.get(k).and_then(Json::as_str) {
+                    f.insert(k.to_string(), v.to_string());
+                }
+            }
+            (r["ExternalId__c"].as_str().unwrap().to_lowercase(), f)
+        })
+        .collect()
+}
+
+fn check_against_model(mode: &str, faults: Option<Json>) {
+    let emu = Emulator::start();
+    if let Some(rules) = faults {
+        emu.control("POST", "faults", rules);
+    }
+    let sink = emu.sink(&[
+        ("salesforce.write.mode", mode),
+        ("salesforce.external.id.field", "ExternalId__c"),
+        ("salesforce.operation", "UPSERT"),
+        ("salesforce.operation.header.enabled", "true"),
+        ("salesforce.tombstone.delete", "true"),
+    ]);
+    let msgs = stream(7, 1200, 60);
+    let outcomes = run(&sink, &msgs, 300);
+    let (expected_state, expected_ok) = model(&msgs);
+    for (i, (o, ok)) in outcomes.iter().zip(&expected_ok).enumerate() {
+        assert_eq!(*o == Outcome::Written, *ok, "record {i} {:?}: outcome {o:?}", msgs[i]);
+    }
+    assert_eq!(state_of(&emu), expected_state);
+}
+
+#[test]
+fn collections_mixed_operations_match_the_one_by_one_model() {
+    check_against_model("COLLECTIONS", None);
+}
+
+#[test]
+fn single_mixed_operations_match_the_one_by_one_model() {
+    check_against_model("SINGLE", None);
+}
+
+#[test]
+fn collections_survive_record_and_request_faults() {
+    check_against_model(
+        "COLLECTIONS",
+        Some(json!({"seed": 11, "rules": [
+            {"kind": "record_error", "error_code": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access to this record", "probability": 0.1},
+            {"kind": "status", "status": 503, "error_code": "SERVER_UNAVAILABLE", "probability": 0.1, "path_contains": "/services/data"},
+            {"kind": "status", "path_contains": "/services/data", "status": 403, "error_code": "REQUEST_LIMIT_EXCEEDED", "message": "ConcurrentPerOrgLongTxn Limit exceeded", "count": 3},
+            {"kind": "reset", "probability": 0.03, "path_contains": "/services/data"}
+        ]})),
+    );
+}
+
+#[test]
+fn request_counts_per_write_mode() {
+    let emu = Emulator::start();
+    let msgs: Vec<Msg> = (0..1000)
+        .map(|i| Msg { key: format!("E-{i}"), op: "UPSERT", last_name: Some(format!("L{i}")), email: None })
+        .collect();
+    let collections = emu.sink(&[("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation", "UPSERT")]);
+    let before = emu.api_requests();
+    run(&collections, &msgs, 400);
+    let upserts = emu.api_requests() - before;
+    assert_eq!(upserts, 5, "1000 upserts in put() batches of 400 take 5 Collections requests of up to 200");
+
+    let updates: Vec<Msg> = msgs.iter().map(|m| Msg { op: "UPDATE", ..m.clone() }).collect();
+    let fresh = emu.sink(&[
+        ("salesforce.external.id.field", "ExternalId__c"),
+        ("salesforce.operation", "UPDATE"),
+        ("salesforce.startup.validation.enabled", "false"),
+    ]);
+    let before = emu.api_requests();
+    let out = run(&fresh, &updates, 400);
+    assert!(out.iter().all(|o| *o == Outcome::Written));
+    assert_eq!(emu.api_requests() - before, 10, "5 SOQL queries + 5 updates");
+
+    let single = emu.sink(&[
+        ("salesforce.external.id.field", "ExternalId__c"),
+        ("salesforce.operation", "UPDATE"),
+        ("salesforce.write.mode", "SINGLE"),
+        ("salesforce.startup.validation.enabled", "false"),
+    ]);
+    let before = emu.api_requests();
+    run(&single, &updates[..100], 50);
+    assert_eq!(emu.api_requests() - before, 200, "SINGLE: a GET and a PATCH per record");
+}
+
+#[test]
+fn stale_cached_id_is_evicted_and_resolved_again() {
+    let emu = Emulator::start();
+    let sink = emu.sink(&[
+        ("salesforce.external.id.field", "ExternalId__c"),
+        ("salesforce.operation.header.enabled", "true"),
+    ]);
+    let upsert = Msg { key: "S-1".into(), op: "UPSERT", last_name: Some("First".into()), email: None };
+    let update = Msg { key: "S-1".into(), op: "UPDATE", last_name: Some("Second".into()), email: None };
+    assert_eq!(run(&sink, &[upsert.clone(), update.clone()], 10), vec![Outcome::Written; 2]);
+    // Behind the connector's back: the record is deleted and created again with a new Id.
+    let other = emu.sink(&[("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation.header.enabled", "true")]);
+    let delete = Msg { key: "S-1".into(), op: "DELETE", last_name: None, email: None };
+    assert_eq!(run(&other, &[delete, upsert], 10), vec![Outcome::Written; 2]);
+    let third = Msg { key: "S-1".into(), op: "UPDATE", last_name: Some("Third".into()), email: None };
+    assert_eq!(run(&sink, &[third], 10), vec![Outcome::Written]);
+    let records = emu.records("Contact");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["LastName"], "Third");
+}
+
+#[test]
+fn revoked_tokens_are_replaced_without_losing_records() {
+    let emu = Emulator::start();
+    let sink = emu.sink(&[("salesforce.write.mode", "SINGLE")]);
+    let msgs: Vec<Msg> = (0..20)
+        .map(|i| Msg { key: format!("{i}"), op: "INSERT", last_name: Some(format!("L{i}")), email: None })
+        .collect();
+    let insert_only = |m: &Msg| Msg { op: "INSERT", ..m.clone() };
+    let first: Vec<Msg> = msgs[..10].iter().map(insert_only).collect();
+    assert!(run(&sink, &first, 10).iter().all(|o| *o == Outcome::Written));
+    emu.control("POST", "tokens/revoke", json!({}));
+    assert!(run(&sink, &msgs[10..], 10).iter().all(|o| *o == Outcome::Written));
+    assert_eq!(emu.records("Contact").len(), 20);
+}
+
+#[test]
+fn one_unparsable_record_does_not_sink_its_collections_request() {
+    let emu = Emulator::start();
+    let sink = emu.sink(&[]);
+    let good = |i: usize| Record {
+        topic: "t",
+        partition: 0,
+        offset: i as i64,
+        key: Value::Null,
+        value: Value::Map(vec![("LastName", Value::String("ok"))]),
+        operation_header: OperationHeader::Absent,
+    };
+    let mut records: Vec<Record> = (0..9).map(good).collect();
+    // A date Salesforce cannot parse makes it refuse the whole Collections body.
+    records[4].value = Value::Map(vec![("LastName", Value::String("bad")), ("Birthdate", Value::String("31/12/2020"))]);
+    let (out, _) = sink.write_records(&records).unwrap();
+    for (i, o) in out.iter().enumerate() {
+        if i == 4 {
+            assert!(matches!(o, Outcome::Failed(m) if m.contains("JSON_PARSER_ERROR") || m.contains("Birthdate")), "{o:?}");
+        } else {
+            assert_eq!(*o, Outcome::Written, "record {i}");
+        }
+    }
+    assert_eq!(emu.records("Contact").len(), 8);
+}
