@@ -125,6 +125,20 @@ impl SalesforceSink {
         Ok((outcomes, backoff))
     }
 
+    /// What `put()` would send for this batch in COLLECTIONS mode, without sending it: the
+    /// conversion path alone (decode, route, convert, build bodies), for benchmarks and diagnostics.
+    pub fn render(&self, batch: &[u8]) -> Result<Vec<u8>, SinkError> {
+        let records = wire::batch::decode_batch(batch)?;
+        let writes: Vec<plan::PlannedWrite> = records
+            .iter()
+            .filter_map(|r| match plan::plan_record(&self.cfg, r) {
+                Plan::Write(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        Ok(self.writer.render(&writes))
+    }
+
     /// Log events not yet handed to Java, in the outcome buffer's log layout.
     pub fn drain_logs(&self) -> Vec<u8> {
         wire::outcome::encode_logs(&self.logs.drain())

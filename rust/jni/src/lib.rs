@@ -109,6 +109,22 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_p
     })
 }
 
+/// The request bodies a batch becomes, without sending them (conversion benchmark, diagnostics).
+#[no_mangle]
+pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_render<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+    batch: JByteArray<'l>,
+) -> jbyteArray {
+    guarded(&mut env, "render", std::ptr::null_mut(), |env| {
+        let sink = sink(handle)?;
+        let batch = bytes_in(env, &batch)?;
+        let bodies = sink.render(&batch).map_err(|e| e.to_string())?;
+        bytes_out(env, &bodies)
+    })
+}
+
 #[no_mangle]
 pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_drainLogs<'l>(
     mut env: JNIEnv<'l>,

@@ -68,7 +68,7 @@ pub(super) async fn send(w: &Writer, op: Operation, items: &[RequestItem]) -> Re
 }
 
 /// `{"allOrNone":false,"records":[{"attributes":{"type":T}, <id or external ID>, <fields>}, …]}`
-fn body(w: &Writer, op: Operation, items: &[RequestItem]) -> Vec<u8> {
+pub(super) fn body(w: &Writer, op: Operation, items: &[RequestItem]) -> Vec<u8> {
     let mut type_attr = Vec::new();
     write_string(&mut type_attr, &w.cfg.sobject);
     let size: usize = items.iter().map(|i| i.fields.len() + 64).sum();

@@ -124,6 +124,29 @@ impl Writer {
         Ok(retry_backoff)
     }
 
+    /// The Collections request bodies these writes become, without sending anything (Ids that
+    /// would need a lookup are left as the key). For the conversion benchmark and for diagnostics.
+    pub fn render(&self, writes: &[PlannedWrite]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for op in [Operation::Insert, Operation::Upsert, Operation::Update, Operation::Delete] {
+            let items: Vec<RequestItem> = writes
+                .iter()
+                .filter(|w| w.op == op)
+                .map(|w| RequestItem {
+                    key: w.key.clone(),
+                    id: w.key.clone(),
+                    id_from_cache: false,
+                    fields: Arc::new(w.fields.clone()),
+                })
+                .collect();
+            for chunk in items.chunks(self.cfg.batch_size) {
+                out.extend_from_slice(&collections::body(self, op, chunk));
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
     fn schedule(&self, items: &[Item]) -> Vec<Vec<usize>> {
         schedule(items.iter().map(|i| &i.write), self.external_id_mode())
     }

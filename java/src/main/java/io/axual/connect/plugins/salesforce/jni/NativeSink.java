@@ -19,6 +19,12 @@ final class NativeSink {
     /** Decodes, converts and writes a batch buffer; returns the outcome buffer. */
     static native byte[] put(long handle, byte[] batch);
 
+    /**
+     * The Collections request bodies a batch buffer becomes, without sending anything: the
+     * conversion path alone, for the conversion benchmark and diagnostics.
+     */
+    static native byte[] render(long handle, byte[] batch);
+
     /** Log events recorded since the last drain (layout of the outcome's log section). */
     static native byte[] drainLogs(long handle);
 

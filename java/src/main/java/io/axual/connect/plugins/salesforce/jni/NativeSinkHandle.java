@@ -34,6 +34,12 @@ public final class NativeSinkHandle implements NativeWriter {
         return NativeSink.put(handle, batch);
     }
 
+    /** The request bodies {@code batch} becomes, without sending them (benchmarks, diagnostics). */
+    public synchronized byte[] render(byte[] batch) {
+        ensureOpen();
+        return NativeSink.render(handle, batch);
+    }
+
     @Override
     public synchronized byte[] drainLogs() {
         if (closed.get()) {

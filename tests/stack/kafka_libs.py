@@ -1,0 +1,55 @@
+"""Fetch the Kafka 4.1.1 broker + Connect worker jars from Maven Central (once).
+
+``python -m tests.stack.kafka_libs`` prints the folder. The jars land in
+``tests/.kafka/libs-<version>/`` (gitignored) and are reused while ``.complete`` exists there.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .util import REPO_ROOT, TESTS_DIR
+
+KAFKA_VERSION = "4.1.1"
+POM = TESTS_DIR / "kafka" / "pom.xml"
+
+
+def libs_dir(version: str = KAFKA_VERSION) -> Path:
+    override = os.environ.get("KAFKA_LIBS_DIR")
+    if override:
+        return Path(override)
+    return TESTS_DIR / ".kafka" / f"libs-{version}"
+
+
+def ensure_kafka_libs(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
+    target = libs_dir(version)
+    if (target / ".complete").exists():
+        return target
+    if os.environ.get("KAFKA_LIBS_DIR"):
+        raise RuntimeError(f"KAFKA_LIBS_DIR={target} has no .complete marker")
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-B", "-f", str(POM), "dependency:copy-dependencies",
+           f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
+    if quiet:
+        cmd.insert(2, "-q")
+    print(f"[stack] fetching Kafka {version} jars from Maven Central into {target}", file=sys.stderr)
+    subprocess.run(cmd, check=True, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
+    jars = list(tmp.glob("*.jar"))
+    if not any(j.name.startswith(f"kafka_2.13-{version}") for j in jars):
+        raise RuntimeError(f"kafka_2.13-{version}.jar missing in {tmp}: {sorted(j.name for j in jars)}")
+    (tmp / ".complete").write_text(f"{len(jars)} jars\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def classpath(version: str = KAFKA_VERSION) -> str:
+    return str(ensure_kafka_libs(version) / "*")
+
+
+if __name__ == "__main__":
+    print(ensure_kafka_libs())
