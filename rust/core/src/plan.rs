@@ -5,6 +5,7 @@ use crate::config::{Config, Operation};
 use crate::convert::{fields_fragment, scalar_text, ExternalId};
 use crate::ids;
 use crate::record::{OperationHeader, Record, Value};
+use std::sync::Arc;
 
 /// The write one record asks for, in terms Salesforce understands.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,8 +15,9 @@ pub struct PlannedWrite {
     /// Native ID mode: the record Id for UPDATE/DELETE. External ID mode: the external ID value.
     /// `None` only for a native INSERT, which needs no key.
     pub key: Option<String>,
-    /// The record's fields as a JSON fragment (see `convert`); empty for DELETE.
-    pub fields: Vec<u8>,
+    /// The record's fields as a JSON fragment (see `convert`); empty for DELETE. Shared, so that
+    /// requests and their retries never copy it.
+    pub fields: Arc<Vec<u8>>,
 }
 
 impl PlannedWrite {
@@ -87,7 +89,7 @@ pub fn plan_record(cfg: &Config, record: &Record<'_>) -> Plan {
             Err(e) => return Plan::Reject(e.0),
         }
     };
-    Plan::Write(PlannedWrite { op, key, fields })
+    Plan::Write(PlannedWrite { op, key, fields: Arc::new(fields) })
 }
 
 fn requested_operation(cfg: &Config, record: &Record<'_>) -> Result<Operation, String> {
@@ -225,7 +227,7 @@ mod tests {
 
     #[test]
     fn ordering_keys() {
-        let w = |key: &str| PlannedWrite { op: Operation::Update, key: Some(key.into()), fields: vec![] };
+        let w = |key: &str| PlannedWrite { op: Operation::Update, key: Some(key.into()), fields: Arc::default() };
         assert_eq!(w("001A0000006Vm9r").ordering_key(false), w("001A0000006Vm9rIAC").ordering_key(false));
         assert_eq!(w("Key-A").ordering_key(true), w("key-a").ordering_key(true));
     }

@@ -136,7 +136,7 @@ impl Writer {
                     key: w.key.clone(),
                     id: w.key.clone(),
                     id_from_cache: false,
-                    fields: Arc::new(w.fields.clone()),
+                    fields: Arc::clone(&w.fields),
                 })
                 .collect();
             for chunk in items.chunks(self.cfg.batch_size) {
@@ -251,11 +251,8 @@ impl Writer {
                 }
             }
         }
-        for &i in pending {
-            if !results.iter().any(|(r, _)| *r == i) {
-                ready.push(i);
-            }
-        }
+        let settled: std::collections::HashSet<usize> = results.iter().map(|(i, _)| *i).collect();
+        ready.extend(pending.iter().copied().filter(|i| !settled.contains(i)));
 
         // Group by operation, then cut into requests.
         let chunk_size = match self.cfg.write_mode {
@@ -283,7 +280,7 @@ impl Writer {
                     key: items[i].write.key.clone(),
                     id: items[i].id.clone(),
                     id_from_cache: items[i].id_from_cache,
-                    fields: Arc::new(items[i].write.fields.clone()),
+                    fields: Arc::clone(&items[i].write.fields),
                 })
                 .collect();
             let this = Arc::clone(self);
@@ -418,7 +415,7 @@ mod tests {
     use super::*;
 
     fn w(op: Operation, key: Option<&str>) -> PlannedWrite {
-        PlannedWrite { op, key: key.map(str::to_owned), fields: vec![] }
+        PlannedWrite { op, key: key.map(str::to_owned), fields: Arc::default() }
     }
 
     #[test]
