@@ -22,7 +22,10 @@ class Broker:
         self.port, self.controller_port = free_ports(2)
         self.heap = heap
         self.extra_props = dict(extra_props or {})
-        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # as Kafka's Uuid.randomUuid(): never starting with '-' (StorageTool would read it as an option)
+        self.cluster_id = "-"
+        while self.cluster_id.startswith("-"):
+            self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         self.config_file = self.dir / "server.properties"
         self.log_file = self.dir / "broker.log"      # log4j2 output
         self.out_file = self.dir / "broker.out"      # stdout/stderr of the JVM

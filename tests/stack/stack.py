@@ -59,8 +59,11 @@ def _prune_old_runs(root: Path, keep: int) -> None:
     if not root.exists():
         return
     runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    # Never remove a run touched in the last hour: another session may still be writing to it.
+    cutoff = time.time() - 3600
     for old in runs[:-keep] if keep else runs:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 class Stack:
