@@ -501,7 +501,7 @@ def test_unsupported_value_types_go_to_dlq(e2e):
     assert sorted(r["LastName"] for r in e2e.emu.records("Contact")) == ["After", "Before"]
     dead = dlq_by_offset(e2e, dlq)
     assert sorted(dead) == [1, 2, 3, 4], dead
-    for off, word in [(1, "String"), (2, "bytes"), (3, "integer"), (4, "array")]:
-        assert f"value is a {word}" in dead[off], (off, dead[off])
+    for off, words in [(1, "a String"), (2, "a byte array"), (3, "an integer"), (4, "an array")]:
+        assert f"value is {words}" in dead[off], (off, dead[off])
     dead_raw = dlq_by_offset(e2e, dlq_raw)
-    assert sorted(dead_raw) == [0] and "value is a bytes" in dead_raw[0], dead_raw
+    assert sorted(dead_raw) == [0] and "value is a byte array" in dead_raw[0], dead_raw

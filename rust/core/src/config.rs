@@ -113,7 +113,7 @@ pub struct Config {
     pub skip_null_fields: bool,
     /// `salesforce.delete.missing=IGNORE`: deleting what is not there counts as done.
     pub ignore_missing_deletes: bool,
-    /// Test-only hook: the native entry point that must panic (`open`, `put`, `close`).
+    /// Test-only hook: the native entry point that must panic (`open`, `put`, `render`, `drainLogs`, `close`).
     pub test_panic: Option<String>,
     pub proxy: Option<Proxy>,
     /// Extra trusted CA certificates (PEM), for orgs reached through a TLS-inspecting proxy or a

@@ -6,7 +6,6 @@
 
 use crate::record::Value;
 use base64::Engine;
-use std::io::Write;
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq)]
@@ -36,12 +35,12 @@ pub fn fields_fragment(
         Value::Struct(f) | Value::Map(f) => f,
         other => {
             return Err(err(format!(
-                "record value is a {}; expected a Struct (schema converters) or a Map (schemaless JSON)",
+                "record value is {}; expected a Struct (schema converters) or a Map (schemaless JSON)",
                 other.type_name()
             )))
         }
     };
-    let mut out = Vec::with_capacity(fields.len() * 24);
+    let mut out = Vec::with_capacity(fields.len() * 48);
     let mut first = true;
     for (name, field) in fields {
         if skip_nulls && matches!(field, Value::Null) {
@@ -60,7 +59,7 @@ pub fn fields_fragment(
                     }
                     None => {
                         return Err(err(format!(
-                            "field {name} in the value is a {}, but it is the external ID field and must equal the key '{}'",
+                            "field {name} in the value is {}, but it is the external ID field and must equal the key '{}'",
                             field.type_name(),
                             ext.key
                         )))
@@ -88,17 +87,49 @@ pub fn scalar_text(v: &Value<'_>) -> Option<String> {
     }
 }
 
+/// A JSON string literal. Runs of characters that need no escape are copied whole; the escapes
+/// are JSON's own (`\"`, `\\`, `\n`, … and `\u00XX` for other control characters).
 pub fn write_string(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // Most strings need no escape: a branch-free scan (vectorised by the compiler) finds out.
+    let clean = bytes.iter().fold(true, |clean, &b| clean & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if clean {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => &[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 fn write_value(out: &mut Vec<u8>, v: &Value<'_>, skip_nulls: bool) -> Result<(), ConvertError> {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Int(i) => write!(out, "{i}").expect("vec write"),
-        Value::Float32(f) if f.is_finite() => write!(out, "{f}").expect("vec write"),
-        Value::Float64(f) if f.is_finite() => write!(out, "{f}").expect("vec write"),
+        Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        // Shortest round-trip text, as Jackson writes doubles (`1.0`, `0.1`, `1.0E-7` → `1e-7`).
+        Value::Float32(f) if f.is_finite() => out.extend_from_slice(ryu::Buffer::new().format_finite(*f).as_bytes()),
+        Value::Float64(f) if f.is_finite() => out.extend_from_slice(ryu::Buffer::new().format_finite(*f).as_bytes()),
         Value::Float32(_) | Value::Float64(_) => return Err(err("NaN and infinity have no JSON form")),
         Value::String(s) => write_string(out, s),
         Value::Bytes(b) => write_string(out, &base64::engine::general_purpose::STANDARD.encode(b)),
@@ -108,7 +139,7 @@ fn write_value(out: &mut Vec<u8>, v: &Value<'_>, skip_nulls: bool) -> Result<(),
             for (i, item) in items.iter().enumerate() {
                 let Value::String(s) = item else {
                     return Err(err(format!(
-                        "arrays must hold strings (joined with ';' for multi-select picklists), found a {}",
+                        "arrays must hold strings (joined with ';' for multi-select picklists), found {}",
                         item.type_name()
                     )));
                 };
@@ -126,35 +157,64 @@ fn write_value(out: &mut Vec<u8>, v: &Value<'_>, skip_nulls: bool) -> Result<(),
             out.push(b'}');
         }
         Value::Date(days) => {
-            let (y, m, d) = civil_from_days(i64::from(*days));
-            check_year(y)?;
-            write!(out, "\"{y:04}-{m:02}-{d:02}\"").expect("vec write")
+            out.push(b'"');
+            write_date(out, i64::from(*days))?;
+            out.push(b'"');
         }
         Value::Time(ms) => {
             if !(0..86_400_000).contains(ms) {
                 return Err(err(format!("Time of {ms} ms is not within one day")));
             }
-            let (h, min, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-            write!(out, "\"{h:02}:{min:02}:{s:02}.{milli:03}Z\"").expect("vec write")
+            out.push(b'"');
+            write_time(out, i64::from(*ms));
+            out.extend_from_slice(b"Z\"");
         }
         Value::Timestamp(ms) => {
-            let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-            let (y, m, d) = civil_from_days(days);
-            check_year(y)?;
-            let (h, min, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
-            write!(out, "\"{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z\"").expect("vec write")
+            out.push(b'"');
+            write_date(out, ms.div_euclid(86_400_000))?;
+            out.push(b'T');
+            write_time(out, ms.rem_euclid(86_400_000));
+            out.extend_from_slice(b"Z\"");
         }
-        Value::Decimal { scale, unscaled } => out.extend_from_slice(decimal_text(*scale, unscaled)?.as_bytes()),
+        Value::Decimal { scale, unscaled } => write_decimal(out, *scale, unscaled)?,
     }
     Ok(())
 }
 
-fn check_year(y: i64) -> Result<(), ConvertError> {
-    if (0..=9999).contains(&y) {
-        Ok(())
-    } else {
-        Err(err(format!("year {y} is outside 0000..9999")))
+/// `n` as exactly `width` decimal digits (callers guarantee it fits).
+fn push_digits(out: &mut Vec<u8>, n: i64, width: usize) {
+    let mut digits = [b'0'; 4];
+    let mut n = n;
+    for slot in digits[..width].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
     }
+    out.extend_from_slice(&digits[..width]);
+}
+
+/// `YYYY-MM-DD` of a day count since 1970-01-01.
+fn write_date(out: &mut Vec<u8>, days: i64) -> Result<(), ConvertError> {
+    let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        return Err(err(format!("year {y} is outside 0000..9999")));
+    }
+    push_digits(out, y, 4);
+    out.push(b'-');
+    push_digits(out, i64::from(m), 2);
+    out.push(b'-');
+    push_digits(out, i64::from(d), 2);
+    Ok(())
+}
+
+/// `hh:mm:ss.SSS` of milliseconds within a day.
+fn write_time(out: &mut Vec<u8>, ms: i64) {
+    push_digits(out, ms / 3_600_000, 2);
+    out.push(b':');
+    push_digits(out, ms / 60_000 % 60, 2);
+    out.push(b':');
+    push_digits(out, ms / 1000 % 60, 2);
+    out.push(b'.');
+    push_digits(out, ms % 1000, 3);
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
@@ -174,6 +234,12 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Exactly the record's scale, as `BigDecimal.toPlainString()` prints it: no float ever touches it.
 pub fn decimal_text(scale: i32, unscaled: &[u8]) -> Result<String, ConvertError> {
+    let mut out = Vec::with_capacity(24);
+    write_decimal(&mut out, scale, unscaled)?;
+    Ok(String::from_utf8(out).expect("decimal digits are ASCII"))
+}
+
+fn write_decimal(out: &mut Vec<u8>, scale: i32, unscaled: &[u8]) -> Result<(), ConvertError> {
     if unscaled.is_empty() || unscaled.len() > 16 {
         return Err(err(format!(
             "Decimal with a {}-byte unscaled value is outside what Salesforce numbers hold",
@@ -185,23 +251,33 @@ pub fn decimal_text(scale: i32, unscaled: &[u8]) -> Result<String, ConvertError>
     let mut bytes = [fill; 16];
     bytes[16 - unscaled.len()..].copy_from_slice(unscaled);
     let n = i128::from_be_bytes(bytes);
-    let digits = n.unsigned_abs().to_string();
-    let sign = if n < 0 { "-" } else { "" };
     if !(-1000..=1000).contains(&scale) {
         return Err(err(format!("Decimal scale {scale} is out of range")));
     }
-    Ok(if scale <= 0 {
-        let zeros = if n == 0 { 0 } else { (-scale) as usize };
-        format!("{sign}{digits}{}", "0".repeat(zeros))
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(n.unsigned_abs()).as_bytes();
+    if n < 0 {
+        out.push(b'-');
+    }
+    if scale <= 0 {
+        out.extend_from_slice(digits);
+        if n != 0 {
+            out.resize(out.len() + (-scale) as usize, b'0');
+        }
     } else {
         let scale = scale as usize;
         if digits.len() > scale {
             let (int, frac) = digits.split_at(digits.len() - scale);
-            format!("{sign}{int}.{frac}")
+            out.extend_from_slice(int);
+            out.push(b'.');
+            out.extend_from_slice(frac);
         } else {
-            format!("{sign}0.{}{digits}", "0".repeat(scale - digits.len()))
+            out.extend_from_slice(b"0.");
+            out.resize(out.len() + scale - digits.len(), b'0');
+            out.extend_from_slice(digits);
         }
-    })
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -261,6 +337,15 @@ mod tests {
     }
 
     #[test]
+    fn strings_escape_as_serde_json_does() {
+        for s in ["plain", "q\"b\\s", "\n\r\t\u{8}\u{c}\u{1}\u{1f}", "ü😀\u{7f}", ""] {
+            let mut ours = Vec::new();
+            write_string(&mut ours, s);
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(s).unwrap());
+        }
+    }
+
+    #[test]
     fn json_injection_stays_a_string() {
         let v = Value::Map(vec![("Name", Value::String("x\",\"IsDeleted\":true,\"a\":\""))]);
         let json = format!("{{{}}}", frag(&v));
@@ -282,7 +367,7 @@ mod tests {
     fn unsupported_values_are_named() {
         for (v, word) in [
             (Value::String("x"), "String"),
-            (Value::Bytes(b"x"), "bytes"),
+            (Value::Bytes(b"x"), "a byte array"),
             (Value::Array(vec![]), "array"),
             (Value::Int(1), "integer"),
         ] {

@@ -23,6 +23,7 @@ use config::Config;
 use logs::Logs;
 use once_cell::sync::Lazy;
 use plan::Plan;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -38,6 +39,14 @@ static RUNTIME: Lazy<tokio::runtime::Runtime> = Lazy::new(|| {
         .build()
         .expect("cannot start the tokio runtime")
 });
+
+/// Native sinks alive in this copy of the library: +1 in `open`, −1 on drop. The leak check
+/// (1,000 open/close cycles from Java) asserts it comes back to where it started.
+static LIVE_SINKS: AtomicI64 = AtomicI64::new(0);
+
+pub fn live_sinks() -> i64 {
+    LIVE_SINKS.load(Ordering::SeqCst)
+}
 
 /// Failures of a whole call; each becomes an exception on the Java side that fails the task.
 #[derive(Debug, Error)]
@@ -91,6 +100,7 @@ impl SalesforceSink {
             cfg.external_id_field.as_deref().map(|f| format!(" on {f}")).unwrap_or_default(),
             cfg.write_mode,
         ));
+        LIVE_SINKS.fetch_add(1, Ordering::SeqCst);
         Ok(SalesforceSink { cfg, writer, client, logs })
     }
 
@@ -109,9 +119,12 @@ impl SalesforceSink {
         let mut skipped = 0usize;
         for (i, record) in records.iter().enumerate() {
             match plan::plan_record(&self.cfg, record) {
-                Plan::Write(w) => writes.push((i, record.coordinates(), w)),
+                Plan::Write(w) => {
+                    let at = if w.key.is_some() { record.coordinates() } else { with_key(record) };
+                    writes.push((i, at, w))
+                }
                 Plan::Skip => skipped += 1,
-                Plan::Reject(reason) => outcomes[i] = Outcome::Failed(format!("{reason} [{}]", record.coordinates())),
+                Plan::Reject(reason) => outcomes[i] = Outcome::Failed(format!("{reason} [{}]", with_key(record))),
             }
         }
         if skipped > 0 {
@@ -128,6 +141,7 @@ impl SalesforceSink {
     /// What `put()` would send for this batch in COLLECTIONS mode, without sending it: the
     /// conversion path alone (decode, route, convert, build bodies), for benchmarks and diagnostics.
     pub fn render(&self, batch: &[u8]) -> Result<Vec<u8>, SinkError> {
+        test_hook(&self.cfg, "render");
         let records = wire::batch::decode_batch(batch)?;
         let writes: Vec<plan::PlannedWrite> = records
             .iter()
@@ -141,6 +155,7 @@ impl SalesforceSink {
 
     /// Log events not yet handed to Java, in the outcome buffer's log layout.
     pub fn drain_logs(&self) -> Vec<u8> {
+        test_hook(&self.cfg, "drainLogs");
         wire::outcome::encode_logs(&self.logs.drain())
     }
 
@@ -153,7 +168,23 @@ impl SalesforceSink {
     }
 }
 
-/// `salesforce.test.native.panic=<entry point>` proves that a native panic becomes a Java
+impl Drop for SalesforceSink {
+    fn drop(&mut self) {
+        LIVE_SINKS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Where a record lives, with its key when the message would not name it otherwise (a Native ID
+/// INSERT does not use the key; a rejected record never became a write): SPEC §4 wants the key in
+/// every record error.
+fn with_key(record: &record::Record<'_>) -> String {
+    match convert::scalar_text(&record.key) {
+        Some(key) => format!("key '{key}', {}", record.coordinates()),
+        None => record.coordinates(),
+    }
+}
+
+/// `salesforce.test.native.panic=<entry point>` (`open`, `put`, `render`, `drainLogs`, `close`) proves that a native panic becomes a Java
 /// exception instead of taking the worker down.
 fn test_hook(cfg: &Config, entry_point: &str) {
     if cfg.test_panic.as_deref() == Some(entry_point) {

@@ -121,7 +121,7 @@ fn key_text(key: &Value<'_>, op: Operation, tombstone: bool) -> Result<String, S
         }
         None if matches!(key, Value::Null) => Err(format!("{op} needs a record key, but the key is null")),
         None => Err(format!(
-            "{op} needs a String or integer key, but the key is a {}",
+            "{op} needs a String or integer key, but the key is {}",
             key.type_name()
         )),
     }

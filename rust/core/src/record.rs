@@ -25,22 +25,22 @@ pub enum Value<'a> {
 }
 
 impl Value<'_> {
-    /// The Connect-facing name of the value's type, for error messages.
+    /// The Connect-facing name of the value's type with its article ("an integer"), for messages.
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Null => "null",
-            Value::Boolean(_) => "Boolean",
-            Value::Int(_) => "integer",
-            Value::Float32(_) | Value::Float64(_) => "floating-point number",
-            Value::String(_) => "String",
-            Value::Bytes(_) => "bytes",
-            Value::Array(_) => "array",
-            Value::Map(_) => "Map",
-            Value::Struct(_) => "Struct",
-            Value::Date(_) => "Date",
-            Value::Time(_) => "Time",
-            Value::Timestamp(_) => "Timestamp",
-            Value::Decimal { .. } => "Decimal",
+            Value::Boolean(_) => "a Boolean",
+            Value::Int(_) => "an integer",
+            Value::Float32(_) | Value::Float64(_) => "a floating-point number",
+            Value::String(_) => "a String",
+            Value::Bytes(_) => "a byte array",
+            Value::Array(_) => "an array",
+            Value::Map(_) => "a Map",
+            Value::Struct(_) => "a Struct",
+            Value::Date(_) => "a Date",
+            Value::Time(_) => "a Time",
+            Value::Timestamp(_) => "a Timestamp",
+            Value::Decimal { .. } => "a Decimal",
         }
     }
 }

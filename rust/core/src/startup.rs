@@ -73,6 +73,10 @@ pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Log
 
 fn token_failure(cfg: &Config, e: &SalesforceError) -> String {
     match e {
+        SalesforceError::TokenRefused { status: 407, .. } => format!(
+            "the proxy refused the token request with HTTP 407 Proxy Authentication Required. Fix: check \
+             salesforce.proxy.username and salesforce.proxy.password (and salesforce.proxy.url)"
+        ),
         SalesforceError::TokenRefused { error, .. } if e.class() == ErrorClass::Fatal => format!(
             "Salesforce refused to issue a token: {e}. Fix: {}",
             crate::auth::token_advice(error, &cfg.auth)

@@ -65,6 +65,10 @@ pub fn handle(app: &App, method: &str, path: &str, query: Option<&str>, body: &[
             store.faults.clear();
             ok(json!({"ok": true}))
         }
+        ("GET", "tokens") => {
+            let active: Vec<&String> = store.tokens.keys().collect();
+            ok(json!({"issued": store.issued_tokens, "active": active}))
+        }
         ("POST", "tokens/revoke") => {
             let n = store.tokens.len();
             store.tokens.clear();

@@ -17,4 +17,4 @@ pub mod server;
 pub mod state;
 pub mod validate;
 
-pub use server::start;
+pub use server::{start, start_tls};

@@ -1,4 +1,4 @@
-//! `sf-emulator [--port N] [--port-file PATH] [--host 127.0.0.1] [--verbose]`
+//! `sf-emulator [--port N] [--port-file PATH] [--host 127.0.0.1] [--verbose] [--tls-cert PEM --tls-key PEM]`
 
 use std::path::PathBuf;
 use std::process::exit;
@@ -8,16 +8,20 @@ struct Args {
     port: u16,
     port_file: Option<PathBuf>,
     verbose: bool,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: sf-emulator [--port N] [--port-file PATH] [--host ADDR] [--verbose]\n\
   --port N          port to listen on (0 = any free port; default 0)\n\
   --port-file PATH  write the bound port there once listening (atomically, via rename)\n\
   --host ADDR       address to bind (default 127.0.0.1)\n\
-  --verbose         log one line per request (method, path, status) to stdout";
+  --verbose         log one line per request (method, path, status) to stdout\n\
+  --tls-cert PEM    serve HTTPS with this certificate chain (PEM file; needs --tls-key)\n\
+  --tls-key PEM     the certificate's private key (PEM file: PKCS#8, PKCS#1 or SEC1)";
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { host: "127.0.0.1".into(), port: 0, port_file: None, verbose: false };
+    let mut a = Args { host: "127.0.0.1".into(), port: 0, port_file: None, verbose: false, tls_cert: None, tls_key: None };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         // Accept both `--port 8080` and `--port=8080`.
@@ -31,12 +35,17 @@ fn parse_args() -> Result<Args, String> {
             "--port-file" => a.port_file = Some(PathBuf::from(value("--port-file")?)),
             "--host" => a.host = value("--host")?,
             "--verbose" | "-v" => a.verbose = true,
+            "--tls-cert" => a.tls_cert = Some(PathBuf::from(value("--tls-cert")?)),
+            "--tls-key" => a.tls_key = Some(PathBuf::from(value("--tls-key")?)),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 exit(0);
             }
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if a.tls_cert.is_some() != a.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
     }
     Ok(a)
 }
@@ -58,9 +67,21 @@ fn main() {
             exit(2);
         }
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => match (std::fs::read(c), std::fs::read(k)) {
+            (Ok(c), Ok(k)) => Some((c, k)),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("sf-emulator: cannot read --tls-cert/--tls-key: {e}");
+                exit(2);
+            }
+        },
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
-        let (port, _app) = match sf_emulator::start(&args.host, args.port, args.verbose).await {
+        let pems = tls.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+        let (port, _app) = match sf_emulator::start_tls(&args.host, args.port, args.verbose, pems).await {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("sf-emulator: cannot listen on {}:{}: {e}", args.host, args.port);
@@ -73,7 +94,7 @@ fn main() {
                 exit(1);
             }
         }
-        eprintln!("sf-emulator listening on http://{}:{port}", args.host);
+        eprintln!("sf-emulator listening on {scheme}://{}:{port}", args.host);
         std::future::pending::<()>().await;
     });
 }

@@ -104,6 +104,7 @@ fn issue(store: &mut Store, base_url: &str) -> Value {
     );
     let issued = now_ms();
     store.tokens.insert(token.clone(), Token { expires_at_ms: issued + store.session_timeout_secs * 1000 });
+    store.issued_tokens.push(token.clone());
     let mut sig = [0u8; 32];
     rand::thread_rng().fill(&mut sig);
     json!({

@@ -31,11 +31,13 @@ pub struct App {
     pub store: Mutex<Store>,
     pub port: u16,
     pub verbose: bool,
+    /// Serving HTTPS: the `instance_url` in token answers is `https://`.
+    pub tls: bool,
 }
 
 impl App {
     pub fn new(port: u16, verbose: bool) -> Arc<App> {
-        Arc::new(App { store: Mutex::new(Store::new()), port, verbose })
+        Arc::new(App { store: Mutex::new(Store::new()), port, verbose, tls: false })
     }
     /// A poisoned lock only means a handler panicked; the store itself stays usable.
     pub fn lock(&self) -> MutexGuard<'_, Store> {
@@ -83,6 +85,10 @@ impl std::fmt::Display for DropConnection {
 impl std::error::Error for DropConnection {}
 
 pub async fn serve(listener: TcpListener, app: Arc<App>) {
+    serve_with(listener, app, None).await
+}
+
+async fn serve_with(listener: TcpListener, app: Arc<App>, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -95,14 +101,23 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
         // A second handle on the socket, so a `reset` fault can turn the close into a TCP RST.
         let raw = stream.as_fd().try_clone_to_owned().ok().map(socket2::Socket::from);
         let app = app.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let reset = Arc::new(AtomicBool::new(false));
             let flag = reset.clone();
             let svc = hyper::service::service_fn(move |req| handle(app.clone(), req, flag.clone()));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http.keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;
+                }
+                Some(acceptor) => {
+                    // A failed handshake (a client that does not trust the test CA) just closes.
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = http.keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            }
             if let Some(sock) = raw {
                 if reset.load(Ordering::SeqCst) {
                     let _ = sock.set_linger(Some(Duration::ZERO));
@@ -136,7 +151,7 @@ async fn handle(
     let request_ce = header(&parts, "content-encoding");
     let accept = header(&parts, "accept-encoding");
     let host = header(&parts, "host").unwrap_or_else(|| format!("127.0.0.1:{}", app.port));
-    let base_url = format!("http://{host}");
+    let base_url = format!("{}://{host}", if app.tls { "https" } else { "http" });
     let mut entry = LogEntry {
         method: method.clone(),
         path: path.clone(),
@@ -321,9 +336,44 @@ fn to_response(reply: Reply, gzip_ok: bool) -> (Response<Full<Bytes>>, bool) {
 
 /// Binds, then serves in the background; returns the bound port (tests and `main`).
 pub async fn start(host: &str, port: u16, verbose: bool) -> std::io::Result<(u16, Arc<App>)> {
+    start_tls(host, port, verbose, None).await
+}
+
+/// [`start`], serving HTTPS when given a PEM certificate chain and its PEM private key.
+pub async fn start_tls(
+    host: &str,
+    port: u16,
+    verbose: bool,
+    tls: Option<(&[u8], &[u8])>,
+) -> std::io::Result<(u16, Arc<App>)> {
+    let acceptor = match tls {
+        Some((cert_pem, key_pem)) => Some(tls_acceptor(cert_pem, key_pem)?),
+        None => None,
+    };
     let listener = TcpListener::bind((host, port)).await?;
     let port = listener.local_addr()?.port();
-    let app = App::new(port, verbose);
-    tokio::spawn(serve(listener, app.clone()));
+    let app = Arc::new(App { store: Mutex::new(Store::new()), port, verbose, tls: acceptor.is_some() });
+    tokio::spawn(serve_with(listener, app.clone(), acceptor));
     Ok((port, app))
+}
+
+fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |what: &str, e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"));
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("--tls-cert", &e))?;
+    if certs.is_empty() {
+        return Err(invalid("--tls-cert", &"no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("--tls-key", &e))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("TLS", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid("--tls-cert/--tls-key", &e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

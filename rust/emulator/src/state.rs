@@ -696,6 +696,8 @@ pub struct Store {
     pub tables: HashMap<String, Table>,
     pub clients: HashMap<String, Client>,
     pub tokens: HashMap<String, Token>,
+    /// Every access token issued since the last reset, revoked or not (`GET /__emulator/tokens`).
+    pub issued_tokens: Vec<String>,
     pub session_timeout_secs: u64,
     pub api_used: u64,
     pub api_max: u64,
@@ -724,6 +726,7 @@ impl Store {
             tables: HashMap::new(),
             clients: HashMap::new(),
             tokens: HashMap::new(),
+            issued_tokens: Vec::new(),
             session_timeout_secs: DEFAULT_SESSION_TIMEOUT_SECS,
             api_used: 0,
             api_max: DEFAULT_API_MAX,
@@ -760,6 +763,7 @@ impl Store {
             },
         );
         self.tokens.clear();
+        self.issued_tokens.clear();
         self.session_timeout_secs = DEFAULT_SESSION_TIMEOUT_SECS;
         self.api_used = 0;
         self.api_max = DEFAULT_API_MAX;

@@ -152,3 +152,12 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_c
         Ok(())
     })
 }
+
+/// Native sinks opened and not yet freed in this copy of the library (leak checks in tests).
+#[no_mangle]
+pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_liveHandles<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+) -> jlong {
+    guarded(&mut env, "liveHandles", 0, |_| Ok(salesforce_sink_core::live_sinks()))
+}

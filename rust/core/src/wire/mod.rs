@@ -40,6 +40,7 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self.pos.checked_add(n).filter(|&end| end <= self.buf.len());
         match end {
@@ -52,43 +53,57 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         Ok(self.take(N)?.try_into().expect("take returns exactly N bytes"))
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.array::<1>()?[0])
     }
 
+    #[inline]
     pub(crate) fn i32(&mut self) -> Result<i32, WireError> {
         Ok(i32::from_be_bytes(self.array()?))
     }
 
+    #[inline]
     pub(crate) fn i64(&mut self) -> Result<i64, WireError> {
         Ok(i64::from_be_bytes(self.array()?))
     }
 
+    #[inline]
     pub(crate) fn f32(&mut self) -> Result<f32, WireError> {
         Ok(f32::from_be_bytes(self.array()?))
     }
 
+    #[inline]
     pub(crate) fn f64(&mut self) -> Result<f64, WireError> {
         Ok(f64::from_be_bytes(self.array()?))
     }
 
     /// A non-negative `i32` count or length.
+    #[inline]
     pub(crate) fn len(&mut self) -> Result<usize, WireError> {
         let n = self.i32()?;
         usize::try_from(n).map_err(|_| self.error(format!("negative length {n}")))
     }
 
+    #[inline]
     pub(crate) fn bytes(&mut self) -> Result<&'a [u8], WireError> {
         let n = self.len()?;
         self.take(n)
     }
 
+    #[inline]
     pub(crate) fn str(&mut self) -> Result<&'a str, WireError> {
         let bytes = self.bytes()?;
+        // Field names and most values are ASCII: a word-at-a-time check beats full validation.
+        if bytes.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
         std::str::from_utf8(bytes).map_err(|e| self.error(format!("string is not UTF-8: {e}")))
     }
 }

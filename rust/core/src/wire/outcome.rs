@@ -32,13 +32,28 @@ impl Outcome {
     }
 }
 
+/// Messages end up in DLQ headers and task traces: Salesforce's STRING_TOO_LONG repeats the whole
+/// value, and a multi-MiB header would make the DLQ write itself fail.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+fn bounded(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.into();
+    }
+    let mut cut = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… [{} more bytes cut]", &message[..cut], message.len() - cut).into()
+}
+
 pub fn encode_outcomes(outcomes: &[Outcome], retry_backoff: Duration, logs: &[LogEvent]) -> Vec<u8> {
     let mut w = Writer::default();
     w.i32(outcomes.len() as i32);
     for outcome in outcomes {
         w.u8(outcome.status());
         if let Outcome::Failed(message) | Outcome::Retry(message) = outcome {
-            w.str(message);
+            w.str(&bounded(message));
         }
     }
     w.i64(retry_backoff.as_millis().min(i64::MAX as u128) as i64);
@@ -64,6 +79,14 @@ fn encode_logs_into(w: &mut Writer, logs: &[LogEvent]) {
 mod tests {
     use super::*;
     use crate::logs::Level;
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = bounded(&long);
+        assert!(cut.len() < MAX_MESSAGE_BYTES + 64 && cut.ends_with("bytes cut]"), "{}", cut.len());
+        assert_eq!(bounded("short"), "short");
+    }
 
     #[test]
     fn layout_matches_the_spec() {

@@ -4,7 +4,7 @@
 use super::{ItemResult, RequestItem, Writer};
 use crate::config::Operation;
 use crate::convert::write_string;
-use crate::error::{classify_code, ApiError, SalesforceError};
+use crate::error::{classify_code, ApiError, ErrorClass, SalesforceError};
 use crate::http::percent_encode;
 use reqwest::Method;
 
@@ -36,24 +36,44 @@ pub(super) async fn send(w: &Writer, op: Operation, items: &[RequestItem]) -> Re
             w.client.send(Method::PATCH, &path, Some(&body(w, op, items))).await?
         }
     };
-    let entries: Vec<Entry> = serde_json::from_slice(&response.body).map_err(|e| SalesforceError::Unexpected {
-        status: response.status,
+    let results = parse_results(response.status, &response.body, items.len(), op)?;
+    Ok(results
+        .into_iter()
+        .zip(items)
+        .map(|(result, item)| match result {
+            EntryResult::Written(id) => ItemResult::Written { id: id.or_else(|| item.id.clone()) },
+            EntryResult::Rejected { class, gone, text } => w.result_for(op, item, class, gone, text),
+        })
+        .collect())
+}
+
+/// One Collections result, classified.
+#[derive(Debug)]
+pub(crate) enum EntryResult {
+    Written(Option<String>),
+    Rejected { class: ErrorClass, gone: bool, text: String },
+}
+
+/// A Collections answer → one classified result per request record, in request order. Pure, so
+/// it can be fuzzed (`fuzzing::collections_results`).
+pub(crate) fn parse_results(status: u16, body: &[u8], count: usize, op: Operation) -> Result<Vec<EntryResult>, SalesforceError> {
+    let entries: Vec<Entry> = serde_json::from_slice(body).map_err(|e| SalesforceError::Unexpected {
+        status,
         snippet: format!("Collections answer is not a result array: {e}"),
     })?;
-    if entries.len() != items.len() {
+    if entries.len() != count {
         // Without one result per record nothing can be attributed; retrying is safe for upserts
         // and the only way not to lose the others.
         return Err(SalesforceError::Unexpected {
             status: 500,
-            snippet: format!("Collections answered {} results for {} records", entries.len(), items.len()),
+            snippet: format!("Collections answered {} results for {} records", entries.len(), count),
         });
     }
     Ok(entries
         .into_iter()
-        .zip(items)
-        .map(|(entry, item)| {
+        .map(|entry| {
             if entry.success {
-                return ItemResult::Written { id: entry.id.or_else(|| item.id.clone()) };
+                return EntryResult::Written(entry.id);
             }
             let first = entry.errors.first();
             let code = first.map(|e| e.code.as_str()).unwrap_or("");
@@ -62,7 +82,7 @@ pub(super) async fn send(w: &Writer, op: Operation, items: &[RequestItem]) -> Re
             let gone = matches!(code, "NOT_FOUND" | "ENTITY_IS_DELETED" | "INVALID_CROSS_REFERENCE_KEY")
                 && matches!(op, Operation::Update | Operation::Delete);
             let text = entry.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-            w.result_for(op, item, class, gone, if text.is_empty() { "rejected without an error".into() } else { text })
+            EntryResult::Rejected { class, gone, text: if text.is_empty() { "rejected without an error".into() } else { text } }
         })
         .collect())
 }

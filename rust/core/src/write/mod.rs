@@ -22,6 +22,25 @@ use std::time::Duration;
 
 pub use resolve::IdCache;
 
+/// The Salesforce answer parsers, for `rust/fuzz` (feature `test-support`): none may panic.
+#[cfg(feature = "test-support")]
+pub mod fuzzing {
+    use crate::config::Operation;
+
+    /// A Collections answer for `count` records of `op`: the classified results, as text.
+    pub fn collections_results(status: u16, body: &[u8], count: usize, op: Operation) -> Vec<String> {
+        match super::collections::parse_results(status, body, count, op) {
+            Ok(results) => results.iter().map(|r| format!("{r:?}")).collect(),
+            Err(e) => vec![format!("{e} {:?}", e.class())],
+        }
+    }
+
+    /// A SOQL answer matched against `keys` on `field`: (key index, Id) pairs.
+    pub fn query_ids(body: &[u8], field: &str, keys: &[&str], numeric: bool) -> Vec<(usize, String)> {
+        super::resolve::ids_in_query_result(body, field, keys, numeric)
+    }
+}
+
 /// A failure that no record can fix: the task stops with this message.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -72,11 +91,18 @@ pub struct Writer {
     logs: Logs,
     /// Whether the external ID field holds numbers (known from describe); numbers are not quoted in SOQL.
     external_id_numeric: bool,
+    /// Keys of DELETEs whose request got no answer (timeout, broken connection): Salesforce may
+    /// have done them. A later not-found for such a key is that DELETE's own effect, not an error.
+    unsure_deletes: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Bound of `Writer::unsure_deletes` (it is emptied when full: at worst a retried DELETE of a
+/// record that is already gone goes to the DLQ, as without it).
+const MAX_UNSURE_DELETES: usize = 10_000;
 
 impl Writer {
     pub fn new(cfg: Arc<Config>, client: Arc<SalesforceClient>, logs: Logs, external_id_numeric: bool) -> Arc<Self> {
-        Arc::new(Writer { cfg, client, ids: IdCache::new(), logs, external_id_numeric })
+        Arc::new(Writer { cfg, client, ids: IdCache::new(), logs, external_id_numeric, unsure_deletes: Default::default() })
     }
 
     fn external_id_mode(&self) -> bool {
@@ -218,6 +244,9 @@ impl Writer {
 
     /// Keeps the Id cache in step with what Salesforce just confirmed.
     fn remember(&self, item: &Item) {
+        if let Some(key) = &item.write.key {
+            self.settle_unsure_delete(key);
+        }
         let (Some(key), true) = (&item.write.key, self.external_id_mode()) else { return };
         match item.write.op {
             Operation::Delete => self.ids.evict(key),
@@ -316,7 +345,12 @@ impl Writer {
                 Ok(results) => Ok(results),
                 Err(e) => match e.class() {
                     ErrorClass::Fatal => Err(self.fatal(&e)),
-                    ErrorClass::Recoverable => Ok(request.iter().map(|_| ItemResult::Retry(e.to_string())).collect()),
+                    ErrorClass::Recoverable => {
+                        if op == Operation::Delete && matches!(e, SalesforceError::Timeout(_) | SalesforceError::Connection(_)) {
+                            self.mark_unsure_deletes(&request);
+                        }
+                        Ok(request.iter().map(|_| ItemResult::Retry(e.to_string())).collect())
+                    }
                     // One bad record can make Salesforce refuse a whole Collections request (a body
                     // it cannot parse): split it so the good records still land.
                     ErrorClass::NonRecoverable if request.len() > 1 => {
@@ -346,6 +380,9 @@ impl Writer {
             if op == Operation::Delete && self.cfg.ignore_missing_deletes {
                 return ItemResult::Written { id: None };
             }
+            if op == Operation::Delete && item.key.as_deref().is_some_and(|k| self.settle_unsure_delete(k)) {
+                return ItemResult::Written { id: None };
+            }
         }
         match class {
             ErrorClass::Recoverable => ItemResult::Retry(message),
@@ -353,9 +390,28 @@ impl Writer {
         }
     }
 
+    /// Remembers the DELETEs of a request that got no answer: Salesforce may have done them.
+    fn mark_unsure_deletes(&self, request: &[RequestItem]) {
+        let mut unsure = self.unsure_deletes.lock().unwrap_or_else(|e| e.into_inner());
+        if unsure.len() + request.len() > MAX_UNSURE_DELETES {
+            unsure.clear();
+        }
+        unsure.extend(request.iter().filter_map(|i| i.key.as_deref()).map(str::to_lowercase));
+    }
+
+    /// Forgets `key` as an unanswered DELETE; true when it was one (so a not-found now is the
+    /// effect of that DELETE, which Salesforce did before the answer was lost).
+    fn settle_unsure_delete(&self, key: &str) -> bool {
+        let mut unsure = self.unsure_deletes.lock().unwrap_or_else(|e| e.into_inner());
+        !unsure.is_empty() && unsure.remove(&key.to_lowercase())
+    }
+
     /// No record carries this external ID.
     fn missing(&self, item: &Item) -> ItemResult {
         if item.write.op == Operation::Delete && self.cfg.ignore_missing_deletes {
+            return ItemResult::Written { id: None };
+        }
+        if item.write.op == Operation::Delete && item.write.key.as_deref().is_some_and(|k| self.settle_unsure_delete(k)) {
             return ItemResult::Written { id: None };
         }
         let field = self.cfg.external_id_field.as_deref().unwrap_or("?");

@@ -130,19 +130,9 @@ impl Writer {
                     for key in &chunk {
                         found.entry(key.to_lowercase()).or_insert_with(|| Ok(vec![]));
                     }
-                    let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
-                    for record in json.get("records").and_then(|r| r.as_array()).into_iter().flatten() {
-                        let (Some(id), Some(value)) = (
-                            record.get("Id").and_then(|v| v.as_str()),
-                            field_ci(record, field).and_then(value_text),
-                        ) else {
-                            continue;
-                        };
-                        let matched = chunk.iter().find(|k| same_key(k, &value, self.external_id_numeric));
-                        if let Some(key) = matched {
-                            if let Some(Ok(ids)) = found.get_mut(&key.to_lowercase()) {
-                                ids.push(id.to_owned());
-                            }
+                    for (n, id) in ids_in_query_result(&response.body, field, &chunk, self.external_id_numeric) {
+                        if let Some(Ok(ids)) = found.get_mut(&chunk[n].to_lowercase()) {
+                            ids.push(id);
                         }
                     }
                 }
@@ -160,6 +150,24 @@ impl Writer {
         }
         found
     }
+}
+
+/// The records of a SOQL answer as (index of the matching key in `chunk`, Id); records without an
+/// Id, without the field or matching no key are left out. Pure, so it can be fuzzed.
+pub(crate) fn ids_in_query_result(body: &[u8], field: &str, chunk: &[&str], numeric: bool) -> Vec<(usize, String)> {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let mut out = Vec::new();
+    for record in json.get("records").and_then(|r| r.as_array()).into_iter().flatten() {
+        let (Some(id), Some(value)) =
+            (record.get("Id").and_then(|v| v.as_str()), field_ci(record, field).and_then(value_text))
+        else {
+            continue;
+        };
+        if let Some(n) = chunk.iter().position(|k| same_key(k, &value, numeric)) {
+            out.push((n, id.to_owned()));
+        }
+    }
+    out
 }
 
 fn clone_error(class: ErrorClass, message: &str) -> SalesforceError {

@@ -30,4 +30,7 @@ final class NativeSink {
 
     /** Frees the handle. Must be called at most once per handle. */
     static native void close(long handle);
+
+    /** Native sinks opened and not yet freed by this copy of the library (leak checks). */
+    static native long liveHandles();
 }

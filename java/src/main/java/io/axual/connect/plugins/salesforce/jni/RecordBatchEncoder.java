@@ -30,6 +30,8 @@ import org.apache.kafka.connect.sink.SinkRecord;
  */
 public final class RecordBatchEncoder {
     static final int VERSION = 1;
+    /** Deepest nesting the native decoder accepts ({@code wire::batch::MAX_DEPTH}). */
+    static final int MAX_NESTING = 64;
 
     static final int TAG_NULL = 0;
     static final int TAG_BOOLEAN = 1;
@@ -58,6 +60,7 @@ public final class RecordBatchEncoder {
 
     private final String operationHeaderName; // null when header routing is disabled
     private final WireWriter out = new WireWriter(INITIAL_CAPACITY);
+    private int nesting;
 
     /**
      * @param operationHeaderName the header carrying the per-record operation, or null when
@@ -140,10 +143,20 @@ public final class RecordBatchEncoder {
     }
 
     private void writeValue(Schema schema, Object value) {
-        if (value == null) {
-            out.writeU8(TAG_NULL);
-        } else if (schema == null || !writeBySchema(schema, value)) {
-            writeByJavaType(value);
+        // The native decoder refuses a whole batch with deeper values: refuse the one record here.
+        if (nesting > MAX_NESTING) {
+            throw new DataException("the value is nested deeper than " + MAX_NESTING
+                    + " levels of Map/Struct/array; Salesforce cannot take it");
+        }
+        nesting++;
+        try {
+            if (value == null) {
+                out.writeU8(TAG_NULL);
+            } else if (schema == null || !writeBySchema(schema, value)) {
+                writeByJavaType(value);
+            }
+        } finally {
+            nesting--;
         }
     }
 

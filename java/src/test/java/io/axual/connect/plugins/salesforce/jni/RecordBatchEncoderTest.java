@@ -255,6 +255,28 @@ class RecordBatchEncoderTest {
     }
 
     @Test
+    void tooDeeplyNestedValueRejectsOnlyThatRecord() {
+        Object deep = "leaf";
+        for (int i = 0; i < RecordBatchEncoder.MAX_NESTING + 1; i++) {
+            deep = Map.of("n", deep);
+        }
+        Object deepest = "leaf";
+        for (int i = 0; i < RecordBatchEncoder.MAX_NESTING; i++) {
+            deepest = Map.of("n", deepest);
+        }
+        SinkRecord tooDeep = record(null, "a", null, deep, 20);
+        SinkRecord ok = record(null, "b", null, deepest, 21);
+
+        EncodedBatch batch = new RecordBatchEncoder(null).encode(List.of(tooDeep, ok));
+
+        assertEquals(List.of(ok), batch.sent());
+        assertSame(tooDeep, batch.rejected().get(0).record());
+        String message = batch.rejected().get(0).error().getMessage();
+        assertTrue(message.contains("nested deeper than 64"), message);
+        assertEquals(21L, ReferenceDecoder.decodeBatch(batch.buffer()).get(0).offset);
+    }
+
+    @Test
     void utf8MatchesTheJdkIncludingLoneSurrogates() {
         String s = "a\u00e9\u4e2d\ud83d\ude00\ud800x\udc00";
         Rec r = ReferenceDecoder.decodeBatch(new RecordBatchEncoder(null)

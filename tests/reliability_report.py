@@ -1,0 +1,129 @@
+"""Figures of the reliability suites: ``record()`` merges one scenario's figures into
+``tests/.work/reliability.json``; ``python -m tests.reliability_report`` renders ``tests/RELIABILITY.md``
+from that file.
+
+    python -m tests.reliability_report            # writes tests/RELIABILITY.md
+    python -m tests.reliability_report --stdout   # prints it instead
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+TESTS_DIR = Path(__file__).resolve().parent
+FIGURES = Path(os.environ.get("RELIABILITY_FIGURES", TESTS_DIR / ".work" / "reliability.json"))
+OUTPUT = TESTS_DIR / "RELIABILITY.md"
+
+# column -> (title, default)
+COLUMNS = [
+    ("sent", "sent"),
+    ("written", "written"),
+    ("dlq", "in DLQ"),
+    ("duplicates", "duplicates"),
+    ("lost", "lost"),
+    ("faults_injected", "faults injected"),
+    ("restarts", "restarts survived"),
+    ("seconds", "seconds"),
+]
+
+
+def load(path: Path = FIGURES) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record(scenario: str, figures: dict, path: Path = FIGURES) -> None:
+    """Merge ``figures`` for ``scenario`` (with a timestamp) into the figures file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = load(path)
+    data[scenario] = {**figures, "recorded_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {x}" for k, x in v.items())
+    return str(v)
+
+
+def render(data: dict) -> str:
+    out = [
+        "# Reliability",
+        "",
+        "Figures from the last run of the reliability suites (`tests/e2e/test_reliability.py`,",
+        "`tests/e2e/test_bad_input.py`) against a real KRaft broker, real Connect worker(s) and the",
+        "Salesforce emulator (`bin/test` with `RELIABILITY=1` runs them with the rest). Regenerate with:",
+        "",
+        "```",
+        "RELIABILITY=1 tests/.venv/bin/python -m pytest tests/e2e/test_reliability.py tests/e2e/test_bad_input.py",
+        "tests/.venv/bin/python -m tests.reliability_report",
+        "```",
+        "",
+        "*written* = records that reached their final effect in Salesforce (create/update/delete);",
+        "*lost* = records whose effect is missing from the emulator's final state compared with the",
+        "one-by-one model of the stream (must be 0); *duplicates* = extra Salesforce records for one",
+        "logical record.",
+        "",
+        "| scenario | " + " | ".join(t for _, t in COLUMNS) + " | recorded |",
+        "|---|" + "---|" * len(COLUMNS) + "---|",
+    ]
+    for name in sorted(data):
+        row = data[name]
+        out.append(f"| {name} | " + " | ".join(_cell(row.get(k)) for k, _ in COLUMNS)
+                   + f" | {row.get('recorded_at', '')} |")
+    details = [(n, r) for n, r in sorted(data.items()) if r.get("details") or r.get("notes")]
+    if details:
+        out += ["", "## Details", ""]
+        for name, row in details:
+            out.append(f"### {name}")
+            out.append("")
+            if row.get("notes"):
+                out.append(row["notes"])
+                out.append("")
+            d = row.get("details")
+            if isinstance(d, dict):
+                for k, v in d.items():
+                    out.append(f"- **{k}**: {_cell(v)}")
+                out.append("")
+            elif isinstance(d, list):
+                out.append("| case | expected | outcome |")
+                out.append("|---|---|---|")
+                for item in d:
+                    out.append(f"| {item.get('case')} | {item.get('expected')} | {item.get('outcome')} |")
+                out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--figures", default=str(FIGURES))
+    ap.add_argument("--output", default=str(OUTPUT))
+    ap.add_argument("--stdout", action="store_true")
+    args = ap.parse_args(argv)
+    data = load(Path(args.figures))
+    if not data:
+        print(f"no figures in {args.figures}: run the reliability suites first", file=sys.stderr)
+        return 1
+    text = render(data)
+    if args.stdout:
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output} ({len(data)} scenarios)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
