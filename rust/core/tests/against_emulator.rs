@@ -366,3 +366,29 @@ fn delete_whose_answer_was_lost_is_not_an_error_on_retry() {
         assert!(matches!(again[0], Outcome::Failed(_)), "{again:?}");
     }
 }
+
+#[test]
+fn tasks_of_one_connector_share_one_token() {
+    let emu = Emulator::start();
+    let config = |connector: &str| {
+        let mut map: HashMap<String, String> = [
+            ("salesforce.instance.url", emu.base.as_str()),
+            ("salesforce.client.id", "test-client-id"),
+            ("salesforce.auth.type", "CLIENT_CREDENTIALS"),
+            ("salesforce.client.secret", "test-client-secret"),
+            ("salesforce.sobject.type", "Contact"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        map.insert("connector.name".into(), connector.into());
+        Config::from_map(&map).unwrap()
+    };
+    let token_requests = || emu.control("GET", "stats", Json::Null)["by_kind"]["token"].as_u64().unwrap_or(0);
+    let task0 = SalesforceSink::with_config(config("shared-connector")).unwrap();
+    let task1 = SalesforceSink::with_config(config("shared-connector")).unwrap();
+    assert_eq!(token_requests(), 1, "two tasks of one connector: one token");
+    let other = SalesforceSink::with_config(config("another-connector")).unwrap();
+    assert_eq!(token_requests(), 2, "another connector gets its own");
+    drop((task0, task1, other));
+}

@@ -151,3 +151,19 @@ pub fn token_advice(error: &str, auth: &Auth) -> &'static str {
         _ => "check the Connected App settings and the salesforce.* credentials",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_fetched(ago: Duration) -> AccessToken {
+        AccessToken { value: Secret::new("t"), fetched_at: Instant::now() - ago }
+    }
+
+    #[test]
+    fn refreshed_two_minutes_before_the_assumed_expiry() {
+        assert!(token_fetched(Duration::ZERO).is_fresh());
+        assert!(token_fetched(ASSUMED_SESSION_LIFETIME - REFRESH_AHEAD - Duration::from_secs(5)).is_fresh());
+        assert!(!token_fetched(ASSUMED_SESSION_LIFETIME - REFRESH_AHEAD + Duration::from_secs(5)).is_fresh());
+    }
+}
