@@ -8,11 +8,11 @@ from typing import Optional
 
 from . import kafka_libs
 from .log4j import write_log4j2
-from .procs import ManagedProcess
+from .procs import ManagedProcess, Service
 from .util import free_ports, java_bin, port_open, tail, wait_until, write_properties
 
 
-class Broker:
+class Broker(Service):
     """``kafka.Kafka server.properties`` in ``<work>/broker``. Ports are chosen once and kept across
     restarts, so clients' bootstrap address stays valid after ``kill()`` + ``start()``."""
 
@@ -123,23 +123,6 @@ class Broker:
             return bool(md.brokers)
         except Exception:
             return False
-
-    def stop(self, grace: float = 20) -> None:
-        if self.proc:
-            self.proc.stop(grace)
-
-    def kill(self) -> None:
-        """kill -9 (process group)."""
-        if self.proc:
-            self.proc.kill()
-
-    def restart(self, hard: bool = False, timeout: float = 90) -> "Broker":
-        self.kill() if hard else self.stop()
-        return self.start(timeout=timeout)
-
-    @property
-    def running(self) -> bool:
-        return bool(self.proc and self.proc.running)
 
     def diagnostics(self, lines: int = 60) -> str:
         return (f"--- {self.out_file} (tail)\n{tail(self.out_file, 20)}\n"

@@ -156,3 +156,27 @@ def install_signal_handlers() -> None:
                 signal.signal(sig, _handler)
         except (ValueError, OSError):
             pass
+
+
+class Service:
+    """Lifecycle shared by the broker and the workers: a ``ManagedProcess`` in ``self.proc`` and a
+    ``start(timeout=...)`` of their own."""
+
+    proc: Optional[ManagedProcess] = None
+
+    def stop(self, grace: float = 20) -> None:
+        if self.proc:
+            self.proc.stop(grace)
+
+    def kill(self) -> None:
+        """kill -9 (process group)."""
+        if self.proc:
+            self.proc.kill()
+
+    def restart(self, hard: bool = False, timeout: float = 90):
+        self.kill() if hard else self.stop()
+        return self.start(timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.proc and self.proc.running)

@@ -7,7 +7,7 @@ from typing import Optional
 from . import kafka_libs
 from .connect import Connect
 from .log4j import write_log4j2
-from .procs import ManagedProcess
+from .procs import ManagedProcess, Service
 from .util import free_port, java_bin, tail, wait_until, write_properties
 
 DEFAULT_LOG_LEVELS = {
@@ -23,7 +23,7 @@ DEFAULT_LOG_LEVELS = {
 }
 
 
-class Worker:
+class Worker(Service):
     """``ConnectDistributed worker.properties`` in ``<work>/worker-<n>``. The REST port is chosen once
     and kept across restarts."""
 
@@ -107,23 +107,6 @@ class Worker:
             return self.connect.ready()
         wait_until(ready, timeout, 0.3, lambda: f"{self.name} REST API {self.url}/connectors to answer 200\n"
                    + self.diagnostics())
-
-    def stop(self, grace: float = 20) -> None:
-        if self.proc:
-            self.proc.stop(grace)
-
-    def kill(self) -> None:
-        """kill -9 the worker JVM (process group)."""
-        if self.proc:
-            self.proc.kill()
-
-    def restart(self, hard: bool = False, timeout: float = 90) -> "Worker":
-        self.kill() if hard else self.stop()
-        return self.start(timeout=timeout)
-
-    @property
-    def running(self) -> bool:
-        return bool(self.proc and self.proc.running)
 
     def log_tail(self, lines: int = 80) -> str:
         return tail(self.log_file, lines)
