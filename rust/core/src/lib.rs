@@ -119,12 +119,9 @@ impl SalesforceSink {
         let mut skipped = 0usize;
         for (i, record) in records.iter().enumerate() {
             match plan::plan_record(&self.cfg, record) {
-                Plan::Write(w) => {
-                    let at = if w.key.is_some() { record.coordinates() } else { with_key(record) };
-                    writes.push((i, at, w))
-                }
+                Plan::Write(w) => writes.push((i, w)),
                 Plan::Skip => skipped += 1,
-                Plan::Reject(reason) => outcomes[i] = Outcome::Failed(format!("{reason} [{}]", with_key(record))),
+                Plan::Reject(reason) => outcomes[i] = Outcome::Failed(format!("{reason} [{}]", record.location())),
             }
         }
         if skipped > 0 {
@@ -133,7 +130,7 @@ impl SalesforceSink {
         let backoff = if writes.is_empty() {
             Duration::ZERO
         } else {
-            RUNTIME.block_on(self.writer.write(writes, &mut outcomes))?
+            RUNTIME.block_on(self.writer.write(records, writes, &mut outcomes))?
         };
         Ok((outcomes, backoff))
     }
@@ -171,16 +168,6 @@ impl SalesforceSink {
 impl Drop for SalesforceSink {
     fn drop(&mut self) {
         LIVE_SINKS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Where a record lives, with its key when the message would not name it otherwise (a Native ID
-/// INSERT does not use the key; a rejected record never became a write): SPEC §4 wants the key in
-/// every record error.
-fn with_key(record: &record::Record<'_>) -> String {
-    match convert::scalar_text(&record.key) {
-        Some(key) => format!("key '{key}', {}", record.coordinates()),
-        None => record.coordinates(),
     }
 }
 

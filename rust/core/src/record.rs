@@ -71,4 +71,13 @@ impl Record<'_> {
     pub fn coordinates(&self) -> String {
         format!("topic {} partition {} offset {}", self.topic, self.partition, self.offset)
     }
+
+    /// [`coordinates`](Self::coordinates) with the key in front when it is a String or integer:
+    /// SPEC §4 wants the key in every record error.
+    pub fn location(&self) -> String {
+        match crate::convert::scalar_text(&self.key) {
+            Some(key) => format!("key '{key}', {}", self.coordinates()),
+            None => self.coordinates(),
+        }
+    }
 }

@@ -15,6 +15,7 @@ use crate::error::{ErrorClass, SalesforceError};
 use crate::http::SalesforceClient;
 use crate::logs::Logs;
 use crate::plan::PlannedWrite;
+use crate::record::Record;
 use crate::wire::outcome::Outcome;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,7 +51,6 @@ pub struct FatalError(pub String);
 struct Item {
     /// Position in the `put()` batch.
     index: usize,
-    coordinates: String,
     write: PlannedWrite,
     /// The Salesforce Id an UPDATE/DELETE acts on (native key, or resolved from the external ID).
     id: Option<String>,
@@ -109,21 +109,23 @@ impl Writer {
         self.cfg.external_id_field.is_some()
     }
 
-    /// Writes `writes` (batch index, write) and records each one's outcome in `outcomes`. Returns
-    /// the backoff Connect should wait before redelivering when some writes are left as `Retry`.
+    /// Writes `writes` (index into `records`, write) and records each one's outcome in `outcomes`.
+    /// Returns the backoff Connect should wait before redelivering when some writes are left as
+    /// `Retry`. `records` only name the records in messages, and only when something fails.
     pub async fn write(
         self: &Arc<Self>,
-        writes: Vec<(usize, String, PlannedWrite)>,
+        records: &[Record<'_>],
+        writes: Vec<(usize, PlannedWrite)>,
         outcomes: &mut [Outcome],
     ) -> Result<Duration, FatalError> {
         let mut items: Vec<Item> = writes
             .into_iter()
-            .map(|(index, coordinates, write)| {
+            .map(|(index, write)| {
                 let id = match (self.external_id_mode(), write.op) {
                     (false, Operation::Update | Operation::Delete) => write.key.clone(),
                     _ => None,
                 };
-                Item { index, coordinates, write, id, id_from_cache: false, re_resolved: false, outcome: None, last_error: None }
+                Item { index, write, id, id_from_cache: false, re_resolved: false, outcome: None, last_error: None }
             })
             .collect();
 
@@ -139,7 +141,7 @@ impl Writer {
                 }
                 continue;
             }
-            if let Some(backoff) = self.write_wave(&mut items, &wave).await? {
+            if let Some(backoff) = self.write_wave(records, &mut items, &wave).await? {
                 retry_backoff = backoff;
                 gave_up = true;
             }
@@ -178,7 +180,12 @@ impl Writer {
     }
 
     /// Runs one wave to the end. `Some(backoff)` when retries ran out and writes are left pending.
-    async fn write_wave(self: &Arc<Self>, items: &mut [Item], wave: &[usize]) -> Result<Option<Duration>, FatalError> {
+    async fn write_wave(
+        self: &Arc<Self>,
+        records: &[Record<'_>],
+        items: &mut [Item],
+        wave: &[usize],
+    ) -> Result<Option<Duration>, FatalError> {
         let mut retries = 0u32;
         loop {
             let pending: Vec<usize> = wave.iter().copied().filter(|&i| items[i].outcome.is_none()).collect();
@@ -186,7 +193,7 @@ impl Writer {
                 return Ok(None);
             }
             let mut backoff_needed = false;
-            for (i, result) in self.attempt(items, &pending).await? {
+            for (i, result) in self.attempt(records, items, &pending).await? {
                 let item = &mut items[i];
                 match result {
                     ItemResult::Written { id } => {
@@ -260,7 +267,12 @@ impl Writer {
     }
 
     /// One try of every pending write of a wave: resolve Ids, then send the requests concurrently.
-    async fn attempt(self: &Arc<Self>, items: &mut [Item], pending: &[usize]) -> Result<Vec<(usize, ItemResult)>, FatalError> {
+    async fn attempt(
+        self: &Arc<Self>,
+        records: &[Record<'_>],
+        items: &mut [Item],
+        pending: &[usize],
+    ) -> Result<Vec<(usize, ItemResult)>, FatalError> {
         let mut results = Vec::with_capacity(pending.len());
         let mut ready: Vec<usize> = Vec::with_capacity(pending.len());
         let needs_id: Vec<usize> = pending
@@ -327,7 +339,7 @@ impl Writer {
         }
         for (i, result) in results.iter_mut() {
             if let ItemResult::Failed(message) | ItemResult::Retry(message) = result {
-                *message = self.describe(&items[*i], message);
+                *message = self.describe(&items[*i], &records[items[*i].index], message);
             }
         }
         Ok(results)
@@ -427,12 +439,14 @@ impl Writer {
 
     /// The message an operator reads in the DLQ or the task status: operation, SObject, key,
     /// Salesforce's answer and where the record lives in Kafka.
-    fn describe(&self, item: &Item, cause: &str) -> String {
+    fn describe(&self, item: &Item, record: &Record<'_>, cause: &str) -> String {
         let key = match &item.write.key {
             Some(k) => format!(" key '{k}'"),
             None => String::new(),
         };
-        format!("{} {}{} failed: {} [{}]", item.write.op, self.cfg.sobject, key, cause, item.coordinates)
+        // A write without a key (Native ID INSERT) still names the record's key where it has one.
+        let location = if item.write.key.is_some() { record.coordinates() } else { record.location() };
+        format!("{} {}{} failed: {} [{}]", item.write.op, self.cfg.sobject, key, cause, location)
     }
 
     fn fatal(&self, e: &SalesforceError) -> FatalError {
