@@ -55,7 +55,9 @@ def _cell(v) -> str:
         return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
     if isinstance(v, dict):
         return ", ".join(f"{k} {x}" for k, x in v.items())
-    return str(v)
+    # Messages may quote hostile input (NUL, newlines, pipes): keep the table one line a row.
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(v))
+    return text.replace("|", "\\|")
 
 
 def render(data: dict) -> str:
@@ -101,7 +103,7 @@ def render(data: dict) -> str:
                 out.append("| case | expected | outcome |")
                 out.append("|---|---|---|")
                 for item in d:
-                    out.append(f"| {item.get('case')} | {item.get('expected')} | {item.get('outcome')} |")
+                    out.append(f"| {_cell(item.get('case'))} | {_cell(item.get('expected'))} | {_cell(item.get('outcome'))} |")
                 out.append("")
     return "\n".join(out).rstrip() + "\n"
 

@@ -107,7 +107,8 @@ fn requested_operation(cfg: &Config, record: &Record<'_>) -> Result<Operation, S
         }
     };
     Operation::parse(text).ok_or_else(|| {
-        let shown: String = text.chars().take(64).collect();
+        // Escaped: the value goes into logs and DLQ headers, where raw control characters do harm.
+        let shown: String = text.chars().take(64).collect::<String>().escape_debug().to_string();
         format!("operation header '{header_name}' has unknown value '{shown}'; expected INSERT, UPDATE, DELETE or UPSERT")
     })
 }
