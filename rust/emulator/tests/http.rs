@@ -130,9 +130,11 @@ async fn jwt_bearer_flow() {
     let hs = encode(&Header::new(Algorithm::HS256), &good, &EncodingKey::from_secret(b"k")).unwrap();
     let (s, v) = e.token_response(&[("grant_type", grant), ("assertion", &hs)]).await;
     assert_eq!((s, v["error"].as_str()), (400, Some("invalid_grant")));
-    let mut tampered = assertion(good.clone());
-    tampered.pop();
-    tampered.push('A');
+    // Change one character in the middle of the signature (the last one may carry only padding bits).
+    let signed = assertion(good.clone());
+    let at = signed.rfind('.').unwrap() + 20;
+    let replacement = if &signed[at..at + 1] == "A" { "B" } else { "A" };
+    let tampered = format!("{}{}{}", &signed[..at], replacement, &signed[at + 1..]);
     let (s, v) = e.token_response(&[("grant_type", grant), ("assertion", &tampered)]).await;
     assert_eq!((s, v["error"].as_str()), (400, Some("invalid_grant")));
     // The emulator's own URL is an accepted audience.
