@@ -76,6 +76,16 @@ impl SalesforceError {
         }
     }
 
+    /// The HTTP status of an answer, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SalesforceError::Rejected { status, .. }
+            | SalesforceError::Unexpected { status, .. }
+            | SalesforceError::TokenRefused { status, .. } => Some(*status),
+            SalesforceError::Timeout(_) | SalesforceError::Connection(_) => None,
+        }
+    }
+
     /// The first Salesforce error code, if Salesforce gave one.
     pub fn code(&self) -> Option<&str> {
         match self {

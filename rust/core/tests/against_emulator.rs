@@ -392,3 +392,24 @@ fn tasks_of_one_connector_share_one_token() {
     assert_eq!(token_requests(), 2, "another connector gets its own");
     drop((task0, task1, other));
 }
+
+#[test]
+fn a_refusal_for_every_record_fails_each_without_splitting() {
+    let emu = Emulator::start();
+    let sink = emu.sink(&[("salesforce.startup.validation.enabled", "false")]);
+    emu.control("POST", "limits", json!({"max": 1000, "used": 1000}));
+    let msgs: Vec<Msg> = (0..50)
+        .map(|i| Msg { key: format!("{i}"), op: "INSERT", last_name: Some(format!("L{i}")), email: None })
+        .collect();
+    emu.control("DELETE", "requests", Json::Null);
+    let out = run(&sink, &msgs, 50);
+    assert_eq!(out.len(), 50);
+    assert!(out.iter().all(|o| matches!(o, Outcome::Failed(m) if m.contains("REQUEST_LIMIT_EXCEEDED"))), "{out:?}");
+    let data_requests = emu.control("GET", "requests", Json::Null)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap_or("").starts_with("/services/data"))
+        .count();
+    assert_eq!(data_requests, 1, "the quota refusal holds for all 50 records: one request, no split");
+}

@@ -363,16 +363,17 @@ impl Writer {
                         }
                         Ok(request.iter().map(|_| ItemResult::Retry(e.to_string())).collect())
                     }
-                    // One bad record can make Salesforce refuse a whole Collections request (a body
-                    // it cannot parse): split it so the good records still land.
-                    ErrorClass::NonRecoverable if request.len() > 1 => {
+                    // One bad record can make Salesforce refuse a whole Collections request with a
+                    // 400 (a body it cannot parse): split it so the good records still land. Other
+                    // refusals (quota, permissions, unknown object) hold for every record alike.
+                    ErrorClass::NonRecoverable if request.len() > 1 && e.status() == Some(400) => {
                         let mut left = request;
                         let right = left.split_off(left.len() / 2);
                         let mut results = Arc::clone(&self).send(op, left).await?;
                         results.extend(self.send(op, right).await?);
                         Ok(results)
                     }
-                    ErrorClass::NonRecoverable => Ok(vec![self.classify_single(op, &request[0], &e)]),
+                    ErrorClass::NonRecoverable => Ok(request.iter().map(|item| self.classify_single(op, item, &e)).collect()),
                 },
             }
         })
