@@ -13,12 +13,11 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from confluent_kafka import Producer
 
-from tests.stack import CONNECTOR_CLASS, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Stack, wait_until
+from tests.stack import Stack
 from tests.stack.util import REPO_ROOT
 
 from . import conversion, machine
@@ -62,24 +61,13 @@ class Bench:
         return f"bench-{what}-{self.seq}".lower()
 
     def config(self, topic: str, op: str, ext: bool, mode: str, **extra) -> dict:
-        cfg = {
-            "connector.class": CONNECTOR_CLASS,
-            "tasks.max": "1",
-            "topics": topic,
-            "key.converter": "org.apache.kafka.connect.storage.StringConverter",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "value.converter.schemas.enable": "false",
-            "salesforce.instance.url": self.stack.emulator_url,
-            "salesforce.auth.type": "CLIENT_CREDENTIALS",
-            "salesforce.client.id": DEFAULT_CLIENT_ID,
-            "salesforce.client.secret": DEFAULT_CLIENT_SECRET,
-            "salesforce.sobject.type": "Contact",
+        cfg = self.stack.sink_config(topic, {
             "salesforce.operation": op,
             "salesforce.write.mode": mode,
             # no describe at task start: only the records' own requests are counted
             "salesforce.startup.validation.enabled": "false",
             "consumer.override.auto.offset.reset": "earliest",
-        }
+        })
         if ext:
             cfg["salesforce.external.id.field"] = "ExternalId__c"
         cfg.update({k.replace("__", "."): str(v) for k, v in extra.items()})

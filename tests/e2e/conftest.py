@@ -17,8 +17,7 @@ from typing import Any, Optional
 
 import pytest
 
-from tests.stack import (CONNECTOR_CLASS, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Stack, grep,
-                         wait_until)
+from tests.stack import Stack, grep, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -65,26 +64,7 @@ class E2E:
         """Default config: INSERT into Contact through CLIENT_CREDENTIALS against the emulator,
         String keys, schemaless JSON values, reading ``self.topic``. ``overrides`` (dotted keys)
         win; a value of ``None`` removes the key."""
-        cfg = {
-            "connector.class": CONNECTOR_CLASS,
-            "tasks.max": "1",
-            "topics": self.topic,
-            "key.converter": "org.apache.kafka.connect.storage.StringConverter",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "value.converter.schemas.enable": "false",
-            "salesforce.instance.url": self.emulator_url,
-            "salesforce.auth.type": "CLIENT_CREDENTIALS",
-            "salesforce.client.id": DEFAULT_CLIENT_ID,
-            "salesforce.client.secret": DEFAULT_CLIENT_SECRET,
-            "salesforce.sobject.type": "Contact",
-            "salesforce.operation": "INSERT",
-        }
-        for k, v in {**(overrides or {}), **kw}.items():
-            if v is None:
-                cfg.pop(k, None)
-            else:
-                cfg[k] = str(v) if not isinstance(v, str) else v
-        return cfg
+        return self.stack.sink_config(self.topic, {**(overrides or {}), **kw})
 
     @staticmethod
     def dlq_config(dlq_topic: str, context_headers: bool = True) -> dict:

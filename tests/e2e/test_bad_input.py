@@ -11,7 +11,6 @@ import base64
 import json
 import time
 
-import pytest
 
 from tests import reliability_report
 from tests.stack import wait_until

@@ -10,8 +10,6 @@ import argparse
 import sys
 import time
 
-from .connect import CONNECTOR_CLASS
-from .emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from .stack import Stack
 
 PEOPLE = [
@@ -43,20 +41,7 @@ def main(argv=None) -> int:
         stack.start()
         print(f"Stack up in {stack.startup_seconds:.1f}s", flush=True)
         topic, name = "demo-contacts", "salesforce-demo"
-        config = {
-            "connector.class": CONNECTOR_CLASS,
-            "tasks.max": "1",
-            "topics": topic,
-            "key.converter": "org.apache.kafka.connect.storage.StringConverter",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "value.converter.schemas.enable": "false",
-            "salesforce.instance.url": stack.emulator_url,
-            "salesforce.auth.type": "CLIENT_CREDENTIALS",
-            "salesforce.client.id": DEFAULT_CLIENT_ID,
-            "salesforce.client.secret": DEFAULT_CLIENT_SECRET,
-            "salesforce.sobject.type": "Contact",
-            "salesforce.operation": "INSERT",
-        }
+        config = stack.sink_config(topic)
         stack.connect.create(name, config)
         stack.connect.wait_running(name, tasks=1, timeout=60)
         print(f"Connector {name} RUNNING", flush=True)

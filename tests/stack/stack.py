@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -198,6 +197,33 @@ class Stack:
     @property
     def emulator_url(self) -> str:
         return self.emulator.url if self.emulator else ""
+
+    def sink_config(self, topic: str, overrides: Optional[dict] = None) -> dict:
+        """The one default connector config of tests, benchmarks and the demo: INSERT into Contact
+        through CLIENT_CREDENTIALS against this stack's emulator, String keys, schemaless JSON
+        values. ``overrides`` win; a value of ``None`` removes the key; values become strings."""
+        from .connect import CONNECTOR_CLASS
+        from .emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+        cfg = {
+            "connector.class": CONNECTOR_CLASS,
+            "tasks.max": "1",
+            "topics": topic,
+            "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter.schemas.enable": "false",
+            "salesforce.instance.url": self.emulator_url,
+            "salesforce.auth.type": "CLIENT_CREDENTIALS",
+            "salesforce.client.id": DEFAULT_CLIENT_ID,
+            "salesforce.client.secret": DEFAULT_CLIENT_SECRET,
+            "salesforce.sobject.type": "Contact",
+            "salesforce.operation": "INSERT",
+        }
+        for k, v in (overrides or {}).items():
+            if v is None:
+                cfg.pop(k, None)
+            else:
+                cfg[k] = v if isinstance(v, str) else str(v)
+        return cfg
 
     def describe(self) -> str:
         parts = [f"work={self.dir}", f"kafka={self.broker.bootstrap_servers}" if self.broker else ""]
