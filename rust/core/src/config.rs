@@ -113,6 +113,10 @@ pub struct Config {
     pub skip_null_fields: bool,
     /// `salesforce.delete.missing=IGNORE`: deleting what is not there counts as done.
     pub ignore_missing_deletes: bool,
+    /// How long one `put()` may start new requests and retries (internal key
+    /// `put.time.budget.ms`, set by Java from the consumer's `max.poll.interval.ms`): requests
+    /// in flight then still finish, within `request_timeout`.
+    pub put_time_budget: Duration,
     /// Test-only hook: the native entry point that must panic (`open`, `put`, `render`, `drainLogs`, `close`).
     pub test_panic: Option<String>,
     pub proxy: Option<Proxy>,
@@ -127,6 +131,9 @@ pub struct Proxy {
     pub username: Option<String>,
     pub password: Option<Secret>,
 }
+
+/// A quarter of Connect's default `max.poll.interval.ms` (5 minutes), when Java did not say.
+const DEFAULT_PUT_TIME_BUDGET_MS: u64 = 75_000;
 
 struct Values<'a>(&'a HashMap<String, String>);
 
@@ -271,6 +278,7 @@ impl Config {
             max_in_flight: v.int("salesforce.max.in.flight.requests", 4, 1, 64)? as usize,
             skip_null_fields: v.choice("salesforce.null.fields", "SEND", &["SEND", "SKIP"])? == "SKIP",
             ignore_missing_deletes: v.choice("salesforce.delete.missing", "FAIL", &["FAIL", "IGNORE"])? == "IGNORE",
+            put_time_budget: Duration::from_millis(v.int("put.time.budget.ms", DEFAULT_PUT_TIME_BUDGET_MS, 1, i32::MAX as u64)?),
             test_panic: v.opt("salesforce.test.native.panic").map(str::to_owned),
             proxy: v.opt("salesforce.proxy.url").map(|url| Proxy {
                 url: Secret::new(url),

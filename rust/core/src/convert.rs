@@ -19,7 +19,20 @@ fn err(msg: impl Into<String>) -> ConvertError {
 /// How the record's own fields relate to its key in External ID mode.
 pub struct ExternalId<'k> {
     pub field: &'k str,
+    /// The key in its canonical form (see `keys`).
     pub key: &'k str,
+    /// A numeric field: the value's copy of the key is compared as a decimal number.
+    pub numeric: bool,
+}
+
+impl ExternalId<'_> {
+    fn is_key(&self, text: &str) -> bool {
+        if self.numeric {
+            crate::keys::canonical_decimal(text, false).as_deref() == Some(self.key)
+        } else {
+            text == self.key
+        }
+    }
 }
 
 /// Converts a whole record value (Struct or Map) into a fields fragment.
@@ -49,7 +62,7 @@ pub fn fields_fragment(
         if let Some(ext) = external_id {
             if name.eq_ignore_ascii_case(ext.field) {
                 match scalar_text(field) {
-                    Some(text) if text == ext.key => continue,
+                    Some(text) if ext.is_key(&text) => continue,
                     _ if matches!(field, Value::Null) => continue,
                     Some(text) => {
                         return Err(err(format!(
@@ -355,7 +368,7 @@ mod tests {
 
     #[test]
     fn external_id_in_value_must_match_key() {
-        let ext = ExternalId { field: "ExternalId__c", key: "K-1" };
+        let ext = ExternalId { field: "ExternalId__c", key: "K-1", numeric: false };
         let same = Value::Map(vec![("externalid__c", Value::String("K-1")), ("Name", Value::String("n"))]);
         assert_eq!(String::from_utf8(fields_fragment(&same, Some(&ext), false).unwrap()).unwrap(), r#""Name":"n""#);
         let differs = Value::Map(vec![("ExternalId__c", Value::String("K-2"))]);

@@ -48,6 +48,10 @@ pub enum SalesforceError {
     Unexpected { status: u16, snippet: String },
     #[error("OAuth token request refused (HTTP {status}): {error}: {description}")]
     TokenRefused { status: u16, error: String, description: String },
+    /// A successful answer that cannot be understood (not the documented shape, a result count
+    /// that differs from the request): asking again gets the same answer.
+    #[error("unusable answer from Salesforce: {0}")]
+    BadAnswer(String),
 }
 
 fn join(errors: &[ApiError]) -> String {
@@ -57,6 +61,12 @@ fn join(errors: &[ApiError]) -> String {
 impl SalesforceError {
     pub fn class(&self) -> ErrorClass {
         match self {
+            // Not a record's fault, and no record can fix it (SPEC §4): a proxy that wants other
+            // credentials, or a session Salesforce refuses even right after a fresh token (the
+            // client already fetched one and repeated the request).
+            SalesforceError::Rejected { status: 401 | 407, .. } | SalesforceError::Unexpected { status: 401 | 407, .. } => {
+                ErrorClass::Fatal
+            }
             SalesforceError::Rejected { status, errors } => {
                 // The code decides where there is one: UNABLE_TO_LOCK_ROW comes as 400 and as 500.
                 match errors.first() {
@@ -66,6 +76,7 @@ impl SalesforceError {
             }
             SalesforceError::Timeout(_) | SalesforceError::Connection(_) => ErrorClass::Recoverable,
             SalesforceError::Unexpected { status, .. } => classify_status(*status),
+            SalesforceError::BadAnswer(_) => ErrorClass::NonRecoverable,
             SalesforceError::TokenRefused { status, .. } => {
                 if *status >= 500 || *status == 429 {
                     ErrorClass::Recoverable
@@ -82,7 +93,7 @@ impl SalesforceError {
             SalesforceError::Rejected { status, .. }
             | SalesforceError::Unexpected { status, .. }
             | SalesforceError::TokenRefused { status, .. } => Some(*status),
-            SalesforceError::Timeout(_) | SalesforceError::Connection(_) => None,
+            SalesforceError::Timeout(_) | SalesforceError::Connection(_) | SalesforceError::BadAnswer(_) => None,
         }
     }
 
@@ -110,7 +121,11 @@ fn classify_status(status: u16) -> ErrorClass {
 /// Classifies by Salesforce error code first, by HTTP status when the code says nothing.
 pub fn classify_code(code: &str, message: &str, status: Option<u16>) -> ErrorClass {
     match code {
-        "UNABLE_TO_LOCK_ROW" | "CONCURRENT_REQUESTS_LIMIT_EXCEEDED" | "SERVER_UNAVAILABLE" => ErrorClass::Recoverable,
+        "UNABLE_TO_LOCK_ROW" | "CONCURRENT_REQUESTS_LIMIT_EXCEEDED" | "SERVER_UNAVAILABLE" | "UNKNOWN_EXCEPTION" => {
+            ErrorClass::Recoverable
+        }
+        // A trigger or flow that could not lock a row reports the lock inside its own code.
+        "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY" if message.contains("UNABLE_TO_LOCK_ROW") => ErrorClass::Recoverable,
         // One code for two limits: the daily quota (TotalRequests) stays exhausted for hours, the
         // concurrency limits clear within seconds.
         "REQUEST_LIMIT_EXCEEDED" if message.to_ascii_lowercase().contains("concurrent") => ErrorClass::Recoverable,
@@ -146,6 +161,16 @@ mod tests {
             (SalesforceError::Connection("reset".into()), Recoverable),
             (SalesforceError::TokenRefused { status: 400, error: "invalid_client".into(), description: "x".into() }, Fatal),
             (SalesforceError::TokenRefused { status: 503, error: "".into(), description: "".into() }, Recoverable),
+            // credentials and transport that no record caused: never the DLQ (issue 8, item 4)
+            (rejected(401, "INVALID_SESSION_ID", "Session expired or invalid"), Fatal),
+            (SalesforceError::Unexpected { status: 407, snippet: "<html>Proxy Authentication Required".into() }, Fatal),
+            // answers that will be the same on every attempt are not retried (item 3)
+            (SalesforceError::BadAnswer("2 results for 1 record".into()), NonRecoverable),
+            (SalesforceError::Unexpected { status: 414, snippet: "URI Too Long".into() }, NonRecoverable),
+            // lock errors wrapped by triggers, and Salesforce's own hiccups per record (item 9)
+            (rejected(400, "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "MyTrigger: execution of AfterUpdate caused by: System.DmlException: Update failed. first error: UNABLE_TO_LOCK_ROW, unable to obtain exclusive access to this record"), Recoverable),
+            (rejected(400, "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "MyTrigger: validation failed"), NonRecoverable),
+            (rejected(200, "UNKNOWN_EXCEPTION", "An unexpected error occurred"), Recoverable),
         ];
         for (e, class) in cases {
             assert_eq!(e.class(), class, "{e}");

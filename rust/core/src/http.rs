@@ -15,6 +15,9 @@ use std::time::Duration;
 
 /// Salesforce's TCP connect timeout is not configurable in the seed: fixed at 30 s.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer read. Salesforce's biggest (a 2,000-record query page, 200 Collections
+/// results) stay far below it; anything larger is not Salesforce and must not exhaust the worker.
+const MAX_RESPONSE_BYTES: usize = 32 << 20;
 
 pub struct Response {
     pub status: u16,
@@ -24,6 +27,8 @@ pub struct Response {
 pub struct SalesforceClient {
     http: reqwest::Client,
     data_url: String,
+    /// `/services/data/vNN.0`: the prefix of the URLs Salesforce hands back (`nextRecordsUrl`).
+    data_path: String,
     tokens: Arc<TokenProvider>,
     compression: bool,
     timeout: Duration,
@@ -70,6 +75,7 @@ impl SalesforceClient {
         SalesforceClient {
             http,
             data_url: cfg.data_url(),
+            data_path: format!("/services/data/v{}", cfg.api_version),
             tokens,
             compression: cfg.compression,
             timeout: cfg.request_timeout,
@@ -81,6 +87,11 @@ impl SalesforceClient {
 
     pub fn tokens(&self) -> &TokenProvider {
         &self.tokens
+    }
+
+    /// A URL Salesforce returned (`/services/data/vNN.0/query/…`) as a path for [`send`](Self::send).
+    pub fn relative_data_path(&self, url: &str) -> Option<String> {
+        url.strip_prefix(&self.data_path).filter(|rest| rest.starts_with('/')).map(str::to_owned)
     }
 
     /// API requests this client sent (token requests excluded), for logs and benchmarks.
@@ -135,11 +146,26 @@ impl SalesforceClient {
         if let Some(info) = response.headers().get("Sforce-Limit-Info").and_then(|v| v.to_str().ok()) {
             self.usage.observe(info, &self.logs);
         }
-        let body = response.bytes().await.map_err(|e| self.transport(e))?.to_vec();
+        let body = self.read_body(response).await?;
         if (200..300).contains(&status) {
             return Ok(Response { status, body });
         }
         Err(rejection(status, &body))
+    }
+
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, SalesforceError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(SalesforceError::BadAnswer(format!(
+                    "HTTP {}: an answer larger than {} MiB",
+                    response.status().as_u16(),
+                    MAX_RESPONSE_BYTES >> 20
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn transport(&self, e: reqwest::Error) -> SalesforceError {

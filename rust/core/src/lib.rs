@@ -11,6 +11,7 @@ pub mod convert;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod keys;
 pub mod logs;
 pub mod plan;
 pub mod record;
@@ -85,12 +86,10 @@ impl SalesforceSink {
         let http = http::build_http(&cfg).map_err(SinkError::Startup)?;
         let tokens = auth::TokenProvider::shared(&cfg, http.clone());
         let client = Arc::new(http::SalesforceClient::new(&cfg, http, tokens, logs.clone()));
-        let external_id_numeric = if cfg.startup_validation {
-            RUNTIME.block_on(startup::validate(&cfg, &client, &logs))?
-        } else {
-            false
-        };
-        let writer = write::Writer::new(Arc::clone(&cfg), Arc::clone(&client), logs.clone(), external_id_numeric);
+        let writer = write::Writer::new(Arc::clone(&cfg), Arc::clone(&client), logs.clone());
+        if cfg.startup_validation {
+            writer.learned_external_id_kind(RUNTIME.block_on(startup::validate(&cfg, &client, &logs))?);
+        }
         logs.info(format!(
             "Salesforce sink task {} ready: {} into {} ({:?} mode{}, write mode {:?})",
             cfg.task_id,
@@ -114,11 +113,20 @@ impl SalesforceSink {
 
     /// The typed core of [`put`](Self::put), for tests and benchmarks.
     pub fn write_records(&self, records: &[record::Record<'_>]) -> Result<(Vec<Outcome>, Duration), SinkError> {
+        let external_id = match RUNTIME.block_on(self.writer.external_id_kind()) {
+            Ok(kind) => kind,
+            Err(write::NotYet::Retry(why, backoff)) => {
+                let outcome = Outcome::Retry(format!("cannot learn the type of the external ID field yet: {why}"));
+                let outcomes = vec![outcome; records.len()];
+                return Ok((outcomes, backoff));
+            }
+            Err(write::NotYet::Fatal(e)) => return Err(e.into()),
+        };
         let mut outcomes = vec![Outcome::Skipped; records.len()];
         let mut writes = Vec::with_capacity(records.len());
         let mut skipped = 0usize;
         for (i, record) in records.iter().enumerate() {
-            match plan::plan_record(&self.cfg, record) {
+            match plan::plan_record(&self.cfg, external_id, record) {
                 Plan::Write(w) => writes.push((i, w)),
                 Plan::Skip => skipped += 1,
                 Plan::Reject(reason) => outcomes[i] = Outcome::Failed(format!("{reason} [{}]", record.location())),
@@ -142,7 +150,7 @@ impl SalesforceSink {
         let records = wire::batch::decode_batch(batch)?;
         let writes: Vec<plan::PlannedWrite> = records
             .iter()
-            .filter_map(|r| match plan::plan_record(&self.cfg, r) {
+            .filter_map(|r| match plan::plan_record(&self.cfg, self.writer.known_external_id_kind(), r) {
                 Plan::Write(w) => Some(w),
                 _ => None,
             })

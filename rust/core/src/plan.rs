@@ -4,6 +4,7 @@
 use crate::config::{Config, Operation};
 use crate::convert::{fields_fragment, scalar_text, ExternalId};
 use crate::ids;
+use crate::keys::ExternalIdKind;
 use crate::record::{OperationHeader, Record, Value};
 use std::sync::Arc;
 
@@ -12,8 +13,9 @@ use std::sync::Arc;
 pub struct PlannedWrite {
     /// What is sent: INSERT only in Native ID mode (External ID mode turns it into UPSERT).
     pub op: Operation,
-    /// Native ID mode: the record Id for UPDATE/DELETE. External ID mode: the external ID value.
-    /// `None` only for a native INSERT, which needs no key.
+    /// Native ID mode: the record's 18-character Id for UPDATE/DELETE. External ID mode: the
+    /// external ID value in its canonical form (see `keys`). `None` only for a native INSERT,
+    /// which needs no key.
     pub key: Option<String>,
     /// The record's fields as a JSON fragment (see `convert`); empty for DELETE. Shared, so that
     /// requests and their retries never copy it.
@@ -22,15 +24,11 @@ pub struct PlannedWrite {
 
 impl PlannedWrite {
     /// Two writes with the same ordering key must reach Salesforce in offset order and never share
-    /// a request. Native Ids are compared in their 18-character form (15 and 18 name the same
-    /// record); external IDs case-insensitively, as Salesforce matches text external IDs.
+    /// a request. Keys are already canonical (18-character Ids, canonical decimals); text
+    /// external IDs compare case-insensitively, as Salesforce matches them.
     pub fn ordering_key(&self, external_id_mode: bool) -> Option<String> {
         let key = self.key.as_deref()?;
-        Some(if external_id_mode {
-            key.to_lowercase()
-        } else {
-            ids::to_18(key).unwrap_or_else(|| key.to_owned())
-        })
+        Some(if external_id_mode { key.to_lowercase() } else { key.to_owned() })
     }
 }
 
@@ -43,7 +41,8 @@ pub enum Plan {
     Reject(String),
 }
 
-pub fn plan_record(cfg: &Config, record: &Record<'_>) -> Plan {
+/// `external_id`: the kind of `salesforce.external.id.field` (from describe); ignored in Native ID mode.
+pub fn plan_record(cfg: &Config, external_id: ExternalIdKind, record: &Record<'_>) -> Plan {
     let op = match requested_operation(cfg, record) {
         Ok(op) => op,
         Err(reason) => return Plan::Reject(reason),
@@ -70,7 +69,13 @@ pub fn plan_record(cfg: &Config, record: &Record<'_>) -> Plan {
     let key = if op == Operation::Insert {
         None // Native ID mode INSERT: Salesforce assigns the Id, the key is not used
     } else {
-        match key_text(&record.key, op, tombstone) {
+        let canonical = key_text(&record.key, op, tombstone).and_then(|text| match cfg.external_id_field {
+            Some(_) => external_id.canonical_key(&text),
+            None => ids::canonical(&text).map_err(|why| {
+                format!("{op} in Native ID mode needs a Salesforce record Id as the key, but '{}' is not one: {why}", shown(&text))
+            }),
+        });
+        match canonical {
             Ok(key) => Some(key),
             Err(reason) => return Plan::Reject(reason),
         }
@@ -79,17 +84,67 @@ pub fn plan_record(cfg: &Config, record: &Record<'_>) -> Plan {
     let fields = if op == Operation::Delete {
         Vec::new()
     } else {
+        let value = match without_reserved_fields(&record.value, op, key.as_deref(), cfg.external_id_field.is_some()) {
+            Ok(value) => value,
+            Err(reason) => return Plan::Reject(reason),
+        };
         let ext = cfg
             .external_id_field
             .as_deref()
             .zip(key.as_deref())
-            .map(|(field, key)| ExternalId { field, key });
-        match fields_fragment(&record.value, ext.as_ref(), cfg.skip_null_fields) {
+            .map(|(field, key)| ExternalId { field, key, numeric: external_id.is_numeric() });
+        match fields_fragment(value.as_ref().unwrap_or(&record.value), ext.as_ref(), cfg.skip_null_fields) {
             Ok(fields) => fields,
             Err(e) => return Plan::Reject(e.0),
         }
     };
     Plan::Write(PlannedWrite { op, key, fields: Arc::new(fields) })
+}
+
+/// A key for messages: escaped, at most 100 characters.
+fn shown(text: &str) -> String {
+    text.chars().take(100).collect::<String>().escape_debug().to_string()
+}
+
+/// SPEC §2: nothing in a value may change which SObject or which record a request addresses. The
+/// connector writes `attributes` and the Id itself; a value field of either name (in any case:
+/// Salesforce field names are case-insensitive) could override them wherever a parser keeps the
+/// last duplicate key. An `Id` equal to the key of a Native ID UPDATE is harmless and left out
+/// (`Some(value)` without it); `None` means the value is fine as it is.
+fn without_reserved_fields<'a>(
+    value: &Value<'a>,
+    op: Operation,
+    key: Option<&str>,
+    external_id_mode: bool,
+) -> Result<Option<Value<'a>>, String> {
+    let (Value::Struct(fields) | Value::Map(fields)) = value else { return Ok(None) };
+    let mut drop_id = false;
+    for (name, field) in fields {
+        if name.eq_ignore_ascii_case("attributes") {
+            return Err(format!(
+                "the value has a field named '{name}', which is reserved: Salesforce reads it as the record's type"
+            ));
+        }
+        if name.eq_ignore_ascii_case("Id") {
+            let same_record = !external_id_mode
+                && op == Operation::Update
+                && crate::convert::scalar_text(field).and_then(|t| ids::to_18(&t)).as_deref() == key;
+            if !same_record {
+                return Err(format!(
+                    "the value has a field named '{name}', which is reserved: the record key names the record                      (a value's Id may only repeat the key of a Native ID UPDATE)"
+                ));
+            }
+            drop_id = true;
+        }
+    }
+    if !drop_id {
+        return Ok(None);
+    }
+    let kept = fields.iter().filter(|(name, _)| !name.eq_ignore_ascii_case("Id")).cloned().collect();
+    Ok(Some(match value {
+        Value::Struct(_) => Value::Struct(kept),
+        _ => Value::Map(kept),
+    }))
 }
 
 fn requested_operation(cfg: &Config, record: &Record<'_>) -> Result<Operation, String> {
@@ -139,6 +194,10 @@ mod tests {
             m.insert((*k).into(), (*v).into());
         }
         Config::from_map(&m).unwrap()
+    }
+
+    fn plan_record(cfg: &Config, record: &Record<'_>) -> Plan {
+        super::plan_record(cfg, ExternalIdKind::Text, record)
     }
 
     fn rec<'a>(key: Value<'a>, value: Value<'a>, header: OperationHeader<'a>) -> Record<'a> {
@@ -227,9 +286,58 @@ mod tests {
     }
 
     #[test]
-    fn ordering_keys() {
+    fn native_keys_are_ids_in_their_18_character_form() {
+        let c = cfg(&[("salesforce.operation", "DELETE")]);
+        let key_of = |k: &'static str| match plan_record(&c, &rec(Value::String(k), fields(), OperationHeader::Absent)) {
+            Plan::Write(w) => Ok(w.key.unwrap()),
+            Plan::Reject(m) => Err(m),
+            Plan::Skip => panic!(),
+        };
+        assert_eq!(key_of("001A0000006Vm9r").unwrap(), "001A0000006Vm9rIAC");
+        assert_eq!(key_of("001A0000006Vm9riac").unwrap(), "001A0000006Vm9rIAC");
+        // issue 8, item 1: a comma list would delete both records in one Collections DELETE
+        let err = key_of("003000000000001AAA,003000000000002AAA").unwrap_err();
+        assert!(err.contains("'003000000000001AAA,003000000000002AAA' is not one"), "{err}");
+        for bad in ["003000000000001AAA/../x", "%2C", "00300000000001", "0030000000000010000", "003000000000001AAB"] {
+            assert!(key_of(bad).is_err(), "{bad}");
+        }
         let w = |key: &str| PlannedWrite { op: Operation::Update, key: Some(key.into()), fields: Arc::default() };
-        assert_eq!(w("001A0000006Vm9r").ordering_key(false), w("001A0000006Vm9rIAC").ordering_key(false));
         assert_eq!(w("Key-A").ordering_key(true), w("key-a").ordering_key(true));
+    }
+
+    #[test]
+    fn numeric_external_ids_are_canonical_decimals() {
+        let c = cfg(&[("salesforce.external.id.field", "Num__c"), ("salesforce.operation", "UPSERT")]);
+        let kind = ExternalIdKind::Number { precision: 18, scale: 0 };
+        let plan = |k: Value<'static>| super::plan_record(&c, kind, &rec(k, fields(), OperationHeader::Absent));
+        assert!(matches!(plan(Value::String("007")), Plan::Write(w) if w.key.as_deref() == Some("7")));
+        assert!(matches!(plan(Value::Int(-12)), Plan::Write(w) if w.key.as_deref() == Some("-12")));
+        for bad in ["NaN", "inf", "+5", ".5", "1e3", "abc", "1.5"] {
+            assert!(matches!(plan(Value::String(bad)), Plan::Reject(_)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reserved_field_names_cannot_retarget_a_request() {
+        let c = cfg(&[("salesforce.operation.header.enabled", "true")]);
+        let id = "003000000000001AAA";
+        let with = |name: &'static str, v: Value<'static>, op: &'static str| {
+            plan_record(&c, &rec(Value::String(id), Value::Map(vec![("LastName", Value::String("L")), (name, v)]), OperationHeader::Text(op)))
+        };
+        let account = || Value::Map(vec![("type", Value::String("Account"))]);
+        for op in ["INSERT", "UPDATE"] {
+            assert!(matches!(with("attributes", account(), op), Plan::Reject(m) if m.contains("reserved")), "{op}");
+            assert!(matches!(with("ATTRIBUTES", account(), op), Plan::Reject(m) if m.contains("reserved")), "{op}");
+            assert!(matches!(with("id", Value::String("003000000000002AAA"), op), Plan::Reject(m) if m.contains("reserved")), "{op}");
+        }
+        assert!(matches!(with("Id", Value::String("003000000000001AAA"), "INSERT"), Plan::Reject(_)));
+        // an UPDATE's Id equal to its key (in either form) is left out of the fields
+        match with("Id", Value::String("003000000000001"), "UPDATE") {
+            Plan::Write(w) => assert_eq!(String::from_utf8(w.fields.to_vec()).unwrap(), r#""LastName":"L""#),
+            other => panic!("{other:?}"),
+        }
+        let ext = cfg(&[("salesforce.external.id.field", "Ext__c"), ("salesforce.operation", "UPDATE")]);
+        let r = rec(Value::String("k"), Value::Map(vec![("Id", Value::String(id))]), OperationHeader::Absent);
+        assert!(matches!(plan_record(&ext, &r), Plan::Reject(m) if m.contains("reserved")));
     }
 }

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::error::{ErrorClass, SalesforceError};
 use crate::http::{percent_encode, SalesforceClient};
+use crate::keys::ExternalIdKind;
 use crate::logs::Logs;
 use crate::SinkError;
 use reqwest::Method;
@@ -29,16 +30,15 @@ where
     }
 }
 
-/// Returns whether the external ID field holds numbers (so SOQL must not quote them).
-pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Logs) -> Result<bool, SinkError> {
+/// Checks credentials and, in External ID mode, the field; returns the field's kind.
+pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Logs) -> Result<ExternalIdKind, SinkError> {
     with_retries(cfg, logs, "fetching an OAuth token", || client.tokens().token())
         .await
         .map_err(|e| SinkError::Startup(token_failure(cfg, &e)))?;
     logs.info(format!("OAuth token obtained from {}/services/oauth2/token", cfg.instance_url));
-    let Some(field) = &cfg.external_id_field else { return Ok(false) };
+    let Some(field) = &cfg.external_id_field else { return Ok(ExternalIdKind::Text) };
 
-    let path = format!("/sobjects/{}/describe", percent_encode(&cfg.sobject));
-    let describe = with_retries(cfg, logs, "describe", || client.send(Method::GET, &path, None)).await.map_err(|e| {
+    let described = with_retries(cfg, logs, "describe", || describe_field(cfg, client)).await.map_err(|e| {
         SinkError::Startup(match e.code() {
             Some("NOT_FOUND") => format!(
                 "SObject '{}' does not exist or the integration user cannot see it: check salesforce.sobject.type and the user's object permissions",
@@ -47,13 +47,7 @@ pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Log
             _ => format!("cannot describe SObject '{}': {e}", cfg.sobject),
         })
     })?;
-    let json: serde_json::Value = serde_json::from_slice(&describe.body)
-        .map_err(|e| SinkError::Startup(format!("describe of '{}' is not JSON: {e}", cfg.sobject)))?;
-    let fields = json.get("fields").and_then(|f| f.as_array()).cloned().unwrap_or_default();
-    let Some(found) = fields
-        .iter()
-        .find(|f| f.get("name").and_then(|n| n.as_str()).map(|n| n.eq_ignore_ascii_case(field)).unwrap_or(false))
-    else {
+    let Some(found) = described else {
         return Err(SinkError::Startup(format!(
             "field '{field}' does not exist on {} (or the integration user has no field-level access): check salesforce.external.id.field",
             cfg.sobject
@@ -66,9 +60,32 @@ pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Log
             cfg.sobject
         )));
     }
-    let numeric = matches!(found.get("type").and_then(|t| t.as_str()), Some("double" | "int" | "long" | "currency" | "percent"));
     logs.info(format!("external ID field {field} on {} checked", cfg.sobject));
-    Ok(numeric)
+    Ok(ExternalIdKind::from_describe(&found))
+}
+
+/// The kind of the External ID field, learned from describe even when startup validation is off
+/// (SPEC §2): which keys are valid depends on it. A field describe does not show is treated as
+/// text; Salesforce then rejects the writes with its own error.
+pub(crate) async fn external_id_kind(cfg: &Config, client: &SalesforceClient) -> Result<ExternalIdKind, SalesforceError> {
+    match describe_field(cfg, client).await {
+        Ok(found) => Ok(found.map(|f| ExternalIdKind::from_describe(&f)).unwrap_or_default()),
+        Err(e) if e.class() == ErrorClass::NonRecoverable => Ok(ExternalIdKind::Text),
+        Err(e) => Err(e),
+    }
+}
+
+/// `GET /sobjects/{type}/describe`: the entry of the External ID field, if describe lists it.
+async fn describe_field(cfg: &Config, client: &SalesforceClient) -> Result<Option<serde_json::Value>, SalesforceError> {
+    let field = cfg.external_id_field.as_deref().unwrap_or_default();
+    let path = format!("/sobjects/{}/describe", percent_encode(&cfg.sobject));
+    let describe = client.send(Method::GET, &path, None).await?;
+    let json: serde_json::Value = serde_json::from_slice(&describe.body)
+        .map_err(|e| SalesforceError::BadAnswer(format!("describe of '{}' is not JSON: {e}", cfg.sobject)))?;
+    let fields = json.get("fields").and_then(|f| f.as_array()).cloned().unwrap_or_default();
+    Ok(fields
+        .into_iter()
+        .find(|f| f.get("name").and_then(|n| n.as_str()).is_some_and(|n| n.eq_ignore_ascii_case(field))))
 }
 
 fn token_failure(cfg: &Config, e: &SalesforceError) -> String {

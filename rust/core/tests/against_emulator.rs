@@ -263,7 +263,7 @@ fn request_counts_per_write_mode() {
     let before = emu.api_requests();
     let out = run(&fresh, &updates, 400);
     assert!(out.iter().all(|o| *o == Outcome::Written));
-    assert_eq!(emu.api_requests() - before, 10, "5 SOQL queries + 5 updates");
+    assert_eq!(emu.api_requests() - before, 11, "1 describe (the field's type, SPEC §2) + 5 SOQL queries + 5 updates");
 
     let single = emu.sink(&[
         ("salesforce.external.id.field", "ExternalId__c"),
@@ -273,7 +273,7 @@ fn request_counts_per_write_mode() {
     ]);
     let before = emu.api_requests();
     run(&single, &updates[..100], 50);
-    assert_eq!(emu.api_requests() - before, 200, "SINGLE: a GET and a PATCH per record");
+    assert_eq!(emu.api_requests() - before, 201, "SINGLE: 1 describe, then a GET and a PATCH per record");
 }
 
 #[test]

@@ -57,17 +57,18 @@ pub(crate) enum EntryResult {
 /// A Collections answer → one classified result per request record, in request order. Pure, so
 /// it can be fuzzed (`fuzzing::collections_results`).
 pub(crate) fn parse_results(status: u16, body: &[u8], count: usize, op: Operation) -> Result<Vec<EntryResult>, SalesforceError> {
-    let entries: Vec<Entry> = serde_json::from_slice(body).map_err(|e| SalesforceError::Unexpected {
-        status,
-        snippet: format!("Collections answer is not a result array: {e}"),
+    let entries: Vec<Entry> = serde_json::from_slice(body).map_err(|e| {
+        SalesforceError::BadAnswer(format!("HTTP {status}: Collections answer is not a result array: {e}"))
     })?;
     if entries.len() != count {
-        // Without one result per record nothing can be attributed; retrying is safe for upserts
-        // and the only way not to lose the others.
-        return Err(SalesforceError::Unexpected {
-            status: 500,
-            snippet: format!("Collections answered {} results for {} records", entries.len(), count),
-        });
+        // Nothing can be attributed, and asking again gets the same answer (SPEC §4): the
+        // records fail with this message rather than loop. (Before Native ID keys were checked,
+        // a key with a comma made Salesforce act on two records and answer twice.)
+        return Err(SalesforceError::BadAnswer(format!(
+            "Collections answered {} results for {} records",
+            entries.len(),
+            count
+        )));
     }
     Ok(entries
         .into_iter()
@@ -111,7 +112,8 @@ pub(super) fn body(w: &Writer, op: Operation, items: &[RequestItem]) -> Vec<u8> 
                 write_string(&mut out, w.cfg.external_id_field.as_deref().unwrap_or_default());
                 out.push(b':');
                 let key = item.key.as_deref().unwrap_or_default();
-                if w.external_id_numeric && key.parse::<f64>().is_ok() {
+                // Numeric keys are canonical decimals (checked in `plan`): valid JSON numbers.
+                if w.known_external_id_kind().is_numeric() && crate::keys::canonical_decimal(key, false).is_some() {
                     out.extend_from_slice(key.as_bytes());
                 } else {
                     write_string(&mut out, key);

@@ -13,13 +13,15 @@ mod single;
 use crate::config::{Config, Operation, WriteMode};
 use crate::error::{ErrorClass, SalesforceError};
 use crate::http::SalesforceClient;
+use crate::keys::ExternalIdKind;
 use crate::logs::Logs;
 use crate::plan::PlannedWrite;
 use crate::record::Record;
 use crate::wire::outcome::Outcome;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 pub use resolve::IdCache;
 
@@ -38,7 +40,12 @@ pub mod fuzzing {
 
     /// A SOQL answer matched against `keys` on `field`: (key index, Id) pairs.
     pub fn query_ids(body: &[u8], field: &str, keys: &[&str], numeric: bool) -> Vec<(usize, String)> {
-        super::resolve::ids_in_query_result(body, field, keys, numeric)
+        let kind = if numeric {
+            crate::keys::ExternalIdKind::Number { precision: 0, scale: 0 }
+        } else {
+            crate::keys::ExternalIdKind::Text
+        };
+        super::resolve::ids_in_query_result(body, field, keys, kind).map(|page| page.matches).unwrap_or_default()
     }
 }
 
@@ -47,6 +54,22 @@ pub mod fuzzing {
 #[error("{0}")]
 pub struct FatalError(pub String);
 
+/// Why a batch cannot be planned yet (the External ID field's type is still unknown).
+#[derive(Debug)]
+pub enum NotYet {
+    /// Salesforce could not answer describe for a cause that may clear: retry after the backoff.
+    Retry(String, Duration),
+    Fatal(FatalError),
+}
+
+/// Requests that isolating the records at fault in one whole-request refusal may cost beyond the
+/// request itself. Halving 200 records down to one costs up to 398; a refusal that names a field
+/// costs one. Past the budget the remaining records fail with Salesforce's answer.
+const SPLIT_BUDGET: usize = 16;
+
+/// The shortest wait before Connect redelivers: Connect ignores `context.timeout(0)` and would
+/// otherwise wait for the next offset commit.
+const MIN_REDELIVERY_BACKOFF: Duration = Duration::from_millis(1);
 /// One write on its way, with what retries learn about it.
 struct Item {
     /// Position in the `put()` batch.
@@ -89,8 +112,8 @@ pub struct Writer {
     client: Arc<SalesforceClient>,
     ids: IdCache,
     logs: Logs,
-    /// Whether the external ID field holds numbers (known from describe); numbers are not quoted in SOQL.
-    external_id_numeric: bool,
+    /// The External ID field's kind, from describe (SPEC §2); set once, before the first batch is planned.
+    external_id: OnceLock<ExternalIdKind>,
     /// Keys of DELETEs whose request got no answer (timeout, broken connection): Salesforce may
     /// have done them. A later not-found for such a key is that DELETE's own effect, not an error.
     unsure_deletes: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -101,8 +124,34 @@ pub struct Writer {
 const MAX_UNSURE_DELETES: usize = 10_000;
 
 impl Writer {
-    pub fn new(cfg: Arc<Config>, client: Arc<SalesforceClient>, logs: Logs, external_id_numeric: bool) -> Arc<Self> {
-        Arc::new(Writer { cfg, client, ids: IdCache::new(), logs, external_id_numeric, unsure_deletes: Default::default() })
+    pub fn new(cfg: Arc<Config>, client: Arc<SalesforceClient>, logs: Logs) -> Arc<Self> {
+        Arc::new(Writer { cfg, client, ids: IdCache::new(), logs, external_id: OnceLock::new(), unsure_deletes: Default::default() })
+    }
+
+    /// What startup validation learned about the External ID field.
+    pub fn learned_external_id_kind(&self, kind: ExternalIdKind) {
+        let _ = self.external_id.set(kind);
+    }
+
+    /// The External ID field's kind as known so far (text until describe said otherwise).
+    pub fn known_external_id_kind(&self) -> ExternalIdKind {
+        self.external_id.get().copied().unwrap_or_default()
+    }
+
+    /// The External ID field's kind, asking describe the first time when startup validation did
+    /// not (keys cannot be checked without it).
+    pub async fn external_id_kind(&self) -> Result<ExternalIdKind, NotYet> {
+        if let Some(kind) = self.external_id.get() {
+            return Ok(*kind);
+        }
+        if !self.external_id_mode() {
+            return Ok(ExternalIdKind::Text);
+        }
+        match crate::startup::external_id_kind(&self.cfg, &self.client).await {
+            Ok(kind) => Ok(*self.external_id.get_or_init(|| kind)),
+            Err(e) if e.class() == ErrorClass::Fatal => Err(NotYet::Fatal(self.fatal(&e))),
+            Err(e) => Err(NotYet::Retry(e.to_string(), self.cfg.retry.backoff(1).max(MIN_REDELIVERY_BACKOFF))),
+        }
     }
 
     fn external_id_mode(&self) -> bool {
@@ -130,20 +179,25 @@ impl Writer {
             .collect();
 
         let waves = self.schedule(&items);
+        // A put() must end well before the consumer's max.poll.interval.ms (issue 8, item 8): no
+        // new wave or retry starts past the budget, and what is left goes back to Connect.
+        let deadline = Instant::now() + self.cfg.put_time_budget;
         let mut retry_backoff = Duration::ZERO;
-        let mut gave_up = false;
+        let mut stop: Option<&str> = None;
         for wave in waves {
-            if gave_up {
+            if stop.is_none() && Instant::now() >= deadline {
+                stop = Some("not attempted within this put()'s time budget; Connect will redeliver it");
+                retry_backoff = MIN_REDELIVERY_BACKOFF;
+            }
+            if let Some(why) = stop {
                 for &i in &wave {
-                    items[i].outcome = Some(Outcome::Retry(
-                        "not attempted: an earlier write of the same batch is waiting to be retried".into(),
-                    ));
+                    items[i].outcome = Some(Outcome::Retry(why.into()));
                 }
                 continue;
             }
-            if let Some(backoff) = self.write_wave(records, &mut items, &wave).await? {
-                retry_backoff = backoff;
-                gave_up = true;
+            if let Some(backoff) = self.write_wave(records, &mut items, &wave, deadline).await? {
+                retry_backoff = backoff.max(MIN_REDELIVERY_BACKOFF);
+                stop = Some("not attempted: an earlier write of the same batch is waiting to be retried");
             }
         }
         for item in items {
@@ -185,6 +239,7 @@ impl Writer {
         records: &[Record<'_>],
         items: &mut [Item],
         wave: &[usize],
+        deadline: Instant,
     ) -> Result<Option<Duration>, FatalError> {
         let mut retries = 0u32;
         loop {
@@ -221,16 +276,18 @@ impl Writer {
             if !backoff_needed {
                 continue; // only stale Ids: resolve them again at once
             }
-            if retries >= self.cfg.retry.max_attempts {
+            let out_of_time = Instant::now() + self.cfg.retry.backoff(retries + 1) >= deadline;
+            if retries >= self.cfg.retry.max_attempts || out_of_time {
                 let backoff = self.cfg.retry.backoff(retries + 1);
                 for &i in wave {
                     let item = &mut items[i];
                     if item.outcome.is_none() {
                         let cause = item.last_error.take().unwrap_or_else(|| "waiting for a retry".into());
                         item.outcome = Some(Outcome::Retry(format!(
-                            "{} (after {} attempts; Connect will redeliver)",
+                            "{} (after {} attempt(s){}; Connect will redeliver)",
                             cause,
-                            retries + 1
+                            retries + 1,
+                            if out_of_time { ", at the end of this put()'s time budget" } else { "" }
                         )));
                     }
                 }
@@ -257,12 +314,15 @@ impl Writer {
         let (Some(key), true) = (&item.write.key, self.external_id_mode()) else { return };
         match item.write.op {
             Operation::Delete => self.ids.evict(key),
-            Operation::Upsert | Operation::Update => {
+            // An upsert's answer is a fresh resolution (Salesforce matched the external ID just
+            // now). An UPDATE only used the cached Id: re-inserting it would keep a mapping alive
+            // past its 7 days for as long as the key keeps being written.
+            Operation::Upsert => {
                 if let Some(id) = &item.id {
                     self.ids.insert(key, id);
                 }
             }
-            Operation::Insert => {}
+            Operation::Update | Operation::Insert => {}
         }
     }
 
@@ -308,11 +368,9 @@ impl Writer {
             }
         }
 
-        let in_flight = match self.cfg.write_mode {
-            WriteMode::Single => 1,
-            WriteMode::Collections => self.cfg.max_in_flight,
-        };
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(in_flight));
+        // SINGLE runs as many one-record requests at once as COLLECTIONS runs batches: a wave
+        // never holds a key twice, so order per key is kept either way.
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.cfg.max_in_flight.max(1)));
         let mut running = tokio::task::JoinSet::new();
         for (op, indices) in requests {
             let request: Vec<RequestItem> = indices
@@ -327,7 +385,7 @@ impl Writer {
             let this = Arc::clone(self);
             let permit = Arc::clone(&semaphore).acquire_owned().await.expect("semaphore never closes");
             running.spawn(async move {
-                let out = this.send(op, request).await;
+                let out = this.send(op, request, Arc::new(AtomicUsize::new(SPLIT_BUDGET))).await;
                 drop(permit);
                 (indices, out)
             });
@@ -345,9 +403,15 @@ impl Writer {
         Ok(results)
     }
 
-    /// One request (or, for a Collections request that Salesforce refuses as a whole, its halves),
-    /// returning one result per write in request order.
-    fn send(self: Arc<Self>, op: Operation, request: Vec<RequestItem>) -> futures_lite::BoxFuture<Result<Vec<ItemResult>, FatalError>> {
+    /// One request, returning one result per write in request order. A Collections request that
+    /// Salesforce refuses as a whole with HTTP 400 is narrowed down to the records at fault, at
+    /// most `budget` extra requests in all (see [`SPLIT_BUDGET`]).
+    fn send(
+        self: Arc<Self>,
+        op: Operation,
+        request: Vec<RequestItem>,
+        budget: Arc<AtomicUsize>,
+    ) -> futures_lite::BoxFuture<Result<Vec<ItemResult>, FatalError>> {
         Box::pin(async move {
             let outcome = match self.cfg.write_mode {
                 WriteMode::Single => single::send(&self, op, &request[0]).await.map(|r| vec![r]),
@@ -358,25 +422,59 @@ impl Writer {
                 Err(e) => match e.class() {
                     ErrorClass::Fatal => Err(self.fatal(&e)),
                     ErrorClass::Recoverable => {
-                        if op == Operation::Delete && matches!(e, SalesforceError::Timeout(_) | SalesforceError::Connection(_)) {
+                        if op == Operation::Delete && may_have_happened(&e) {
                             self.mark_unsure_deletes(&request);
                         }
                         Ok(request.iter().map(|_| ItemResult::Retry(e.to_string())).collect())
                     }
-                    // One bad record can make Salesforce refuse a whole Collections request with a
-                    // 400 (a body it cannot parse): split it so the good records still land. Other
-                    // refusals (quota, permissions, unknown object) hold for every record alike.
                     ErrorClass::NonRecoverable if request.len() > 1 && e.status() == Some(400) => {
-                        let mut left = request;
-                        let right = left.split_off(left.len() / 2);
-                        let mut results = Arc::clone(&self).send(op, left).await?;
-                        results.extend(self.send(op, right).await?);
-                        Ok(results)
+                        self.isolate(op, request, e, budget).await
                     }
+                    // Other refusals (quota, permissions, unknown object) hold for every record alike.
                     ErrorClass::NonRecoverable => Ok(request.iter().map(|item| self.classify_single(op, item, &e)).collect()),
                 },
             }
         })
+    }
+
+    /// One bad record can make Salesforce refuse a whole Collections request with a 400 (a body
+    /// it cannot parse, a field the SObject does not have). When the answer names fields, the
+    /// records that carry them fail and the others go again in one request; otherwise the request
+    /// is halved. Either way at most `budget` more requests are spent.
+    async fn isolate(
+        self: Arc<Self>,
+        op: Operation,
+        request: Vec<RequestItem>,
+        e: SalesforceError,
+        budget: Arc<AtomicUsize>,
+    ) -> Result<Vec<ItemResult>, FatalError> {
+        let named = named_fields(&e);
+        let carrying: Vec<bool> = request.iter().map(|item| carries_any(&item.fields, &named)).collect();
+        let at_fault = carrying.iter().filter(|&&c| c).count();
+        let failed = |why: String| ItemResult::Failed(why);
+        if at_fault == request.len() {
+            return Ok(request.iter().map(|_| failed(e.to_string())).collect());
+        }
+        if at_fault > 0 {
+            if !take(&budget, 1) {
+                return Ok(request.iter().map(|_| failed(exhausted(&e))).collect());
+            }
+            let rest: Vec<RequestItem> =
+                request.iter().zip(&carrying).filter(|(_, &c)| !c).map(|(item, _)| item.clone()).collect();
+            let mut rest_results = Arc::clone(&self).send(op, rest, budget).await?.into_iter();
+            return Ok(carrying
+                .iter()
+                .map(|&c| if c { failed(e.to_string()) } else { rest_results.next().expect("one result per record") })
+                .collect());
+        }
+        if !take(&budget, 2) {
+            return Ok(request.iter().map(|_| failed(exhausted(&e))).collect());
+        }
+        let mut left = request;
+        let right = left.split_off(left.len() / 2);
+        let mut results = Arc::clone(&self).send(op, left, Arc::clone(&budget)).await?;
+        results.extend(self.send(op, right, budget).await?);
+        Ok(results)
     }
 
     /// The result of a single-record error, including the not-found rules of DELETE and stale Ids.
@@ -451,12 +549,75 @@ impl Writer {
     }
 
     fn fatal(&self, e: &SalesforceError) -> FatalError {
-        let advice = match e {
-            SalesforceError::TokenRefused { error, .. } => crate::auth::token_advice(error, &self.cfg.auth),
-            _ => "",
-        };
-        FatalError(format!("Salesforce refused the connector's credentials: {e}. {advice}"))
+        FatalError(match e {
+            SalesforceError::TokenRefused { status: 200, .. } => format!(
+                "the token endpoint {}/services/oauth2/token answered without an access token ({e}); \
+                 a proxy or a maintenance page may stand in between. Fix: check salesforce.instance.url and salesforce.proxy.url",
+                self.cfg.instance_url
+            ),
+            SalesforceError::TokenRefused { error, .. } => format!(
+                "Salesforce refused the connector's credentials: {e}. Fix: {}",
+                crate::auth::token_advice(error, &self.cfg.auth)
+            ),
+            e if e.status() == Some(407) => format!(
+                "the proxy refused the request with HTTP 407 Proxy Authentication Required. Fix: check \
+                 salesforce.proxy.username and salesforce.proxy.password ({e})"
+            ),
+            e if e.status() == Some(401) => format!(
+                "Salesforce refused a freshly issued access token ({e}). Fix: check that the integration user \
+                 is active, has the API Enabled permission and that the Connected App's policies admit it"
+            ),
+            e => format!("Salesforce refused the connector's credentials: {e}"),
+        })
     }
+}
+
+/// Whether a failed request may still have been carried out: no answer arrived, or a gateway
+/// answered in Salesforce's place (502/503/504 can come after the write was committed).
+fn may_have_happened(e: &SalesforceError) -> bool {
+    matches!(e, SalesforceError::Timeout(_) | SalesforceError::Connection(_)) || matches!(e.status(), Some(502..=504))
+}
+
+/// Takes `n` requests from a split budget; false when it has run out.
+fn take(budget: &AtomicUsize, n: usize) -> bool {
+    budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(n)).is_ok()
+}
+
+fn exhausted(e: &SalesforceError) -> String {
+    format!(
+        "{e} (Salesforce refused the whole request; the record at fault could not be isolated within {SPLIT_BUDGET} \
+         extra requests, so every record of it is reported)"
+    )
+}
+
+/// The fields a whole-request refusal blames: Salesforce's `fields`, or the column its
+/// `INVALID_FIELD` message names ("No such column 'X' on sobject of type T").
+fn named_fields(e: &SalesforceError) -> Vec<String> {
+    let SalesforceError::Rejected { errors, .. } = e else { return vec![] };
+    let mut named: Vec<String> = errors.iter().flat_map(|err| err.fields.iter().cloned()).collect();
+    for err in errors {
+        if let Some(rest) = err.message.split("No such column '").nth(1) {
+            if let Some(column) = rest.split('\'').next() {
+                named.push(column.to_owned());
+            }
+        }
+    }
+    named.retain(|f| !f.is_empty());
+    named
+}
+
+/// Whether a fields fragment has a top-level field of one of `names` (case-insensitive, as
+/// Salesforce field names are). Parses the fragment: only ever on the error path.
+fn carries_any(fields: &[u8], names: &[String]) -> bool {
+    if names.is_empty() || fields.is_empty() {
+        return false;
+    }
+    let mut object = Vec::with_capacity(fields.len() + 2);
+    object.push(b'{');
+    object.extend_from_slice(fields);
+    object.push(b'}');
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(&object) else { return false };
+    map.keys().any(|k| names.iter().any(|n| n.split('.').next().is_some_and(|top| top.eq_ignore_ascii_case(k))))
 }
 
 /// Lays writes out in waves (see the module doc): indices into `writes`, wave by wave, each wave
@@ -507,9 +668,9 @@ mod tests {
     fn native_inserts_have_no_key_and_never_wait() {
         use Operation::*;
         let writes = [
-            w(Update, Some("003000000000001")),
+            w(Update, Some("003000000000001AAA")), // keys arrive canonical from `plan`
             w(Insert, None),
-            w(Delete, Some("003000000000001AAA")), // the same record in its 18-character form
+            w(Delete, Some("003000000000001AAA")),
             w(Insert, None),
         ];
         assert_eq!(schedule(writes.iter(), false), vec![vec![0, 1, 3], vec![2]]);

@@ -6,6 +6,7 @@ use super::{FatalError, Item, ItemResult, Writer};
 use crate::config::WriteMode;
 use crate::error::{ErrorClass, SalesforceError};
 use crate::http::percent_encode;
+use crate::keys::ExternalIdKind;
 use reqwest::Method;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,6 +14,9 @@ use std::time::Duration;
 const CACHE_ENTRIES: u64 = 10_000;
 const CACHE_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 const KEYS_PER_QUERY: usize = 200;
+/// Pages of one query answer followed through `nextRecordsUrl` (2,000 records each by default):
+/// 200 keys rarely match more than 200 records, and an answer that never ends is refused.
+const MAX_QUERY_PAGES: usize = 50;
 /// Salesforce refuses URIs over 16,384 bytes (414); leave room for the host and path.
 const MAX_ENCODED_QUERY: usize = 15_000;
 
@@ -101,10 +105,11 @@ impl Writer {
                 percent_encode(key)
             );
             let result = match self.client.send(Method::GET, &path, None).await {
-                Ok(r) => Ok(serde_json::from_slice::<serde_json::Value>(&r.body)
+                Ok(r) => serde_json::from_slice::<serde_json::Value>(&r.body)
                     .ok()
-                    .and_then(|v| v.get("Id").and_then(|id| id.as_str()).map(|id| vec![id.to_owned()]))
-                    .unwrap_or_default()),
+                    .and_then(|v| v.get("Id").and_then(|id| id.as_str()).and_then(crate::ids::to_18))
+                    .map(|id| vec![id])
+                    .ok_or_else(|| SalesforceError::BadAnswer("GET by external ID answered without a record Id".into())),
                 Err(e) if e.code() == Some("NOT_FOUND") => Ok(vec![]),
                 Err(SalesforceError::Rejected { status: 300, errors }) => {
                     // Several matches: the body lists their URLs; two entries are enough to refuse.
@@ -118,19 +123,21 @@ impl Writer {
     }
 
     /// COLLECTIONS mode: `SELECT Id, F FROM T WHERE F IN (…)`, up to 200 keys and 15,000 encoded
-    /// bytes a query. Keys are matched case-insensitively, as Salesforce matches text external IDs.
+    /// bytes a query, every page of the answer. Keys are matched as the field's kind says
+    /// (text case-insensitively, numbers as decimals).
     async fn query_ids(&self, keys: &[&str]) -> HashMap<String, Result<Vec<String>, SalesforceError>> {
         let field = self.cfg.external_id_field.as_deref().unwrap_or_default();
+        let kind = self.known_external_id_kind();
+        let numeric = kind.is_numeric();
         let mut found: HashMap<String, Result<Vec<String>, SalesforceError>> = HashMap::new();
-        for chunk in chunk_keys(keys, field, &self.cfg.sobject, self.external_id_numeric) {
-            let soql = soql_for(&chunk, field, &self.cfg.sobject, self.external_id_numeric);
-            let result = self.client.send(Method::GET, &format!("/query?q={}", percent_encode(&soql)), None).await;
-            match result {
-                Ok(response) => {
+        for chunk in chunk_keys(keys, field, &self.cfg.sobject, numeric) {
+            let soql = soql_for(&chunk, field, &self.cfg.sobject, numeric);
+            match self.query_all_pages(&soql, field, &chunk, kind).await {
+                Ok(matches) => {
                     for key in &chunk {
                         found.entry(key.to_lowercase()).or_insert_with(|| Ok(vec![]));
                     }
-                    for (n, id) in ids_in_query_result(&response.body, field, &chunk, self.external_id_numeric) {
+                    for (n, id) in matches {
                         if let Some(Ok(ids)) = found.get_mut(&chunk[n].to_lowercase()) {
                             ids.push(id);
                         }
@@ -150,24 +157,64 @@ impl Writer {
         }
         found
     }
+
+    async fn query_all_pages(
+        &self,
+        soql: &str,
+        field: &str,
+        chunk: &[&str],
+        kind: ExternalIdKind,
+    ) -> Result<Vec<(usize, String)>, SalesforceError> {
+        let mut path = format!("/query?q={}", percent_encode(soql));
+        let mut matches = Vec::new();
+        for _ in 0..MAX_QUERY_PAGES {
+            let response = self.client.send(Method::GET, &path, None).await?;
+            let page = ids_in_query_result(&response.body, field, chunk, kind)?;
+            matches.extend(page.matches);
+            match page.next {
+                None => return Ok(matches),
+                Some(next) => path = self.client.relative_data_path(&next).ok_or_else(|| {
+                    SalesforceError::BadAnswer(format!("query answer's nextRecordsUrl '{next}' is outside this API version"))
+                })?,
+            }
+        }
+        Err(SalesforceError::BadAnswer(format!("query answer still not done after {MAX_QUERY_PAGES} pages")))
+    }
 }
 
-/// The records of a SOQL answer as (index of the matching key in `chunk`, Id); records without an
-/// Id, without the field or matching no key are left out. Pure, so it can be fuzzed.
-pub(crate) fn ids_in_query_result(body: &[u8], field: &str, chunk: &[&str], numeric: bool) -> Vec<(usize, String)> {
-    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let mut out = Vec::new();
-    for record in json.get("records").and_then(|r| r.as_array()).into_iter().flatten() {
-        let (Some(id), Some(value)) =
-            (record.get("Id").and_then(|v| v.as_str()), field_ci(record, field).and_then(value_text))
-        else {
-            continue;
-        };
-        if let Some(n) = chunk.iter().position(|k| same_key(k, &value, numeric)) {
-            out.push((n, id.to_owned()));
+/// One page of a SOQL answer: the records matched to keys, and where the next page is.
+pub(crate) struct QueryPage {
+    /// (index of the matching key in the chunk, 18-character Id).
+    pub matches: Vec<(usize, String)>,
+    pub next: Option<String>,
+}
+
+/// The records of a SOQL answer as (index of the matching key in `chunk`, Id); records matching
+/// no key are left out. An answer without the documented shape, or with an Id that is not one,
+/// is an error: read as "no record matches", it would turn a garbled answer into a not-found
+/// DELETE or UPDATE. Pure, so it can be fuzzed.
+pub(crate) fn ids_in_query_result(body: &[u8], field: &str, chunk: &[&str], kind: ExternalIdKind) -> Result<QueryPage, SalesforceError> {
+    let bad = |why: &str| SalesforceError::BadAnswer(format!("query answer {why}"));
+    let json: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad("is not JSON"))?;
+    let records = json.get("records").and_then(|r| r.as_array()).ok_or_else(|| bad("has no records array"))?;
+    let mut matches = Vec::new();
+    for record in records {
+        let id = record.get("Id").and_then(|v| v.as_str()).ok_or_else(|| bad("has a record without an Id"))?;
+        let id = crate::ids::to_18(id).ok_or_else(|| bad("has a record whose Id is not a Salesforce Id"))?;
+        // A record whose field is null matches no key (the query asked for non-null values).
+        let Some(value) = field_ci(record, field).and_then(value_text) else { continue };
+        if let Some(n) = chunk.iter().position(|k| kind.same_key(k, &value)) {
+            matches.push((n, id));
         }
     }
-    out
+    let done = json.get("done").and_then(|d| d.as_bool()).unwrap_or(true);
+    let next = if done {
+        None
+    } else {
+        let url = json.get("nextRecordsUrl").and_then(|u| u.as_str()).ok_or_else(|| bad("is not done but has no nextRecordsUrl"))?;
+        Some(url.to_owned())
+    };
+    Ok(QueryPage { matches, next })
 }
 
 fn clone_error(class: ErrorClass, message: &str) -> SalesforceError {
@@ -188,15 +235,6 @@ fn value_text(v: &serde_json::Value) -> Option<String> {
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-fn same_key(key: &str, value: &str, numeric: bool) -> bool {
-    if numeric {
-        if let (Ok(a), Ok(b)) = (key.parse::<f64>(), value.parse::<f64>()) {
-            return a == b;
-        }
-    }
-    key.eq_ignore_ascii_case(value) || key.to_lowercase() == value.to_lowercase()
 }
 
 /// A SOQL string literal: backslash escapes for `\`, quotes and control characters, so a key like
@@ -221,8 +259,9 @@ pub fn soql_literal(value: &str) -> String {
     out
 }
 
+/// Numeric keys are canonical decimals already (`keys`), so they go into SOQL as numbers.
 fn literal(key: &str, numeric: bool) -> String {
-    if numeric && key.parse::<f64>().is_ok() {
+    if numeric && crate::keys::canonical_decimal(key, false).is_some() {
         key.to_owned()
     } else {
         soql_literal(key)
@@ -281,6 +320,29 @@ mod tests {
             assert!(percent_encode(&soql_for(&chunk, "Ext__c", "Contact", false)).len() <= MAX_ENCODED_QUERY);
         }
         assert_eq!(soql_for(&["1", "x"], "Num__c", "T", true), "SELECT Id, Num__c FROM T WHERE Num__c IN (1, 'x')");
+    }
+
+    #[test]
+    fn garbled_query_answers_are_errors_not_misses() {
+        let keys = ["k1", "k2"];
+        for body in [&b"<html>"[..], br#"{"done":true}"#, br#"{"records":[{"Id":"x,y","Ext__c":"k1"}]}"#, br#"{"done":false,"records":[]}"#] {
+            let e = ids_in_query_result(body, "Ext__c", &keys, ExternalIdKind::Text).err().expect("an error");
+            assert_eq!(e.class(), ErrorClass::NonRecoverable, "{e}");
+        }
+        let page = ids_in_query_result(
+            br#"{"done":false,"nextRecordsUrl":"/services/data/v62.0/query/01g-2000","records":[{"Id":"003000000000001","ext__C":"K2"}]}"#,
+            "Ext__c",
+            &keys,
+            ExternalIdKind::Text,
+        )
+        .unwrap();
+        assert_eq!(page.matches, vec![(1, "003000000000001AAA".to_string())]);
+        assert_eq!(page.next.as_deref(), Some("/services/data/v62.0/query/01g-2000"));
+        // 17-digit numbers that are one float apart stay apart
+        let nums = ["12345678901234567", "12345678901234568"];
+        let kind = ExternalIdKind::Number { precision: 18, scale: 0 };
+        let page = ids_in_query_result(br#"{"done":true,"records":[{"Id":"003000000000002AAA","Num__c":12345678901234568}]}"#, "Num__c", &nums, kind).unwrap();
+        assert_eq!(page.matches, vec![(1, "003000000000002AAA".to_string())]);
     }
 
     #[test]

@@ -40,8 +40,12 @@ public class SalesforceSinkTask extends SinkTask {
 
     static final String CONNECTOR_NAME_PROP = "name";
     static final String ERRORS_TOLERANCE_PROP = "errors.tolerance";
+    static final String MAX_POLL_INTERVAL_PROP = "consumer.override.max.poll.interval.ms";
+    /** The consumer's default {@code max.poll.interval.ms}. */
+    static final long DEFAULT_MAX_POLL_INTERVAL_MS = 300_000L;
 
     private final Function<byte[], NativeWriter> opener;
+    private final int chunkBytes;
     private final RedeliveryTracker redelivery = new RedeliveryTracker();
 
     private volatile NativeWriter writer;
@@ -56,7 +60,13 @@ public class SalesforceSinkTask extends SinkTask {
 
     /** For tests: a different way to get the native writer. */
     SalesforceSinkTask(Function<byte[], NativeWriter> opener) {
+        this(opener, RecordBatchEncoder.DEFAULT_CHUNK_BYTES);
+    }
+
+    /** For tests: batches cut into native calls of about {@code chunkBytes}. */
+    SalesforceSinkTask(Function<byte[], NativeWriter> opener, int chunkBytes) {
         this.opener = opener;
+        this.chunkBytes = chunkBytes;
     }
 
     @Override
@@ -78,10 +88,11 @@ public class SalesforceSinkTask extends SinkTask {
         }
         tolerateAll = "all".equals(props.getOrDefault(ERRORS_TOLERANCE_PROP, "none").trim().toLowerCase(Locale.ROOT));
         reporter = errantRecordReporter();
-        encoder = new RecordBatchEncoder(config.operationHeaderNameIfEnabled());
+        encoder = new RecordBatchEncoder(config.operationHeaderNameIfEnabled(), chunkBytes);
         redelivery.clear();
 
-        byte[] configBuffer = ConfigEncoder.encode(config.nativeSettings(), connectorName, taskId);
+        byte[] configBuffer = ConfigEncoder.encode(config.nativeSettings(), connectorName, taskId,
+                putTimeBudgetMs(props));
         try {
             writer = opener.apply(configBuffer);
         } catch (NativeSinkException e) {
@@ -99,6 +110,24 @@ public class SalesforceSinkTask extends SinkTask {
                         + "errors.tolerance {}", logPrefix, config.getString(SalesforceSinkConfig.SOBJECT_TYPE),
                 config.getString(SalesforceSinkConfig.OPERATION), config.getString(SalesforceSinkConfig.WRITE_MODE),
                 reporter == null ? "absent" : "present", tolerateAll ? "all" : "none");
+    }
+
+    /**
+     * How long one {@code put} may keep starting requests: a quarter of the consumer's
+     * {@code max.poll.interval.ms}, so that with the requests still in flight it ends well before
+     * the consumer would be evicted from its group (and a second task would write the same keys).
+     */
+    static long putTimeBudgetMs(Map<String, String> props) {
+        long pollInterval = DEFAULT_MAX_POLL_INTERVAL_MS;
+        String override = props.get(MAX_POLL_INTERVAL_PROP);
+        if (override != null) {
+            try {
+                pollInterval = Long.parseLong(override.trim());
+            } catch (NumberFormatException e) {
+                // The worker refuses such a consumer override itself; keep the default here.
+            }
+        }
+        return Math.max(1_000L, pollInterval / 4);
     }
 
     private ErrantRecordReporter errantRecordReporter() {
@@ -134,27 +163,42 @@ public class SalesforceSinkTask extends SinkTask {
                     records.size() - pending.size(), records.size());
         }
 
-        EncodedBatch batch = encoder.encode(pending);
-        List<SinkRecord> sent = batch.sent();
-        BatchOutcome outcome = sent.isEmpty() ? null : writeNative(w, batch);
-
         List<Future<Void>> reports = new ArrayList<>();
-        for (EncodedBatch.Rejected rejected : batch.rejected()) {
-            handleFailure(rejected.record(), rejected.error(), reports);
-        }
+        List<SinkRecord> finished = new ArrayList<>(pending.size());
         int retryCount = 0;
         String firstRetryMessage = null;
-        if (outcome != null) {
+        long backoffMs = 0;
+        // One native call per chunk: a batch is cut only when its encoding would pass the size a
+        // single call can carry. After a chunk leaves records to retry, later chunks wait for the
+        // redelivery, so no write overtakes an earlier one of the same key.
+        for (EncodedBatch batch : encoder.encodeChunks(pending)) {
+            List<SinkRecord> sent = batch.sent();
+            for (EncodedBatch.Rejected rejected : batch.rejected()) {
+                handleFailure(rejected.record(), rejected.error(), reports);
+                finished.add(rejected.record());
+            }
+            if (sent.isEmpty()) {
+                continue;
+            }
+            if (retryCount > 0) {
+                retryCount += sent.size();
+                continue;
+            }
+            BatchOutcome outcome = writeNative(w, batch);
             for (int i = 0; i < sent.size(); i++) {
                 int status = outcome.status(i);
-                if (status == BatchOutcome.FAILED) {
-                    handleFailure(sent.get(i), new ConnectException(outcome.message(i)), reports);
-                } else if (status == BatchOutcome.RETRY) {
+                if (status == BatchOutcome.RETRY) {
                     if (retryCount++ == 0) {
                         firstRetryMessage = outcome.message(i);
                     }
+                    continue;
                 }
+                if (status == BatchOutcome.FAILED) {
+                    handleFailure(sent.get(i), new ConnectException(outcome.message(i)), reports);
+                }
+                finished.add(sent.get(i));
             }
+            backoffMs = Math.max(backoffMs, outcome.retryBackoffMs());
         }
         awaitReports(reports);
 
@@ -163,15 +207,11 @@ public class SalesforceSinkTask extends SinkTask {
             return;
         }
         // Everything but the RETRY records is finished: remember it for the redelivery.
-        for (EncodedBatch.Rejected rejected : batch.rejected()) {
-            redelivery.markDone(rejected.record());
+        for (SinkRecord record : finished) {
+            redelivery.markDone(record);
         }
-        for (int i = 0; i < sent.size(); i++) {
-            if (outcome.status(i) != BatchOutcome.RETRY) {
-                redelivery.markDone(sent.get(i));
-            }
-        }
-        long backoffMs = Math.max(0L, outcome.retryBackoffMs());
+        // Connect ignores a timeout of 0 and would wait for the next offset commit instead.
+        backoffMs = Math.max(1L, backoffMs);
         context.timeout(backoffMs);
         throw new RetriableException(retryCount + " of " + pending.size() + " records could not be written to "
                 + "Salesforce yet and will be retried in " + backoffMs + " ms: " + firstRetryMessage);
@@ -229,12 +269,12 @@ public class SalesforceSinkTask extends SinkTask {
 
     @Override
     public void open(Collection<TopicPartition> partitions) {
-        redelivery.clear();
+        redelivery.forget(partitions);
     }
 
     @Override
     public void close(Collection<TopicPartition> partitions) {
-        redelivery.clear();
+        redelivery.forget(partitions);
     }
 
     @Override

@@ -139,10 +139,14 @@ class SalesforceSinkTaskTest {
     private final FakeWriter writer = new FakeWriter();
 
     private SalesforceSinkTask start(ErrantRecordReporter reporter, Map<String, String> extra) {
+        return start(reporter, extra, Integer.MAX_VALUE);
+    }
+
+    private SalesforceSinkTask start(ErrantRecordReporter reporter, Map<String, String> extra, int chunkBytes) {
         SalesforceSinkTask task = new SalesforceSinkTask(config -> {
             writer.config = config.clone();
             return writer;
-        });
+        }, chunkBytes);
         FakeContext context = new FakeContext(reporter);
         task.initialize(context);
         Map<String, String> props = new java.util.HashMap<>(SalesforceSinkConfigTest.clientCredentials());
@@ -212,7 +216,7 @@ class SalesforceSinkTaskTest {
     }
 
     @Test
-    void partitionChangesForgetFinishedRecords() {
+    void partitionChangesForgetFinishedRecordsOfThosePartitionsOnly() {
         SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
         writer.answer(100, 0, 3);
         assertThrows(RetriableException.class, () -> task.put(records(1, 2)));
@@ -224,6 +228,71 @@ class SalesforceSinkTaskTest {
         assertThrows(RetriableException.class, () -> task.put(records(1, 2)));
         task.open(List.of(new TopicPartition("t", 0)));
         assertTrue(task.redeliveryTracker().isEmpty());
+
+        // Cooperative rebalancing revokes one partition and keeps the other: the kept partition's
+        // finished records must not be written again when its batch comes back.
+        SinkRecord kept = new SinkRecord("t", 1, null, "k", null, Map.of("LastName", "L"), 7);
+        List<SinkRecord> batch = List.of(records(1).get(0), kept, records(2).get(0));
+        writer.answer(100, 0, 0, 3);
+        assertThrows(RetriableException.class, () -> task.put(batch));
+        task.close(List.of(new TopicPartition("t", 0)));
+        writer.answer(0, 0);
+        task.put(List.of(kept, records(2).get(0)));
+        assertEquals(List.of(2L), writer.batches.get(writer.batches.size() - 1), "offset 7 of t-1 was written already");
+    }
+
+    @Test
+    void topicRenamingSmtCannotMakeOneRecordStandForAnother() {
+        // RegexRouter merges a-orders and b-orders into orders: both records are orders-0@5.
+        SinkRecord a = new SinkRecord("a-orders", 0, null, "ka", null, Map.of("LastName", "A"), 5);
+        SinkRecord b = new SinkRecord("b-orders", 0, null, "kb", null, Map.of("LastName", "B"), 5);
+        List<SinkRecord> batch = List.of(
+                a.newRecord("orders", 0, null, "ka", null, Map.of("LastName", "A"), null),
+                b.newRecord("orders", 0, null, "kb", null, Map.of("LastName", "B"), null));
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
+        writer.answer(10, 0, 3); // a written, b to be retried
+        assertThrows(RetriableException.class, () -> task.put(batch));
+        writer.answer(0, 0);
+        task.put(batch);
+        assertEquals(2, writer.batches.size(), "the redelivery must send b again");
+        assertEquals(1, writer.batches.get(1).size());
+    }
+
+    @Test
+    void zeroBackoffStillAsksConnectForAPromptRedelivery() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
+        writer.answer(0, 3);
+        assertThrows(RetriableException.class, () -> task.put(records(1)));
+        assertEquals(List.of(1L), contextOf(task).timeouts, "Connect ignores timeout(0)");
+    }
+
+    @Test
+    void hugeBatchesAreCutIntoSeveralNativeCallsAndKeepOrderAcrossThem() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of(), 1); // one record a call
+        writer.answer(0, 0);
+        writer.answer(0, 0);
+        writer.answer(0, 0);
+        task.put(records(1, 2, 3));
+        assertEquals(List.of(List.of(1L), List.of(2L), List.of(3L)), writer.batches);
+
+        // A record left to retry holds back every later call of the batch.
+        writer.answer(5, 0);
+        writer.answer(5, 3);
+        assertThrows(RetriableException.class, () -> task.put(records(4, 5, 6)));
+        assertEquals(List.of(List.of(4L), List.of(5L)), writer.batches.subList(3, 5));
+        writer.answer(0, 0);
+        writer.answer(0, 0);
+        task.put(records(4, 5, 6));
+        assertEquals(List.of(List.of(5L), List.of(6L)), writer.batches.subList(5, 7));
+    }
+
+    @Test
+    void putTimeBudgetIsAQuarterOfThePollInterval() {
+        assertEquals(75_000L, SalesforceSinkTask.putTimeBudgetMs(Map.of()));
+        assertEquals(5_000L, SalesforceSinkTask.putTimeBudgetMs(Map.of("consumer.override.max.poll.interval.ms", "20000")));
+        SalesforceSinkTask task = start(null, Map.of("consumer.override.max.poll.interval.ms", "60000"));
+        assertEquals("15000", ReferenceDecoder.decodeConfig(writer.config).get("put.time.budget.ms"));
+        task.stop();
     }
 
     @Test

@@ -16,6 +16,8 @@ import org.apache.kafka.common.config.types.Password;
 public final class ConfigEncoder {
     public static final String CONNECTOR_NAME = "connector.name";
     public static final String TASK_ID = "task.id";
+    /** Not a user setting: how long one put may start requests (the task derives it). */
+    public static final String PUT_TIME_BUDGET_MS = "put.time.budget.ms";
     private static final String PREFIX = "salesforce.";
 
     private ConfigEncoder() {
@@ -26,7 +28,16 @@ public final class ConfigEncoder {
      *                 starting with {@code salesforce.} are ignored
      */
     public static byte[] encode(Map<String, ?> settings, String connectorName, String taskId) {
+        return encode(settings, connectorName, taskId, -1);
+    }
+
+    /** @param putTimeBudgetMs see {@link #PUT_TIME_BUDGET_MS}; negative leaves the native default */
+    public static byte[] encode(Map<String, ?> settings, String connectorName, String taskId, long putTimeBudgetMs) {
         List<String> pairs = new ArrayList<>();
+        if (putTimeBudgetMs > 0) {
+            pairs.add(PUT_TIME_BUDGET_MS);
+            pairs.add(Long.toString(putTimeBudgetMs));
+        }
         for (Map.Entry<String, ?> entry : settings.entrySet()) {
             String text = asText(entry.getValue());
             if (entry.getKey().startsWith(PREFIX) && text != null) {

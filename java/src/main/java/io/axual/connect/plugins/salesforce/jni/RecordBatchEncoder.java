@@ -58,7 +58,15 @@ public final class RecordBatchEncoder {
     // A buffer that grew beyond this for one huge batch is dropped afterwards.
     private static final int RETAINED_CAPACITY = 16 * 1024 * 1024;
 
+    /**
+     * Encoded bytes after which a batch is cut into another native call: well below the 2 GiB a
+     * Java array can hold, so a huge {@code put} is several calls instead of a task that fails on
+     * every restart.
+     */
+    public static final int DEFAULT_CHUNK_BYTES = 512 * 1024 * 1024;
+
     private final String operationHeaderName; // null when header routing is disabled
+    private final int chunkBytes;
     private final WireWriter out = new WireWriter(INITIAL_CAPACITY);
     private int nesting;
 
@@ -67,17 +75,33 @@ public final class RecordBatchEncoder {
      *                            {@code salesforce.operation.header.enabled} is false
      */
     public RecordBatchEncoder(String operationHeaderName) {
-        this.operationHeaderName = operationHeaderName;
+        this(operationHeaderName, DEFAULT_CHUNK_BYTES);
     }
 
+    /** @param chunkBytes see {@link #DEFAULT_CHUNK_BYTES}; smaller in tests */
+    public RecordBatchEncoder(String operationHeaderName, int chunkBytes) {
+        this.operationHeaderName = operationHeaderName;
+        this.chunkBytes = chunkBytes;
+    }
+
+    /** The whole batch as one buffer (benchmarks, diagnostics); see {@link #encodeChunks}. */
     public EncodedBatch encode(Collection<SinkRecord> records) {
+        List<EncodedBatch> chunks = encodeChunks(records, Integer.MAX_VALUE);
+        return chunks.get(0);
+    }
+
+    /** The batch as buffers of at most about {@code chunkBytes} each, records in order. */
+    public List<EncodedBatch> encodeChunks(Collection<SinkRecord> records) {
+        return encodeChunks(records, chunkBytes);
+    }
+
+    private List<EncodedBatch> encodeChunks(Collection<SinkRecord> records, int limit) {
+        List<EncodedBatch> chunks = new ArrayList<>(1);
         out.reset();
         out.shrinkTo(RETAINED_CAPACITY);
         List<SinkRecord> sent = new ArrayList<>(records.size());
-        List<EncodedBatch.Rejected> rejected = null;
-        out.writeU8(VERSION);
-        int countAt = out.position();
-        out.writeI32(0);
+        List<EncodedBatch.Rejected> rejected = new ArrayList<>();
+        int countAt = startChunk();
         for (SinkRecord record : records) {
             int mark = out.position();
             try {
@@ -85,16 +109,44 @@ public final class RecordBatchEncoder {
                 sent.add(record);
             } catch (DataException e) {
                 out.truncate(mark);
-                if (rejected == null) {
-                    rejected = new ArrayList<>();
-                }
                 rejected.add(new EncodedBatch.Rejected(record, e));
+            } catch (IllegalStateException e) { // the buffer cannot grow any further
+                out.truncate(mark);
+                if (!sent.isEmpty() || !rejected.isEmpty()) {
+                    chunks.add(finishChunk(countAt, sent, rejected));
+                    sent = new ArrayList<>();
+                    rejected = new ArrayList<>();
+                    countAt = startChunk();
+                }
+                rejected.add(new EncodedBatch.Rejected(record, new DataException("Cannot pass the record of "
+                        + position(record) + " to Salesforce: it encodes to more than 2 GiB", e)));
+            }
+            if (out.position() >= limit) {
+                chunks.add(finishChunk(countAt, sent, rejected));
+                sent = new ArrayList<>();
+                rejected = new ArrayList<>();
+                countAt = startChunk();
             }
         }
-        out.putI32(countAt, sent.size());
-        byte[] buffer = out.toByteArray();
+        if (chunks.isEmpty() || !sent.isEmpty() || !rejected.isEmpty()) {
+            chunks.add(finishChunk(countAt, sent, rejected));
+        }
         out.reset();
-        return new EncodedBatch(buffer, sent, rejected == null ? Collections.emptyList() : rejected);
+        return chunks;
+    }
+
+    private int startChunk() {
+        out.reset();
+        out.writeU8(VERSION);
+        int countAt = out.position();
+        out.writeI32(0);
+        return countAt;
+    }
+
+    private EncodedBatch finishChunk(int countAt, List<SinkRecord> sent, List<EncodedBatch.Rejected> rejected) {
+        out.putI32(countAt, sent.size());
+        return new EncodedBatch(out.toByteArray(), sent,
+                rejected.isEmpty() ? Collections.emptyList() : rejected);
     }
 
     private void writeRecord(SinkRecord record) {
