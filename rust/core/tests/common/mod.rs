@@ -1,0 +1,103 @@
+//! The emulator over real HTTP and a sink pointed at it, for the core's integration tests.
+#![allow(dead_code)] // each test file uses its own part
+
+use salesforce_sink_core::config::Config;
+use salesforce_sink_core::record::Record;
+use salesforce_sink_core::wire::outcome::Outcome;
+use salesforce_sink_core::{SalesforceSink, SinkError};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+
+pub struct Emulator {
+    pub rt: tokio::runtime::Runtime,
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (port, _app) = rt.block_on(sf_emulator::start("127.0.0.1", 0, false)).unwrap();
+        Emulator { rt, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() }
+    }
+
+    pub fn control(&self, method: &str, path: &str, body: Json) -> Json {
+        let url = format!("{}/__emulator/{path}", self.base);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        self.rt.block_on(async {
+            let r = self.http.request(method, url).body(body.to_string()).send().await.unwrap();
+            let bytes = r.bytes().await.unwrap();
+            serde_json::from_slice(&bytes).unwrap_or(Json::Null)
+        })
+    }
+
+    pub fn records(&self, sobject: &str) -> Vec<Json> {
+        self.control("GET", &format!("records/{sobject}"), Json::Null).as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn api_requests(&self) -> u64 {
+        self.control("GET", "stats", Json::Null)["api_requests"].as_u64().unwrap()
+    }
+
+    /// The logged `/services/data` requests since the last `DELETE requests`.
+    pub fn data_requests(&self) -> Vec<Json> {
+        self.control("GET", "requests", Json::Null)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r["path"].as_str().unwrap_or("").starts_with("/services/data"))
+            .collect()
+    }
+
+    pub fn config(&self, pairs: &[(&str, &str)]) -> Config {
+        let mut map: HashMap<String, String> = [
+            ("salesforce.instance.url", self.base.as_str()),
+            ("salesforce.client.id", "test-client-id"),
+            ("salesforce.auth.type", "CLIENT_CREDENTIALS"),
+            ("salesforce.client.secret", "test-client-secret"),
+            ("salesforce.sobject.type", "Contact"),
+            ("salesforce.retry.initial.backoff.ms", "1"),
+            ("salesforce.retry.max.backoff.ms", "5"),
+            ("salesforce.retry.max.attempts", "8"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in pairs {
+            map.insert((*k).into(), (*v).into());
+        }
+        // A distinct connector name per sink: tasks of different tests must not share a token.
+        map.insert("connector.name".into(), format!("test-{}", rand::random::<u64>()));
+        Config::from_map(&map).unwrap()
+    }
+
+    pub fn sink(&self, pairs: &[(&str, &str)]) -> SalesforceSink {
+        SalesforceSink::with_config(self.config(pairs)).unwrap()
+    }
+}
+
+/// Writes `records` as Connect would: RETRY records are redelivered (up to `rounds` times) until
+/// every record has a final outcome. Returns the outcomes in record order.
+pub fn redeliver(sink: &SalesforceSink, records: &[Record<'_>], rounds: usize) -> Result<Vec<Outcome>, SinkError> {
+    let mut pending: Vec<usize> = (0..records.len()).collect();
+    let mut finals: Vec<Option<Outcome>> = vec![None; records.len()];
+    for _ in 0..rounds {
+        let batch: Vec<Record> = pending.iter().map(|&i| records[i].clone()).collect();
+        let (out, _backoff) = sink.write_records(&batch)?;
+        let mut still = Vec::new();
+        for (&i, o) in pending.iter().zip(out) {
+            if o.is_final() {
+                finals[i] = Some(o);
+            } else {
+                still.push(i);
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+    }
+    assert!(pending.is_empty(), "records still pending after {rounds} redeliveries: {pending:?}");
+    Ok(finals.into_iter().map(Option::unwrap).collect())
+}
