@@ -70,6 +70,12 @@ pub fn plan_record(cfg: &Config, external_id: ExternalIdKind, record: &Record<'_
         None // Native ID mode INSERT: Salesforce assigns the Id, the key is not used
     } else {
         let canonical = key_text(&record.key, op, tombstone).and_then(|text| match cfg.external_id_field {
+            // A URL path cannot carry these as a segment: every HTTP client resolves them as
+            // "this" and "parent" directory, and the request would address another resource.
+            Some(_) if cfg.write_mode == crate::config::WriteMode::Single && matches!(text.as_str(), "." | "..") => Err(format!(
+                "the key '{text}' cannot be sent in SINGLE mode, where the external ID is a URL path segment; \
+                 COLLECTIONS mode sends it in the request body"
+            )),
             Some(_) => external_id.canonical_key(&text),
             None => ids::canonical(&text).map_err(|why| {
                 format!("{op} in Native ID mode needs a Salesforce record Id as the key, but '{}' is not one: {why}", shown(&text))

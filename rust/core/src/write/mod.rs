@@ -507,14 +507,23 @@ impl Writer {
         if unsure.len() + request.len() > MAX_UNSURE_DELETES {
             unsure.clear();
         }
-        unsure.extend(request.iter().filter_map(|i| i.key.as_deref()).map(str::to_lowercase));
+        unsure.extend(request.iter().filter_map(|i| i.key.as_deref()).map(|k| self.unsure_key(k)));
     }
 
     /// Forgets `key` as an unanswered DELETE; true when it was one (so a not-found now is the
     /// effect of that DELETE, which Salesforce did before the answer was lost).
     fn settle_unsure_delete(&self, key: &str) -> bool {
         let mut unsure = self.unsure_deletes.lock().unwrap_or_else(|e| e.into_inner());
-        !unsure.is_empty() && unsure.remove(&key.to_lowercase())
+        !unsure.is_empty() && unsure.remove(&self.unsure_key(key))
+    }
+
+    /// Text external IDs match case-insensitively; Native Ids are canonical and case matters.
+    fn unsure_key(&self, key: &str) -> String {
+        if self.external_id_mode() {
+            key.to_lowercase()
+        } else {
+            key.to_owned()
+        }
     }
 
     /// No record carries this external ID.
