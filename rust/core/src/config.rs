@@ -113,10 +113,16 @@ pub struct Config {
     pub skip_null_fields: bool,
     /// `salesforce.delete.missing=IGNORE`: deleting what is not there counts as done.
     pub ignore_missing_deletes: bool,
-    /// How long one `put()` may start new requests and retries (internal key
-    /// `put.time.budget.ms`, set by Java from the consumer's `max.poll.interval.ms`): requests
-    /// in flight then still finish, within `request_timeout`.
+    /// How long a blocking wait for the buffer to drain may last (internal key
+    /// `put.time.budget.ms`, set by Java from the consumer's `max.poll.interval.ms`), so a
+    /// synchronous flush never outlives the consumer's poll interval.
     pub put_time_budget: Duration,
+    /// `salesforce.linger.ms`: how long a part-filled request may wait for more records.
+    pub linger: Duration,
+    /// `salesforce.max.buffered.records`: unfinished records beyond which Java pauses its partitions.
+    pub max_buffered_records: usize,
+    /// `salesforce.coalesce.updates`: merge consecutive UPSERT/UPDATE writes of a key while they wait.
+    pub coalesce_updates: bool,
     /// Test-only hook: the native entry point that must panic (`open`, `put`, `render`, `drainLogs`, `close`).
     pub test_panic: Option<String>,
     pub proxy: Option<Proxy>,
@@ -279,6 +285,9 @@ impl Config {
             skip_null_fields: v.choice("salesforce.null.fields", "SEND", &["SEND", "SKIP"])? == "SKIP",
             ignore_missing_deletes: v.choice("salesforce.delete.missing", "FAIL", &["FAIL", "IGNORE"])? == "IGNORE",
             put_time_budget: Duration::from_millis(v.int("put.time.budget.ms", DEFAULT_PUT_TIME_BUDGET_MS, 1, i32::MAX as u64)?),
+            linger: Duration::from_millis(v.int("salesforce.linger.ms", 200, 0, 600_000)?),
+            max_buffered_records: v.int("salesforce.max.buffered.records", 20_000, 1, 10_000_000)? as usize,
+            coalesce_updates: v.boolean("salesforce.coalesce.updates", false)?,
             test_panic: v.opt("salesforce.test.native.panic").map(str::to_owned),
             proxy: v.opt("salesforce.proxy.url").map(|url| Proxy {
                 url: Secret::new(url),

@@ -91,6 +91,28 @@ pub fn fields_fragment(
     Ok(out)
 }
 
+/// Two fields fragments as one, the later's fields winning (names compared case-insensitively,
+/// as Salesforce does). `None` when either is not a fragment this module wrote.
+pub fn merge_fragments(earlier: &[u8], later: &[u8]) -> Option<Vec<u8>> {
+    let parse = |fragment: &[u8]| {
+        let mut object = Vec::with_capacity(fragment.len() + 2);
+        object.push(b'{');
+        object.extend_from_slice(fragment);
+        object.push(b'}');
+        match serde_json::from_slice::<serde_json::Value>(&object) {
+            Ok(serde_json::Value::Object(map)) => Some(map),
+            _ => None,
+        }
+    };
+    let mut merged = parse(earlier)?;
+    for (name, value) in parse(later)? {
+        merged.retain(|existing, _| !existing.eq_ignore_ascii_case(&name));
+        merged.insert(name, value);
+    }
+    let text = serde_json::to_vec(&serde_json::Value::Object(merged)).ok()?;
+    Some(text[1..text.len() - 1].to_vec())
+}
+
 /// The text of a key or external ID: strings as they are, integers as decimal text.
 pub fn scalar_text(v: &Value<'_>) -> Option<String> {
     match v {
@@ -364,6 +386,13 @@ mod tests {
         let json = format!("{{{}}}", frag(&v));
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed.as_object().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn merged_fragments_keep_the_later_fields() {
+        let merged = merge_fragments(br#""LastName":"A","Email":"a@x","N":1.10"#, br#""lastname":"B","Phone":null"#).unwrap();
+        assert_eq!(String::from_utf8(merged).unwrap(), r#""Email":"a@x","N":1.10,"lastname":"B","Phone":null"#);
+        assert_eq!(merge_fragments(b"", br#""A":1"#).unwrap(), br#""A":1"#.to_vec());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! [`SalesforceSink`] to Java, and everything below is tested on its own.
 //!
 //! Flow of one `put()`: [`wire::batch`] decodes the records, [`plan`] routes each to a write (or a
-//! record error), [`write`] sends them through [`http`] with tokens from [`auth`], and
-//! [`wire::outcome`] encodes one outcome per record for Java.
+//! record error), the [`pipeline`] buffers the writes and sends them as requests through [`write`]
+//! and [`http`] with tokens from [`auth`]; [`wire::outcome`] hands finished records back to Java
+//! at its next call.
 
 pub mod auth;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod keys;
 pub mod logs;
+pub mod pipeline;
 pub mod plan;
 pub mod record;
 pub mod retry;
@@ -66,8 +68,11 @@ pub enum SinkError {
 pub struct SalesforceSink {
     cfg: Arc<Config>,
     writer: Arc<write::Writer>,
+    pipeline: pipeline::Pipeline,
     client: Arc<http::SalesforceClient>,
     logs: Logs,
+    /// Sequence numbers of `write_records`, which has no Java side to number records.
+    next_seq: AtomicI64,
 }
 
 impl SalesforceSink {
@@ -86,7 +91,7 @@ impl SalesforceSink {
         let http = http::build_http(&cfg).map_err(SinkError::Startup)?;
         let tokens = auth::TokenProvider::shared(&cfg, http.clone());
         let client = Arc::new(http::SalesforceClient::new(&cfg, http, tokens, logs.clone()));
-        let writer = write::Writer::new(Arc::clone(&cfg), Arc::clone(&client), logs.clone());
+        let writer = write::Writer::new(Arc::clone(&cfg), Arc::clone(&client));
         if cfg.startup_validation {
             writer.learned_external_id_kind(RUNTIME.block_on(startup::validate(&cfg, &client, &logs))?);
         }
@@ -99,48 +104,78 @@ impl SalesforceSink {
             cfg.external_id_field.as_deref().map(|f| format!(" on {f}")).unwrap_or_default(),
             cfg.write_mode,
         ));
+        let pipeline = pipeline::Pipeline::start(&RUNTIME, Arc::clone(&cfg), Arc::clone(&writer), logs.clone());
         LIVE_SINKS.fetch_add(1, Ordering::SeqCst);
-        Ok(SalesforceSink { cfg, writer, client, logs })
+        Ok(SalesforceSink { cfg, writer, pipeline, client, logs, next_seq: AtomicI64::new(0) })
     }
 
-    /// Decodes, converts and writes one `put()` batch; returns the outcome buffer.
-    pub fn put(&self, batch: &[u8]) -> Result<Vec<u8>, SinkError> {
+    /// Decodes one `put()` batch, numbers its records `first_seq..`, and hands them to the
+    /// pipeline without waiting for Salesforce; returns the progress buffer (records finished
+    /// since the last call, the pipeline's fill, logs).
+    pub fn put(&self, batch: &[u8], first_seq: i64) -> Result<Vec<u8>, SinkError> {
         test_hook(&self.cfg, "put");
         let records = wire::batch::decode_batch(batch)?;
-        let (outcomes, backoff) = self.write_records(&records)?;
-        Ok(wire::outcome::encode_outcomes(&outcomes, backoff, &self.logs.drain()))
+        let progress = self.submit(&records, first_seq)?;
+        Ok(wire::outcome::encode_progress(&progress, &self.logs.drain()))
+    }
+
+    /// Waits up to `timeout` for every submitted record to finish (0: just collect what did).
+    pub fn flush(&self, timeout: Duration) -> Result<Vec<u8>, SinkError> {
+        let progress = if timeout.is_zero() {
+            self.pipeline.progress()?
+        } else {
+            RUNTIME.block_on(self.pipeline.flush(timeout.min(self.cfg.put_time_budget)))?
+        };
+        Ok(wire::outcome::encode_progress(&progress, &self.logs.drain()))
+    }
+
+    /// The typed core of [`flush`](Self::flush), for tests and benchmarks (no put time budget).
+    pub fn wait(&self, timeout: Duration) -> Result<pipeline::Progress, SinkError> {
+        Ok(RUNTIME.block_on(self.pipeline.flush(timeout))?)
+    }
+
+    /// Gives up the unfinished records among these sequence numbers (revoked partitions).
+    pub fn abandon(&self, seqs: &[u8]) -> Result<(), SinkError> {
+        let seqs = wire::decode_seqs(seqs)?;
+        self.pipeline.abandon(&seqs);
+        Ok(())
     }
 
     /// The typed core of [`put`](Self::put), for tests and benchmarks.
-    pub fn write_records(&self, records: &[record::Record<'_>]) -> Result<(Vec<Outcome>, Duration), SinkError> {
+    pub fn submit(&self, records: &[record::Record<'_>], first_seq: i64) -> Result<pipeline::Progress, SinkError> {
         let external_id = match RUNTIME.block_on(self.writer.external_id_kind()) {
             Ok(kind) => kind,
-            Err(write::NotYet::Retry(why, backoff)) => {
-                let outcome = Outcome::Retry(format!("cannot learn the type of the external ID field yet: {why}"));
-                let outcomes = vec![outcome; records.len()];
-                return Ok((outcomes, backoff));
+            // Without the field's type no key can be checked: try again at the next call.
+            Err(write::NotYet::Retry(why, _)) => {
+                return Err(SinkError::Startup(format!("cannot learn the type of the external ID field: {why}")))
             }
             Err(write::NotYet::Fatal(e)) => return Err(e.into()),
         };
-        let mut outcomes = vec![Outcome::Skipped; records.len()];
-        let mut writes = Vec::with_capacity(records.len());
-        let mut skipped = 0usize;
-        for (i, record) in records.iter().enumerate() {
-            match plan::plan_record(&self.cfg, external_id, record) {
-                Plan::Write(w) => writes.push((i, w)),
-                Plan::Skip => skipped += 1,
-                Plan::Reject(reason) => outcomes[i] = Outcome::Failed(format!("{reason} [{}]", record.location())),
+        Ok(self.pipeline.submit(records, first_seq, external_id)?)
+    }
+
+    /// `put()` as a synchronous call, for tests and benchmarks: submits, waits up to the put
+    /// time budget, and gives up what is still unfinished then (`Outcome::Retry`: submit it again).
+    /// Outcomes in record order.
+    pub fn write_records(&self, records: &[record::Record<'_>]) -> Result<(Vec<Outcome>, Duration), SinkError> {
+        let first = self.next_seq.fetch_add(records.len() as i64, Ordering::SeqCst);
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
+        let mut collect = |progress: pipeline::Progress| {
+            for (seq, outcome) in progress.finished {
+                if let Some(slot) = usize::try_from(seq - first).ok().and_then(|i| outcomes.get_mut(i)) {
+                    *slot = Some(outcome);
+                }
             }
-        }
-        if skipped > 0 {
-            self.logs.debug(format!("skipped {skipped} tombstone(s): salesforce.tombstone.delete=false"));
-        }
-        let backoff = if writes.is_empty() {
-            Duration::ZERO
-        } else {
-            RUNTIME.block_on(self.writer.write(records, writes, &mut outcomes))?
         };
-        Ok((outcomes, backoff))
+        collect(self.submit(records, first)?);
+        collect(RUNTIME.block_on(self.pipeline.flush(self.cfg.put_time_budget))?);
+        let unfinished: Vec<i64> = (first..first + records.len() as i64).collect();
+        self.pipeline.abandon(&unfinished);
+        let outcomes = outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Outcome::Retry("not finished within the put time budget".into())))
+            .collect();
+        Ok((outcomes, write::MIN_RETRY_BACKOFF))
     }
 
     /// What `put()` would send for this batch in COLLECTIONS mode, without sending it: the

@@ -328,3 +328,59 @@ fn native_id_streams_never_touch_a_record_they_do_not_name() {
         }
     }
 }
+
+/// The stream submitted in random `put()`-sized pieces without waiting in between (requests then
+/// fill across puts and run concurrently), with `linger.ms` random: the buffer must keep per-key
+/// order on its own. (Coalescing changes outcomes by design; `pipeline.rs` tests it.)
+#[test]
+fn pipelined_streams_match_the_one_by_one_model() {
+    let (seed, cases) = cases();
+    println!("generative pipeline: seed {seed}, {cases} cases (GEN_SEED={seed} to repeat)");
+    let emu = Emulator::start();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x51_7CC1);
+    for case in 0..cases {
+        emu.control("POST", "reset", Json::Null);
+        let keys = hostile_external_keys(&mut rng);
+        let n = rng.gen_range(50..400);
+        let msgs = stream(&mut rng, &keys, n);
+        let mode = if rng.gen_bool(0.25) { "SINGLE" } else { "COLLECTIONS" };
+        let batch_size = rng.gen_range(1..200).to_string();
+        let in_flight = rng.gen_range(1..8).to_string();
+        let linger = [0, 5, 50][rng.gen_range(0..3)].to_string();
+        emu.control("POST", "faults", faults(&mut rng));
+        let sink = emu.sink(&[
+            ("salesforce.write.mode", mode),
+            ("salesforce.batch.size", &batch_size),
+            ("salesforce.max.in.flight.requests", &in_flight),
+            ("salesforce.linger.ms", &linger),
+            ("salesforce.external.id.field", "ExternalId__c"),
+            ("salesforce.operation", "UPSERT"),
+            ("salesforce.operation.header.enabled", "true"),
+            ("salesforce.tombstone.delete", "true"),
+        ]);
+        let context = format!("seed {seed} pipeline case {case} ({mode}, batch.size {batch_size}, in flight {in_flight}, linger {linger}, keys {keys:?})");
+        let records: Vec<Record> = msgs.iter().enumerate().map(|(i, m)| m.record(i as i64)).collect();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
+        let mut at = 0;
+        while at < records.len() {
+            let put = rng.gen_range(1..=records.len() - at).min(300);
+            let progress = sink.submit(&records[at..at + put], at as i64).unwrap_or_else(|e| panic!("{context}: {e}"));
+            for (seq, o) in progress.finished {
+                outcomes[seq as usize] = Some(o);
+            }
+            at += put;
+        }
+        let progress = sink.wait(std::time::Duration::from_secs(60)).unwrap_or_else(|e| panic!("{context}: {e}"));
+        assert_eq!(progress.unfinished, 0, "{context}: unfinished after 60 s");
+        for (seq, o) in progress.finished {
+            outcomes[seq as usize] = Some(o);
+        }
+        let (expected, ok) = model(&msgs, mode == "SINGLE");
+        for (i, (o, written)) in outcomes.iter().zip(&ok).enumerate() {
+            let o = o.as_ref().unwrap_or_else(|| panic!("{context}: record {i} has no outcome"));
+            let deleted_anyway = unsure_delete(msgs[i].op, *written, o);
+            assert!(deleted_anyway || (*o == Outcome::Written) == *written, "{context}: record {i} {:?}: {o:?}", msgs[i]);
+        }
+        assert_eq!(state_of(&emu), expected, "{context}");
+    }
+}

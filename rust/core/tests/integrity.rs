@@ -154,7 +154,9 @@ fn credential_failures_stop_the_task_instead_of_failing_records() {
     }
     emu.control("DELETE", "faults", Json::Null);
 
-    // A proxy in front of Salesforce that wants other credentials.
+    // A proxy in front of Salesforce that wants other credentials (a failed task restarts with a
+    // new native sink: a fatal error is final for the one that saw it).
+    let sink = emu.sink(&[]);
     emu.control("POST", "faults", json!({"rules": [{"kind": "status", "status": 407, "path_contains": "/composite"}]}));
     match sink.write_records(&batch(2)) {
         Err(SinkError::Fatal(e)) => assert!(e.0.contains("407"), "{e}"),
@@ -163,6 +165,7 @@ fn credential_failures_stop_the_task_instead_of_failing_records() {
     emu.control("DELETE", "faults", Json::Null);
 
     // The Connected App's secret changes while the task runs.
+    let sink = emu.sink(&[]);
     assert_eq!(redeliver(&sink, &batch(4), 3).unwrap(), vec![Outcome::Written; 2]);
     emu.control("POST", "clients", json!({"client_id": "test-client-id", "client_secret": "rotated"}));
     emu.control("POST", "tokens/revoke", json!({}));

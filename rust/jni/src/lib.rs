@@ -99,13 +99,43 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_p
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     handle: jlong,
+    first_seq: jlong,
     batch: JByteArray<'l>,
 ) -> jbyteArray {
     guarded(&mut env, "put", std::ptr::null_mut(), |env| {
         let sink = sink(handle)?;
         let batch = bytes_in(env, &batch)?;
-        let outcome = sink.put(&batch).map_err(|e| e.to_string())?;
-        bytes_out(env, &outcome)
+        let progress = sink.put(&batch, first_seq).map_err(|e| e.to_string())?;
+        bytes_out(env, &progress)
+    })
+}
+
+/// Collects finished records, waiting up to `timeout_ms` for the buffer to drain (0: no wait).
+#[no_mangle]
+pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_flush<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+    timeout_ms: jlong,
+) -> jbyteArray {
+    guarded(&mut env, "flush", std::ptr::null_mut(), |env| {
+        let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+        let progress = sink(handle)?.flush(timeout).map_err(|e| e.to_string())?;
+        bytes_out(env, &progress)
+    })
+}
+
+/// Gives up the unfinished records among the given sequence numbers (big-endian i64s).
+#[no_mangle]
+pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_abandon<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+    seqs: JByteArray<'l>,
+) {
+    guarded(&mut env, "abandon", (), |env| {
+        let seqs = bytes_in(env, &seqs)?;
+        sink(handle)?.abandon(&seqs).map_err(|e| e.to_string())
     })
 }
 

@@ -131,3 +131,13 @@ impl Writer {
         self.buf.extend_from_slice(bytes);
     }
 }
+
+/// Sequence numbers from Java (`abandon`): big-endian `i64`s, nothing else.
+pub fn decode_seqs(buf: &[u8]) -> Result<Vec<i64>, WireError> {
+    let mut r = Reader::new(buf, "sequence numbers");
+    let mut seqs = Vec::with_capacity(buf.len() / 8);
+    while !r.is_at_end() {
+        seqs.push(r.i64()?);
+    }
+    Ok(seqs)
+}

@@ -1,8 +1,9 @@
-//! Encoder of what `put()` hands back to Java: one status per record, a retry delay and log events.
+//! Encoder of what every call hands back to Java: the records finished since the last call (by
+//! sequence number), how full the pipeline is, and log events.
 
 use super::Writer;
 use crate::logs::LogEvent;
-use std::time::Duration;
+use crate::pipeline::Progress;
 
 /// What became of one record of the batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,7 +14,8 @@ pub enum Outcome {
     Skipped,
     /// Non-recoverable: goes to the DLQ, or fails the task under `errors.tolerance=none`.
     Failed(String),
-    /// Recoverable and not written yet: Connect must redeliver it.
+    /// Not finished within a synchronous call (`SalesforceSink::write_records`): the caller must
+    /// submit it again. The pipeline itself never gives this outcome; it retries.
     Retry(String),
 }
 
@@ -47,16 +49,20 @@ fn bounded(message: &str) -> std::borrow::Cow<'_, str> {
     format!("{}… [{} more bytes cut]", &message[..cut], message.len() - cut).into()
 }
 
-pub fn encode_outcomes(outcomes: &[Outcome], retry_backoff: Duration, logs: &[LogEvent]) -> Vec<u8> {
+/// `i32 n, n × {i64 seq, u8 status, [status 2: str message]}, i32 unfinished,
+/// i32 requestsInFlight`, then the logs.
+pub fn encode_progress(progress: &Progress, logs: &[LogEvent]) -> Vec<u8> {
     let mut w = Writer::default();
-    w.i32(outcomes.len() as i32);
-    for outcome in outcomes {
+    w.i32(progress.finished.len() as i32);
+    for (seq, outcome) in &progress.finished {
+        w.i64(*seq);
         w.u8(outcome.status());
         if let Outcome::Failed(message) | Outcome::Retry(message) = outcome {
             w.str(&bounded(message));
         }
     }
-    w.i64(retry_backoff.as_millis().min(i64::MAX as u128) as i64);
+    w.i32(progress.unfinished.min(i32::MAX as usize) as i32);
+    w.i32(progress.requests_in_flight.min(i32::MAX as usize) as i32);
     encode_logs_into(&mut w, logs);
     w.buf
 }
@@ -91,15 +97,20 @@ mod tests {
     #[test]
     fn layout_matches_the_spec() {
         let logs = [LogEvent { level: Level::Warn, message: "w".into() }];
-        let buf = encode_outcomes(
-            &[Outcome::Written, Outcome::Failed("bad".into()), Outcome::Retry("later".into()), Outcome::Skipped],
-            Duration::from_millis(1500),
-            &logs,
-        );
-        let mut expected = vec![0, 0, 0, 4, 0, 2, 0, 0, 0, 3, b'b', b'a', b'd', 3, 0, 0, 0, 5];
-        expected.extend_from_slice(b"later");
+        let progress = Progress {
+            finished: vec![(7, Outcome::Written), (9, Outcome::Failed("bad".into())), (8, Outcome::Skipped)],
+            unfinished: 5,
+            requests_in_flight: 2,
+        };
+        let buf = encode_progress(&progress, &logs);
+        let mut expected = vec![0, 0, 0, 3];
+        expected.extend_from_slice(&7i64.to_be_bytes());
+        expected.push(0);
+        expected.extend_from_slice(&9i64.to_be_bytes());
+        expected.extend_from_slice(&[2, 0, 0, 0, 3, b'b', b'a', b'd']);
+        expected.extend_from_slice(&8i64.to_be_bytes());
         expected.push(1);
-        expected.extend_from_slice(&1500i64.to_be_bytes());
+        expected.extend_from_slice(&[0, 0, 0, 5, 0, 0, 0, 2]);
         expected.extend_from_slice(&[0, 0, 0, 1, 3, 0, 0, 0, 1, b'w']);
         assert_eq!(buf, expected);
     }

@@ -1,7 +1,7 @@
 //! COLLECTIONS mode: sObject Collections, up to 200 records a request, `allOrNone=false`, one
 //! result per record in request order.
 
-use super::{ItemResult, RequestItem, Writer};
+use super::{RequestItem, SendResult, Writer};
 use crate::config::Operation;
 use crate::convert::write_string;
 use crate::error::{classify_code, ApiError, ErrorClass, SalesforceError};
@@ -18,7 +18,7 @@ struct Entry {
     errors: Vec<ApiError>,
 }
 
-pub(super) async fn send(w: &Writer, op: Operation, items: &[RequestItem]) -> Result<Vec<ItemResult>, SalesforceError> {
+pub(super) async fn send(w: &Writer, op: Operation, items: &[RequestItem]) -> Result<Vec<SendResult>, SalesforceError> {
     let response = match op {
         Operation::Delete => {
             let ids: Vec<String> = items.iter().map(|i| percent_encode(i.id.as_deref().unwrap_or_default())).collect();
@@ -41,7 +41,7 @@ pub(super) async fn send(w: &Writer, op: Operation, items: &[RequestItem]) -> Re
         .into_iter()
         .zip(items)
         .map(|(result, item)| match result {
-            EntryResult::Written(id) => ItemResult::Written { id: id.or_else(|| item.id.clone()) },
+            EntryResult::Written(id) => SendResult::Written { id: id.or_else(|| item.id.clone()) },
             EntryResult::Rejected { class, gone, text } => w.result_for(op, item, class, gone, text),
         })
         .collect())

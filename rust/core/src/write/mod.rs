@@ -1,10 +1,7 @@
-//! Executes planned writes against Salesforce: scheduling that keeps per-key order, Id resolution,
-//! requests (one record each in SINGLE mode, up to 200 in COLLECTIONS mode) and retries.
-//!
-//! Scheduling: the writes of a batch are laid out in *waves*. A write goes into the wave after the
-//! last wave that holds a write of the same key, so the writes of one key run one wave after
-//! another in offset order, and no request ever carries the same key twice. Inside a wave, writes
-//! are grouped by operation and cut into requests that run concurrently.
+//! Executes one request's worth of planned writes against Salesforce: Id resolution (External ID
+//! UPDATE/DELETE), the request itself (one record in SINGLE mode, up to 200 in COLLECTIONS mode),
+//! and the classification of every record's result. Which writes form a request, in which order
+//! and when they are retried is the [`crate::pipeline`]'s business.
 
 mod collections;
 mod resolve;
@@ -14,14 +11,10 @@ use crate::config::{Config, Operation, WriteMode};
 use crate::error::{ErrorClass, SalesforceError};
 use crate::http::SalesforceClient;
 use crate::keys::ExternalIdKind;
-use crate::logs::Logs;
 use crate::plan::PlannedWrite;
-use crate::record::Record;
-use crate::wire::outcome::Outcome;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use resolve::IdCache;
 
@@ -67,34 +60,64 @@ pub enum NotYet {
 /// costs one. Past the budget the remaining records fail with Salesforce's answer.
 const SPLIT_BUDGET: usize = 16;
 
-/// The shortest wait before Connect redelivers: Connect ignores `context.timeout(0)` and would
-/// otherwise wait for the next offset commit.
-const MIN_REDELIVERY_BACKOFF: Duration = Duration::from_millis(1);
-/// One write on its way, with what retries learn about it.
-struct Item {
-    /// Position in the `put()` batch.
-    index: usize,
-    write: PlannedWrite,
+/// The shortest wait before a write is tried again.
+pub const MIN_RETRY_BACKOFF: Duration = Duration::from_millis(1);
+/// Where a record lives in Kafka, for messages an operator can act on.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "topic {} partition {} offset {}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// One write on its way, with what earlier attempts learnt about it.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub write: PlannedWrite,
+    pub origin: Origin,
     /// The Salesforce Id an UPDATE/DELETE acts on (native key, or resolved from the external ID).
-    id: Option<String>,
-    /// `id` came from the cache and was not confirmed in this `put()`.
-    id_from_cache: bool,
+    pub id: Option<String>,
+    /// `id` came from the cache and was not confirmed since.
+    pub id_from_cache: bool,
     /// A stale cached Id was already evicted once for this write.
-    re_resolved: bool,
-    outcome: Option<Outcome>,
-    last_error: Option<String>,
+    pub re_resolved: bool,
+}
+
+impl Item {
+    pub fn new(write: PlannedWrite, origin: Origin, external_id_mode: bool) -> Item {
+        let id = match (external_id_mode, write.op) {
+            (false, Operation::Update | Operation::Delete) => write.key.clone(),
+            _ => None,
+        };
+        Item { write, origin, id, id_from_cache: false, re_resolved: false }
+    }
 }
 
 /// What one request said about one of its writes.
 #[derive(Debug)]
-enum ItemResult {
-    /// Salesforce confirmed the write; the record's Id when the answer carried one.
-    Written { id: Option<String> },
-    /// Non-recoverable.
+pub enum ItemResult {
+    /// Salesforce confirmed the write.
+    Written,
+    /// Non-recoverable; the message names the record.
     Failed(String),
-    /// Transient: try again after a backoff.
+    /// Transient: try again after a backoff; the message names the cause.
     Retry(String),
     /// The cached Id no longer names a record: resolve again, no backoff needed.
+    StaleId,
+}
+
+/// What a request learnt about one write, before it is turned into an [`ItemResult`].
+#[derive(Debug)]
+enum SendResult {
+    Written { id: Option<String> },
+    Failed(String),
+    Retry(String),
     StaleId,
 }
 
@@ -111,7 +134,6 @@ pub struct Writer {
     cfg: Arc<Config>,
     client: Arc<SalesforceClient>,
     ids: IdCache,
-    logs: Logs,
     /// The External ID field's kind, from describe (SPEC §2); set once, before the first batch is planned.
     external_id: OnceLock<ExternalIdKind>,
     /// Keys of DELETEs whose request got no answer (timeout, broken connection): Salesforce may
@@ -124,8 +146,8 @@ pub struct Writer {
 const MAX_UNSURE_DELETES: usize = 10_000;
 
 impl Writer {
-    pub fn new(cfg: Arc<Config>, client: Arc<SalesforceClient>, logs: Logs) -> Arc<Self> {
-        Arc::new(Writer { cfg, client, ids: IdCache::new(), logs, external_id: OnceLock::new(), unsure_deletes: Default::default() })
+    pub fn new(cfg: Arc<Config>, client: Arc<SalesforceClient>) -> Arc<Self> {
+        Arc::new(Writer { cfg, client, ids: IdCache::new(), external_id: OnceLock::new(), unsure_deletes: Default::default() })
     }
 
     /// What startup validation learned about the External ID field.
@@ -150,60 +172,12 @@ impl Writer {
         match crate::startup::external_id_kind(&self.cfg, &self.client).await {
             Ok(kind) => Ok(*self.external_id.get_or_init(|| kind)),
             Err(e) if e.class() == ErrorClass::Fatal => Err(NotYet::Fatal(self.fatal(&e))),
-            Err(e) => Err(NotYet::Retry(e.to_string(), self.cfg.retry.backoff(1).max(MIN_REDELIVERY_BACKOFF))),
+            Err(e) => Err(NotYet::Retry(e.to_string(), self.cfg.retry.backoff(1).max(MIN_RETRY_BACKOFF))),
         }
     }
 
     fn external_id_mode(&self) -> bool {
         self.cfg.external_id_field.is_some()
-    }
-
-    /// Writes `writes` (index into `records`, write) and records each one's outcome in `outcomes`.
-    /// Returns the backoff Connect should wait before redelivering when some writes are left as
-    /// `Retry`. `records` only name the records in messages, and only when something fails.
-    pub async fn write(
-        self: &Arc<Self>,
-        records: &[Record<'_>],
-        writes: Vec<(usize, PlannedWrite)>,
-        outcomes: &mut [Outcome],
-    ) -> Result<Duration, FatalError> {
-        let mut items: Vec<Item> = writes
-            .into_iter()
-            .map(|(index, write)| {
-                let id = match (self.external_id_mode(), write.op) {
-                    (false, Operation::Update | Operation::Delete) => write.key.clone(),
-                    _ => None,
-                };
-                Item { index, write, id, id_from_cache: false, re_resolved: false, outcome: None, last_error: None }
-            })
-            .collect();
-
-        let waves = self.schedule(&items);
-        // A put() must end well before the consumer's max.poll.interval.ms (issue 8, item 8): no
-        // new wave or retry starts past the budget, and what is left goes back to Connect.
-        let deadline = Instant::now() + self.cfg.put_time_budget;
-        let mut retry_backoff = Duration::ZERO;
-        let mut stop: Option<&str> = None;
-        for wave in waves {
-            if stop.is_none() && Instant::now() >= deadline {
-                stop = Some("not attempted within this put()'s time budget; Connect will redeliver it");
-                retry_backoff = MIN_REDELIVERY_BACKOFF;
-            }
-            if let Some(why) = stop {
-                for &i in &wave {
-                    items[i].outcome = Some(Outcome::Retry(why.into()));
-                }
-                continue;
-            }
-            if let Some(backoff) = self.write_wave(records, &mut items, &wave, deadline).await? {
-                retry_backoff = backoff.max(MIN_REDELIVERY_BACKOFF);
-                stop = Some("not attempted: an earlier write of the same batch is waiting to be retried");
-            }
-        }
-        for item in items {
-            outcomes[item.index] = item.outcome.unwrap_or_else(|| Outcome::Retry("not attempted".into()));
-        }
-        Ok(retry_backoff)
     }
 
     /// The Collections request bodies these writes become, without sending anything (Ids that
@@ -229,83 +203,6 @@ impl Writer {
         out
     }
 
-    fn schedule(&self, items: &[Item]) -> Vec<Vec<usize>> {
-        schedule(items.iter().map(|i| &i.write), self.external_id_mode())
-    }
-
-    /// Runs one wave to the end. `Some(backoff)` when retries ran out and writes are left pending.
-    async fn write_wave(
-        self: &Arc<Self>,
-        records: &[Record<'_>],
-        items: &mut [Item],
-        wave: &[usize],
-        deadline: Instant,
-    ) -> Result<Option<Duration>, FatalError> {
-        let mut retries = 0u32;
-        loop {
-            let pending: Vec<usize> = wave.iter().copied().filter(|&i| items[i].outcome.is_none()).collect();
-            if pending.is_empty() {
-                return Ok(None);
-            }
-            let mut backoff_needed = false;
-            for (i, result) in self.attempt(records, items, &pending).await? {
-                let item = &mut items[i];
-                match result {
-                    ItemResult::Written { id } => {
-                        if id.is_some() {
-                            item.id = id;
-                        }
-                        self.remember(item);
-                        item.outcome = Some(Outcome::Written);
-                    }
-                    ItemResult::Failed(message) => item.outcome = Some(Outcome::Failed(message)),
-                    ItemResult::Retry(message) => {
-                        item.last_error = Some(message);
-                        backoff_needed = true;
-                    }
-                    ItemResult::StaleId => {
-                        if let Some(key) = &item.write.key {
-                            self.ids.evict(key);
-                        }
-                        item.id = None;
-                        item.id_from_cache = false;
-                        item.re_resolved = true;
-                    }
-                }
-            }
-            if !backoff_needed {
-                continue; // only stale Ids: resolve them again at once
-            }
-            let out_of_time = Instant::now() + self.cfg.retry.backoff(retries + 1) >= deadline;
-            if retries >= self.cfg.retry.max_attempts || out_of_time {
-                let backoff = self.cfg.retry.backoff(retries + 1);
-                for &i in wave {
-                    let item = &mut items[i];
-                    if item.outcome.is_none() {
-                        let cause = item.last_error.take().unwrap_or_else(|| "waiting for a retry".into());
-                        item.outcome = Some(Outcome::Retry(format!(
-                            "{} (after {} attempt(s){}; Connect will redeliver)",
-                            cause,
-                            retries + 1,
-                            if out_of_time { ", at the end of this put()'s time budget" } else { "" }
-                        )));
-                    }
-                }
-                return Ok(Some(backoff));
-            }
-            retries += 1;
-            let backoff = self.cfg.retry.backoff(retries);
-            self.logs.debug(format!(
-                "{} write(s) hit a transient error; retry {} of {} in {} ms",
-                wave.iter().filter(|&&i| items[i].outcome.is_none()).count(),
-                retries,
-                self.cfg.retry.max_attempts,
-                backoff.as_millis()
-            ));
-            tokio::time::sleep(backoff).await;
-        }
-    }
-
     /// Keeps the Id cache in step with what Salesforce just confirmed.
     fn remember(&self, item: &Item) {
         if let Some(key) = &item.write.key {
@@ -326,19 +223,13 @@ impl Writer {
         }
     }
 
-    /// One try of every pending write of a wave: resolve Ids, then send the requests concurrently.
-    async fn attempt(
-        self: &Arc<Self>,
-        records: &[Record<'_>],
-        items: &mut [Item],
-        pending: &[usize],
-    ) -> Result<Vec<(usize, ItemResult)>, FatalError> {
-        let mut results = Vec::with_capacity(pending.len());
-        let mut ready: Vec<usize> = Vec::with_capacity(pending.len());
-        let needs_id: Vec<usize> = pending
-            .iter()
-            .copied()
-            .filter(|&i| self.external_id_mode() && matches!(items[i].write.op, Operation::Update | Operation::Delete) && items[i].id.is_none())
+    /// One try of `items`, all of operation `op`, as one request (the caller sizes it): Ids are
+    /// resolved first where needed, then the request is sent. One result per item, in order; the
+    /// items keep what was learnt (resolved Ids) for a retry.
+    pub async fn execute(self: &Arc<Self>, op: Operation, items: &mut [Item]) -> Result<Vec<ItemResult>, FatalError> {
+        let mut results: Vec<Option<SendResult>> = (0..items.len()).map(|_| None).collect();
+        let needs_id: Vec<usize> = (0..items.len())
+            .filter(|&i| self.external_id_mode() && matches!(op, Operation::Update | Operation::Delete) && items[i].id.is_none())
             .collect();
         if !needs_id.is_empty() {
             for (i, resolution) in self.resolve(items, &needs_id).await? {
@@ -347,33 +238,14 @@ impl Writer {
                         items[i].id = Some(id);
                         items[i].id_from_cache = from_cache;
                     }
-                    resolve::Resolution::Missing => results.push((i, self.missing(&items[i]))),
-                    resolve::Resolution::Failed(result) => results.push((i, result)),
+                    resolve::Resolution::Missing => results[i] = Some(self.missing(&items[i])),
+                    resolve::Resolution::Failed(result) => results[i] = Some(result),
                 }
             }
         }
-        let settled: std::collections::HashSet<usize> = results.iter().map(|(i, _)| *i).collect();
-        ready.extend(pending.iter().copied().filter(|i| !settled.contains(i)));
-
-        // Group by operation, then cut into requests.
-        let chunk_size = match self.cfg.write_mode {
-            WriteMode::Single => 1,
-            WriteMode::Collections => self.cfg.batch_size,
-        };
-        let mut requests: Vec<(Operation, Vec<usize>)> = Vec::new();
-        for op in [Operation::Insert, Operation::Upsert, Operation::Update, Operation::Delete] {
-            let of_op: Vec<usize> = ready.iter().copied().filter(|&i| items[i].write.op == op).collect();
-            for chunk in of_op.chunks(chunk_size) {
-                requests.push((op, chunk.to_vec()));
-            }
-        }
-
-        // SINGLE runs as many one-record requests at once as COLLECTIONS runs batches: a wave
-        // never holds a key twice, so order per key is kept either way.
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.cfg.max_in_flight.max(1)));
-        let mut running = tokio::task::JoinSet::new();
-        for (op, indices) in requests {
-            let request: Vec<RequestItem> = indices
+        let ready: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
+        if !ready.is_empty() {
+            let request: Vec<RequestItem> = ready
                 .iter()
                 .map(|&i| RequestItem {
                     key: items[i].write.key.clone(),
@@ -382,25 +254,35 @@ impl Writer {
                     fields: Arc::clone(&items[i].write.fields),
                 })
                 .collect();
-            let this = Arc::clone(self);
-            let permit = Arc::clone(&semaphore).acquire_owned().await.expect("semaphore never closes");
-            running.spawn(async move {
-                let out = this.send(op, request, Arc::new(AtomicUsize::new(SPLIT_BUDGET))).await;
-                drop(permit);
-                (indices, out)
-            });
-        }
-        while let Some(joined) = running.join_next().await {
-            let (indices, out) = joined.map_err(|e| FatalError(format!("native write task failed: {e}")))?;
-            let out = out?;
-            results.extend(indices.into_iter().zip(out));
-        }
-        for (i, result) in results.iter_mut() {
-            if let ItemResult::Failed(message) | ItemResult::Retry(message) = result {
-                *message = self.describe(&items[*i], &records[items[*i].index], message);
+            let sent = Arc::clone(self).send(op, request, Arc::new(AtomicUsize::new(SPLIT_BUDGET))).await?;
+            for (i, result) in ready.into_iter().zip(sent) {
+                results[i] = Some(result);
             }
         }
-        Ok(results)
+        Ok(items
+            .iter_mut()
+            .zip(results)
+            .map(|(item, result)| match result.expect("every item has a result") {
+                SendResult::Written { id } => {
+                    if id.is_some() {
+                        item.id = id;
+                    }
+                    self.remember(item);
+                    ItemResult::Written
+                }
+                SendResult::Failed(cause) => ItemResult::Failed(self.describe(item, &cause)),
+                SendResult::Retry(cause) => ItemResult::Retry(self.describe(item, &cause)),
+                SendResult::StaleId => {
+                    if let Some(key) = &item.write.key {
+                        self.ids.evict(key);
+                    }
+                    item.id = None;
+                    item.id_from_cache = false;
+                    item.re_resolved = true;
+                    ItemResult::StaleId
+                }
+            })
+            .collect())
     }
 
     /// One request, returning one result per write in request order. A Collections request that
@@ -411,7 +293,7 @@ impl Writer {
         op: Operation,
         request: Vec<RequestItem>,
         budget: Arc<AtomicUsize>,
-    ) -> futures_lite::BoxFuture<Result<Vec<ItemResult>, FatalError>> {
+    ) -> futures_lite::BoxFuture<Result<Vec<SendResult>, FatalError>> {
         Box::pin(async move {
             let outcome = match self.cfg.write_mode {
                 WriteMode::Single => single::send(&self, op, &request[0]).await.map(|r| vec![r]),
@@ -425,7 +307,7 @@ impl Writer {
                         if op == Operation::Delete && may_have_happened(&e) {
                             self.mark_unsure_deletes(&request);
                         }
-                        Ok(request.iter().map(|_| ItemResult::Retry(e.to_string())).collect())
+                        Ok(request.iter().map(|_| SendResult::Retry(e.to_string())).collect())
                     }
                     ErrorClass::NonRecoverable if request.len() > 1 && e.status() == Some(400) => {
                         self.isolate(op, request, e, budget).await
@@ -447,11 +329,11 @@ impl Writer {
         request: Vec<RequestItem>,
         e: SalesforceError,
         budget: Arc<AtomicUsize>,
-    ) -> Result<Vec<ItemResult>, FatalError> {
+    ) -> Result<Vec<SendResult>, FatalError> {
         let named = named_fields(&e);
         let carrying: Vec<bool> = request.iter().map(|item| carries_any(&item.fields, &named)).collect();
         let at_fault = carrying.iter().filter(|&&c| c).count();
-        let failed = |why: String| ItemResult::Failed(why);
+        let failed = |why: String| SendResult::Failed(why);
         if at_fault == request.len() {
             return Ok(request.iter().map(|_| failed(e.to_string())).collect());
         }
@@ -478,26 +360,26 @@ impl Writer {
     }
 
     /// The result of a single-record error, including the not-found rules of DELETE and stale Ids.
-    fn classify_single(&self, op: Operation, item: &RequestItem, e: &SalesforceError) -> ItemResult {
+    fn classify_single(&self, op: Operation, item: &RequestItem, e: &SalesforceError) -> SendResult {
         let gone = matches!(e.code(), Some("NOT_FOUND" | "ENTITY_IS_DELETED"));
         self.result_for(op, item, e.class(), gone, e.to_string())
     }
 
-    fn result_for(&self, op: Operation, item: &RequestItem, class: ErrorClass, gone: bool, message: String) -> ItemResult {
+    fn result_for(&self, op: Operation, item: &RequestItem, class: ErrorClass, gone: bool, message: String) -> SendResult {
         if gone && matches!(op, Operation::Update | Operation::Delete) {
             if item.id_from_cache {
-                return ItemResult::StaleId;
+                return SendResult::StaleId;
             }
             if op == Operation::Delete && self.cfg.ignore_missing_deletes {
-                return ItemResult::Written { id: None };
+                return SendResult::Written { id: None };
             }
             if op == Operation::Delete && item.key.as_deref().is_some_and(|k| self.settle_unsure_delete(k)) {
-                return ItemResult::Written { id: None };
+                return SendResult::Written { id: None };
             }
         }
         match class {
-            ErrorClass::Recoverable => ItemResult::Retry(message),
-            _ => ItemResult::Failed(message),
+            ErrorClass::Recoverable => SendResult::Retry(message),
+            _ => SendResult::Failed(message),
         }
     }
 
@@ -527,16 +409,16 @@ impl Writer {
     }
 
     /// No record carries this external ID.
-    fn missing(&self, item: &Item) -> ItemResult {
+    fn missing(&self, item: &Item) -> SendResult {
         if item.write.op == Operation::Delete && self.cfg.ignore_missing_deletes {
-            return ItemResult::Written { id: None };
+            return SendResult::Written { id: None };
         }
         if item.write.op == Operation::Delete && item.write.key.as_deref().is_some_and(|k| self.settle_unsure_delete(k)) {
-            return ItemResult::Written { id: None };
+            return SendResult::Written { id: None };
         }
         let field = self.cfg.external_id_field.as_deref().unwrap_or("?");
         let what = if item.write.op == Operation::Update { " (UPDATE never creates; use UPSERT to create)" } else { "" };
-        ItemResult::Failed(format!(
+        SendResult::Failed(format!(
             "NOT_FOUND: no {} record has {}='{}'{}",
             self.cfg.sobject,
             field,
@@ -547,14 +429,12 @@ impl Writer {
 
     /// The message an operator reads in the DLQ or the task status: operation, SObject, key,
     /// Salesforce's answer and where the record lives in Kafka.
-    fn describe(&self, item: &Item, record: &Record<'_>, cause: &str) -> String {
+    fn describe(&self, item: &Item, cause: &str) -> String {
         let key = match &item.write.key {
             Some(k) => format!(" key '{k}'"),
             None => String::new(),
         };
-        // A write without a key (Native ID INSERT) still names the record's key where it has one.
-        let location = if item.write.key.is_some() { record.coordinates() } else { record.location() };
-        format!("{} {}{} failed: {} [{}]", item.write.op, self.cfg.sobject, key, cause, location)
+        format!("{} {}{} failed: {} [{}]", item.write.op, self.cfg.sobject, key, cause, item.origin)
     }
 
     fn fatal(&self, e: &SalesforceError) -> FatalError {
@@ -627,63 +507,6 @@ fn carries_any(fields: &[u8], names: &[String]) -> bool {
     object.push(b'}');
     let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(&object) else { return false };
     map.keys().any(|k| names.iter().any(|n| n.split('.').next().is_some_and(|top| top.eq_ignore_ascii_case(k))))
-}
-
-/// Lays writes out in waves (see the module doc): indices into `writes`, wave by wave, each wave
-/// in offset order.
-pub fn schedule<'a>(writes: impl Iterator<Item = &'a PlannedWrite>, external_id_mode: bool) -> Vec<Vec<usize>> {
-    let mut last_wave: HashMap<String, usize> = HashMap::new();
-    let mut waves: Vec<Vec<usize>> = Vec::new();
-    for (i, write) in writes.enumerate() {
-        let wave = match write.ordering_key(external_id_mode) {
-            Some(key) => {
-                let wave = last_wave.get(&key).map_or(0, |w| w + 1);
-                last_wave.insert(key, wave);
-                wave
-            }
-            None => 0,
-        };
-        if waves.len() <= wave {
-            waves.resize_with(wave + 1, Vec::new);
-        }
-        waves[wave].push(i);
-    }
-    waves
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn w(op: Operation, key: Option<&str>) -> PlannedWrite {
-        PlannedWrite { op, key: key.map(str::to_owned), fields: Arc::default() }
-    }
-
-    #[test]
-    fn same_key_goes_to_later_waves_in_order() {
-        use Operation::*;
-        let writes = [
-            w(Upsert, Some("a")),
-            w(Upsert, Some("b")),
-            w(Delete, Some("A")), // same key as "a", case-insensitively
-            w(Upsert, Some("c")),
-            w(Upsert, Some("a")),
-            w(Update, Some("b")),
-        ];
-        assert_eq!(schedule(writes.iter(), true), vec![vec![0, 1, 3], vec![2, 5], vec![4]]);
-    }
-
-    #[test]
-    fn native_inserts_have_no_key_and_never_wait() {
-        use Operation::*;
-        let writes = [
-            w(Update, Some("003000000000001AAA")), // keys arrive canonical from `plan`
-            w(Insert, None),
-            w(Delete, Some("003000000000001AAA")),
-            w(Insert, None),
-        ];
-        assert_eq!(schedule(writes.iter(), false), vec![vec![0, 1, 3], vec![2]]);
-    }
 }
 
 /// Just enough of a boxed future for the recursive split above, without another crate.

@@ -2,7 +2,7 @@
 //! (10,000 entries, 7-day TTL), then one SOQL query per up to 200 keys (COLLECTIONS) or one GET by
 //! external ID per key (SINGLE, as the seed).
 
-use super::{FatalError, Item, ItemResult, Writer};
+use super::{FatalError, Item, SendResult, Writer};
 use crate::config::WriteMode;
 use crate::error::{ErrorClass, SalesforceError};
 use crate::http::percent_encode;
@@ -46,7 +46,7 @@ impl Default for IdCache {
 pub(super) enum Resolution {
     Found { id: String, from_cache: bool },
     Missing,
-    Failed(ItemResult),
+    Failed(SendResult),
 }
 
 impl Writer {
@@ -74,7 +74,7 @@ impl Writer {
                     self.ids.insert(key, &ids[0]);
                     Resolution::Found { id: ids[0].clone(), from_cache: false }
                 }
-                Some(Ok(ids)) if ids.len() > 1 => Resolution::Failed(ItemResult::Failed(format!(
+                Some(Ok(ids)) if ids.len() > 1 => Resolution::Failed(SendResult::Failed(format!(
                     "{} {} records have {}='{}'; an external ID must name one record",
                     ids.len(),
                     self.cfg.sobject,
@@ -84,8 +84,8 @@ impl Writer {
                 Some(Ok(_)) | None => Resolution::Missing,
                 Some(Err(e)) => match e.class() {
                     ErrorClass::Fatal => return Err(self.fatal(e)),
-                    ErrorClass::Recoverable => Resolution::Failed(ItemResult::Retry(format!("Id lookup: {e}"))),
-                    ErrorClass::NonRecoverable => Resolution::Failed(ItemResult::Failed(format!("Id lookup: {e}"))),
+                    ErrorClass::Recoverable => Resolution::Failed(SendResult::Retry(format!("Id lookup: {e}"))),
+                    ErrorClass::NonRecoverable => Resolution::Failed(SendResult::Failed(format!("Id lookup: {e}"))),
                 },
             };
             out.push((i, resolution));

@@ -1,12 +1,12 @@
 //! SINGLE mode: one REST request per record, as the seed does.
 
-use super::{ItemResult, RequestItem, Writer};
+use super::{RequestItem, SendResult, Writer};
 use crate::config::Operation;
 use crate::error::SalesforceError;
 use crate::http::percent_encode;
 use reqwest::Method;
 
-pub(super) async fn send(w: &Writer, op: Operation, item: &RequestItem) -> Result<ItemResult, SalesforceError> {
+pub(super) async fn send(w: &Writer, op: Operation, item: &RequestItem) -> Result<SendResult, SalesforceError> {
     let sobject = percent_encode(&w.cfg.sobject);
     let body = || {
         let mut b = Vec::with_capacity(item.fields.len() + 2);
@@ -32,5 +32,5 @@ pub(super) async fn send(w: &Writer, op: Operation, item: &RequestItem) -> Resul
     let id = serde_json::from_slice::<serde_json::Value>(&response.body)
         .ok()
         .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
-    Ok(ItemResult::Written { id: id.or_else(|| item.id.clone()) })
+    Ok(SendResult::Written { id: id.or_else(|| item.id.clone()) })
 }

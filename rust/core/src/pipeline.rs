@@ -1,0 +1,429 @@
+//! The asynchronous write pipeline (SPEC §6): records wait in a buffer, leave it as requests, and
+//! come back as outcomes that Java collects on the task thread.
+//!
+//! ```text
+//!  submit() ──▶ waiting (by sequence number) ──dispatch──▶ in flight ──results──▶ finished
+//!                  ▲        │                                  │                    │
+//!                  └────────┴──── transient failure: back, ◀───┘                    ▼
+//!                                 after a backoff                         drained by Java
+//! ```
+//!
+//! Rules the dispatcher keeps:
+//! - A write is sent only when no earlier write of its key is waiting or in flight, so per-key
+//!   order holds across `put()` calls, requests and retries; a request never holds a key twice.
+//! - A request of one operation is sent when `batch.size` writes of it are ready, when the oldest
+//!   of them has waited `linger.ms`, or at once while someone flushes.
+//! - At most `max.in.flight.requests` requests run at once.
+//! - Transient failures go back to waiting with a capped exponential backoff, for as long as they
+//!   last; only Salesforce's final word (written, or a record error) finishes a record.
+//!
+//! Records are known by the sequence numbers Java gives them; Java maps them back to Kafka
+//! offsets and commits only below the first unfinished one.
+
+use crate::config::{Config, Operation, WriteMode};
+use crate::logs::Logs;
+use crate::plan::{self, Plan, PlannedWrite};
+use crate::record::Record;
+use crate::wire::outcome::Outcome;
+use crate::write::{FatalError, Item, ItemResult, Origin, Writer, MIN_RETRY_BACKOFF};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// What Java learns from each call: outcomes finished since the last call, and the buffer's fill.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub finished: Vec<(i64, Outcome)>,
+    /// Records submitted and neither finished nor abandoned (waiting or in flight).
+    pub unfinished: usize,
+    pub requests_in_flight: usize,
+}
+
+/// Writes waiting to be sent, one entry per write; an entry stands for several records when
+/// `coalesce.updates` merged them.
+struct Entry {
+    seqs: Vec<i64>,
+    item: Item,
+    /// The ordering key (see `PlannedWrite::ordering_key`); `None` for keyless native INSERTs.
+    key: Option<String>,
+    arrived: Instant,
+    not_before: Option<Instant>,
+    attempts: u32,
+}
+
+#[derive(Default)]
+struct State {
+    /// By the first sequence number of the entry: iteration order is offset order.
+    waiting: BTreeMap<i64, Entry>,
+    /// Sequence numbers of the writes in flight.
+    in_flight: HashSet<i64>,
+    /// Keys of entries in flight: later writes of them wait.
+    busy_keys: HashSet<String>,
+    /// For coalescing: the last waiting entry of each key.
+    last_waiting: HashMap<String, i64>,
+    requests_in_flight: usize,
+    finished: Vec<(i64, Outcome)>,
+    unfinished: usize,
+    /// Sequence numbers given up while in flight: their results are dropped.
+    abandoned: HashSet<i64>,
+    flushing: usize,
+    fatal: Option<String>,
+    closed: bool,
+}
+
+struct Shared {
+    cfg: Arc<Config>,
+    writer: Arc<Writer>,
+    logs: Logs,
+    state: Mutex<State>,
+    /// Something for the dispatcher: new entries, a finished request, a flush.
+    wake: Notify,
+    /// Something for flushers: records finished, or a fatal error.
+    progress: Notify,
+}
+
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+impl Pipeline {
+    pub fn start(runtime: &tokio::runtime::Runtime, cfg: Arc<Config>, writer: Arc<Writer>, logs: Logs) -> Pipeline {
+        let shared = Arc::new(Shared {
+            cfg,
+            writer,
+            logs,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            progress: Notify::new(),
+        });
+        let dispatcher = runtime.spawn(dispatch_loop(Arc::clone(&shared)));
+        Pipeline { shared, dispatcher }
+    }
+
+    /// Plans `records` (sequence numbers `first_seq..`) and adds their writes to the buffer.
+    /// Records that need no request (skipped, refused) finish at once.
+    pub fn submit(&self, records: &[Record<'_>], first_seq: i64, external_id: crate::keys::ExternalIdKind) -> Result<Progress, FatalError> {
+        let cfg = &self.shared.cfg;
+        let external_id_mode = cfg.external_id_field.is_some();
+        let now = Instant::now();
+        let mut topic: Option<Arc<str>> = None;
+        let mut skipped = 0usize;
+        {
+            let mut state = self.lock();
+            for (i, record) in records.iter().enumerate() {
+                let seq = first_seq + i as i64;
+                match plan::plan_record(cfg, external_id, record) {
+                    Plan::Skip => {
+                        skipped += 1;
+                        state.finished.push((seq, Outcome::Skipped));
+                    }
+                    Plan::Reject(reason) => state.finished.push((seq, Outcome::Failed(format!("{reason} [{}]", record.location())))),
+                    Plan::Write(write) => {
+                        let topic = match &topic {
+                            Some(t) if **t == *record.topic => Arc::clone(t),
+                            _ => Arc::clone(topic.insert(Arc::from(record.topic))),
+                        };
+                        let origin = Origin { topic, partition: record.partition, offset: record.offset };
+                        state.unfinished += 1;
+                        state.add(seq, write, origin, now, cfg, external_id_mode);
+                    }
+                }
+            }
+        }
+        if skipped > 0 {
+            self.shared.logs.debug(format!("skipped {skipped} tombstone(s): salesforce.tombstone.delete=false"));
+        }
+        self.shared.wake.notify_one();
+        self.progress()
+    }
+
+    /// Outcomes finished since the last call, without waiting.
+    pub fn progress(&self) -> Result<Progress, FatalError> {
+        let mut state = self.lock();
+        if let Some(fatal) = &state.fatal {
+            return Err(FatalError(fatal.clone()));
+        }
+        Ok(Progress {
+            finished: std::mem::take(&mut state.finished),
+            unfinished: state.unfinished,
+            requests_in_flight: state.requests_in_flight,
+        })
+    }
+
+    /// Sends what waits without lingering and waits until nothing is unfinished, or `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<Progress, FatalError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.lock().flushing += 1;
+        self.shared.wake.notify_one();
+        loop {
+            let notified = self.shared.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.unfinished == 0 || state.fatal.is_some() {
+                    break;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        self.lock().flushing -= 1;
+        self.progress()
+    }
+
+    /// Gives up the unfinished records among `seqs` (their partitions were revoked): they never
+    /// finish here, and their offsets are never committed by this task. Writes in flight cannot
+    /// be recalled; their keys stay busy until they answer, so nothing of this task overtakes them.
+    pub fn abandon(&self, seqs: &[i64]) {
+        let mut state = self.lock();
+        let wanted: HashSet<i64> = seqs.iter().copied().collect();
+        let before = state.unfinished;
+        let waiting_ids: Vec<i64> = state.waiting.keys().copied().collect();
+        for id in waiting_ids {
+            let entry = state.waiting.get_mut(&id).expect("listed");
+            let n = entry.seqs.len();
+            entry.seqs.retain(|s| !wanted.contains(s));
+            let dropped = n - entry.seqs.len();
+            state.unfinished -= dropped;
+            if state.waiting[&id].seqs.is_empty() {
+                let entry = state.waiting.remove(&id).expect("listed");
+                if let Some(key) = &entry.key {
+                    if state.last_waiting.get(key) == Some(&id) {
+                        state.last_waiting.remove(key);
+                    }
+                }
+            }
+        }
+        let in_flight: Vec<i64> = state.in_flight.iter().copied().filter(|s| wanted.contains(s)).collect();
+        for seq in in_flight {
+            if state.abandoned.insert(seq) {
+                state.unfinished -= 1;
+            }
+        }
+        state.finished.retain(|(seq, _)| !wanted.contains(seq));
+        let dropped = before - state.unfinished;
+        drop(state);
+        if dropped > 0 {
+            self.shared.logs.debug(format!("abandoned {dropped} unfinished record(s) of revoked partitions"));
+        }
+        self.shared.progress.notify_waiters();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Pipeline {
+    /// Stops sending at once, even while Salesforce hangs: requests in flight are dropped with
+    /// their connections; their records were never committed.
+    fn drop(&mut self) {
+        self.lock().closed = true;
+        self.dispatcher.abort();
+        self.shared.wake.notify_one();
+    }
+}
+
+impl State {
+    fn add(&mut self, seq: i64, write: PlannedWrite, origin: Origin, now: Instant, cfg: &Config, external_id_mode: bool) {
+        let key = write.ordering_key(external_id_mode);
+        if cfg.coalesce_updates {
+            if let Some(key) = &key {
+                if let Some(last) = self.last_waiting.get(key).and_then(|id| self.waiting.get_mut(id)) {
+                    if let Some(merged) = coalesce(&last.item.write, &write, &last.item.origin, &origin) {
+                        last.item.write = merged;
+                        last.seqs.push(seq);
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some(key) = &key {
+            self.last_waiting.insert(key.clone(), seq);
+        }
+        let item = Item::new(write, origin, external_id_mode);
+        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, not_before: None, attempts: 0 });
+    }
+
+    /// Requests to send now, and when to look again (`None`: only when woken).
+    fn take_requests(&mut self, cfg: &Config, now: Instant) -> (Vec<(Operation, Vec<Entry>)>, Option<Instant>) {
+        let batch_size = match cfg.write_mode {
+            WriteMode::Single => 1,
+            WriteMode::Collections => cfg.batch_size,
+        };
+        let free = cfg.max_in_flight.saturating_sub(self.requests_in_flight);
+        let mut next_wake: Option<Instant> = None;
+        let mut wake_at = |t: Instant| next_wake = Some(next_wake.map_or(t, |n: Instant| n.min(t)));
+        if free == 0 {
+            return (vec![], None);
+        }
+        // The first waiting write of each key that is not in flight, by operation, in offset order.
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut ready: BTreeMap<u8, Vec<i64>> = BTreeMap::new();
+        for (&id, entry) in &self.waiting {
+            if let Some(key) = &entry.key {
+                if self.busy_keys.contains(key) || !seen.insert(key.as_str()) {
+                    continue;
+                }
+            }
+            if let Some(t) = entry.not_before.filter(|t| *t > now) {
+                wake_at(t);
+                continue;
+            }
+            ready.entry(op_rank(entry.item.write.op)).or_default().push(id);
+        }
+        let linger = cfg.linger;
+        let mut requests = Vec::new();
+        let mut groups: Vec<Vec<i64>> = ready.into_values().collect();
+        // Operations whose oldest write waited longest go first.
+        groups.sort_by_key(|ids| ids[0]);
+        'groups: for ids in groups {
+            for chunk in ids.chunks(batch_size) {
+                if requests.len() == free {
+                    break 'groups;
+                }
+                let oldest = chunk.iter().map(|id| self.waiting[id].arrived).min().expect("non-empty");
+                let due = chunk.len() == batch_size || self.flushing > 0 || oldest + linger <= now;
+                if !due {
+                    wake_at(oldest + linger);
+                    continue 'groups;
+                }
+                let entries: Vec<Entry> = chunk.iter().map(|id| self.waiting.remove(id).expect("ready")).collect();
+                for (id, entry) in chunk.iter().zip(&entries) {
+                    self.in_flight.extend(entry.seqs.iter().copied());
+                    if let Some(key) = &entry.key {
+                        self.busy_keys.insert(key.clone());
+                        if self.last_waiting.get(key) == Some(id) {
+                            self.last_waiting.remove(key);
+                        }
+                    }
+                }
+                requests.push((entries[0].item.write.op, entries));
+            }
+        }
+        self.requests_in_flight += requests.len();
+        (requests, next_wake)
+    }
+
+    /// Applies one request's results.
+    fn settle(&mut self, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, now: Instant) {
+        self.requests_in_flight -= 1;
+        let results = match results {
+            Ok(results) => results.into_iter().map(Some).collect(),
+            Err(fatal) => {
+                self.fatal.get_or_insert(fatal.0);
+                entries.iter().map(|_| None).collect::<Vec<_>>()
+            }
+        };
+        for (mut entry, result) in entries.into_iter().zip(results) {
+            if let Some(key) = &entry.key {
+                self.busy_keys.remove(key);
+            }
+            for seq in &entry.seqs {
+                self.in_flight.remove(seq);
+            }
+            entry.seqs.retain(|s| !self.abandoned.remove(s));
+            if entry.seqs.is_empty() {
+                continue;
+            }
+            match result {
+                Some(ItemResult::Written) => self.finish(&entry.seqs, Outcome::Written),
+                Some(ItemResult::Failed(message)) => self.finish(&entry.seqs, Outcome::Failed(message)),
+                Some(ItemResult::StaleId) => self.back(entry, None),
+                Some(ItemResult::Retry(_)) | None => {
+                    entry.attempts += 1;
+                    let backoff = cfg.retry.backoff(entry.attempts).max(MIN_RETRY_BACKOFF);
+                    self.back(entry, Some(now + backoff));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, seqs: &[i64], outcome: Outcome) {
+        self.unfinished -= seqs.len();
+        for &seq in seqs {
+            self.finished.push((seq, outcome.clone()));
+        }
+    }
+
+    /// Returns a write to the buffer at its place in offset order.
+    fn back(&mut self, mut entry: Entry, not_before: Option<Instant>) {
+        entry.not_before = not_before;
+        let id = entry.seqs[0];
+        if let Some(key) = &entry.key {
+            // Later waiting writes of the key keep their place behind it; coalescing goes on
+            // with the last of them, or with this one if it is the only one.
+            self.last_waiting.entry(key.clone()).or_insert(id);
+        }
+        self.waiting.insert(id, entry);
+    }
+}
+
+/// Operations in a fixed order, so requests of one operation group together.
+fn op_rank(op: Operation) -> u8 {
+    match op {
+        Operation::Insert => 0,
+        Operation::Upsert => 1,
+        Operation::Update => 2,
+        Operation::Delete => 3,
+    }
+}
+
+/// `salesforce.coalesce.updates`: a waiting UPSERT or UPDATE absorbs the next write of its key
+/// when that is an UPDATE, or an UPSERT following an UPSERT (later fields win). Never across a
+/// DELETE or an INSERT, and never across partitions (offsets of different partitions must be
+/// able to finish apart). An UPDATE followed by an UPSERT stays two writes: the UPDATE may fail
+/// for a missing record where the merged UPSERT would create it.
+fn coalesce(earlier: &PlannedWrite, later: &PlannedWrite, earlier_origin: &Origin, later_origin: &Origin) -> Option<PlannedWrite> {
+    let compatible = matches!(
+        (earlier.op, later.op),
+        (Operation::Upsert, Operation::Upsert | Operation::Update) | (Operation::Update, Operation::Update)
+    );
+    if !compatible || earlier_origin.partition != later_origin.partition || earlier_origin.topic != later_origin.topic {
+        return None;
+    }
+    let fields = crate::convert::merge_fragments(&earlier.fields, &later.fields)?;
+    Some(PlannedWrite { op: earlier.op, key: earlier.key.clone(), fields: Arc::new(fields) })
+}
+
+async fn dispatch_loop(shared: Arc<Shared>) {
+    loop {
+        let now = Instant::now();
+        let (requests, next_wake) = {
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.closed {
+                return;
+            }
+            if state.fatal.is_some() {
+                (vec![], None)
+            } else {
+                state.take_requests(&shared.cfg, now)
+            }
+        };
+        for (op, entries) in requests {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let mut items: Vec<Item> = entries.iter().map(|e| e.item.clone()).collect();
+                let results = shared.writer.execute(op, &mut items).await;
+                // What the request learnt (resolved Ids) stays with the write for its retries.
+                let entries: Vec<Entry> = entries.into_iter().zip(items).map(|(e, item)| Entry { item, ..e }).collect();
+                {
+                    let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                    state.settle(entries, results, &shared.cfg, Instant::now());
+                }
+                shared.wake.notify_one();
+                shared.progress.notify_waiters();
+            });
+        }
+        match next_wake {
+            Some(at) => {
+                let _ = tokio::time::timeout_at(at.into(), shared.wake.notified()).await;
+            }
+            None => shared.wake.notified().await,
+        }
+    }
+}
