@@ -69,6 +69,9 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String WRITE_MODE = "salesforce.write.mode";
     public static final String BATCH_SIZE = "salesforce.batch.size";
     public static final String MAX_IN_FLIGHT_REQUESTS = "salesforce.max.in.flight.requests";
+    public static final String LINGER_MS = "salesforce.linger.ms";
+    public static final String MAX_BUFFERED_RECORDS = "salesforce.max.buffered.records";
+    public static final String COALESCE_UPDATES = "salesforce.coalesce.updates";
     public static final String TEST_NATIVE_PANIC = "salesforce.test.native.panic";
 
     static final String CLIENT_CREDENTIALS = "CLIENT_CREDENTIALS";
@@ -244,6 +247,19 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 "Concurrent Salesforce requests per task (1..64); records with the same key are always written in "
                         + "order.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Max in-flight requests");
+        def.define(LINGER_MS, Type.INT, 200, ConfigDef.Range.between(0, 600_000), Importance.LOW,
+                "How long a part-filled request waits for more records (across put() calls) before it is sent. "
+                        + "Higher: fuller requests, fewer API calls; lower: less latency.",
+                GROUP_ADVANCED, ++order, Width.SHORT, "Linger (ms)");
+        def.define(MAX_BUFFERED_RECORDS, Type.INT, 20_000, ConfigDef.Range.between(1, 10_000_000), Importance.LOW,
+                "Records a task holds unfinished (waiting or in flight). At this many the task pauses its "
+                        + "partitions until half of them are written; this bounds the task's memory.",
+                GROUP_ADVANCED, ++order, Width.SHORT, "Max buffered records");
+        def.define(COALESCE_UPDATES, Type.BOOLEAN, false, null, Importance.LOW,
+                "Merge consecutive UPSERT/UPDATE writes of one key that wait in the buffer into one write (later "
+                        + "fields win; never across a DELETE or INSERT). Fewer API calls for hot keys, but triggers, "
+                        + "flows and field history then see one change instead of several.",
+                GROUP_ADVANCED, ++order, Width.SHORT, "Coalesce updates");
         def.define(TEST_NATIVE_PANIC, Type.STRING, "", null, Importance.LOW,
                 "Testing only: makes the native code panic in the named entry point (open, put, close)",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Test: native panic", new Hidden());

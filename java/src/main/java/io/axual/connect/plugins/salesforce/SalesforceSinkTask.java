@@ -1,26 +1,29 @@
 package io.axual.connect.plugins.salesforce;
 
-import io.axual.connect.plugins.salesforce.jni.BatchOutcome;
 import io.axual.connect.plugins.salesforce.jni.ConfigEncoder;
 import io.axual.connect.plugins.salesforce.jni.EncodedBatch;
 import io.axual.connect.plugins.salesforce.jni.LogEvent;
 import io.axual.connect.plugins.salesforce.jni.NativeSinkException;
 import io.axual.connect.plugins.salesforce.jni.NativeSinkHandle;
 import io.axual.connect.plugins.salesforce.jni.NativeWriter;
+import io.axual.connect.plugins.salesforce.jni.Progress;
 import io.axual.connect.plugins.salesforce.jni.RecordBatchEncoder;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
+import java.util.Collections;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.function.Function;
+import java.util.function.Supplier;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigException;
 import org.apache.kafka.connect.errors.ConnectException;
-import org.apache.kafka.connect.errors.RetriableException;
 import org.apache.kafka.connect.sink.ErrantRecordReporter;
 import org.apache.kafka.connect.sink.SinkRecord;
 import org.apache.kafka.connect.sink.SinkTask;
@@ -28,10 +31,12 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Hands each {@code put} to the native core in one JNI call and applies the per-record outcome:
- * FAILED records go to the {@link ErrantRecordReporter} (or fail the task / are logged, per
- * {@code errors.tolerance}, on workers without one), RETRY records make the whole batch come back
- * through {@link RetriableException} while the finished records of it are remembered and skipped.
+ * Hands each {@code put} to the native pipeline in one JNI call and returns without waiting for
+ * Salesforce (SPEC §6). Records finish later; their outcomes come back with the next
+ * {@code put}/{@code preCommit}/{@code flush}, on the task thread: FAILED records go to the
+ * {@link ErrantRecordReporter} (or fail the task / are logged, per {@code errors.tolerance}, on
+ * workers without one). {@code preCommit} commits only offsets below the first unfinished record
+ * of each partition; a full buffer pauses the partitions until it drains.
  */
 public class SalesforceSinkTask extends SinkTask {
     private static final Logger log = LoggerFactory.getLogger(SalesforceSinkTask.class);
@@ -46,13 +51,19 @@ public class SalesforceSinkTask extends SinkTask {
 
     private final Function<byte[], NativeWriter> opener;
     private final int chunkBytes;
-    private final RedeliveryTracker redelivery = new RedeliveryTracker();
+    private final OffsetTracker offsets = new OffsetTracker();
 
     private volatile NativeWriter writer;
     private RecordBatchEncoder encoder;
     private ErrantRecordReporter reporter;
     private boolean tolerateAll;
     private String logPrefix = "";
+    private long nextSeq;
+    private int maxBuffered;
+    private long flushTimeoutMs;
+    private boolean paused;
+    /** A record failure seen where throwing would not fail the task (preCommit): thrown at the next put. */
+    private ConnectException deferredFailure;
 
     public SalesforceSinkTask() {
         this(NativeSinkHandle::open);
@@ -89,10 +100,13 @@ public class SalesforceSinkTask extends SinkTask {
         tolerateAll = "all".equals(props.getOrDefault(ERRORS_TOLERANCE_PROP, "none").trim().toLowerCase(Locale.ROOT));
         reporter = errantRecordReporter();
         encoder = new RecordBatchEncoder(config.operationHeaderNameIfEnabled(), chunkBytes);
-        redelivery.clear();
+        maxBuffered = config.getInt(SalesforceSinkConfig.MAX_BUFFERED_RECORDS);
+        flushTimeoutMs = putTimeBudgetMs(props);
+        offsets.clear();
+        paused = false;
+        deferredFailure = null;
 
-        byte[] configBuffer = ConfigEncoder.encode(config.nativeSettings(), connectorName, taskId,
-                putTimeBudgetMs(props));
+        byte[] configBuffer = ConfigEncoder.encode(config.nativeSettings(), connectorName, taskId, flushTimeoutMs);
         try {
             writer = opener.apply(configBuffer);
         } catch (NativeSinkException e) {
@@ -113,9 +127,9 @@ public class SalesforceSinkTask extends SinkTask {
     }
 
     /**
-     * How long one {@code put} may keep starting requests: a quarter of the consumer's
-     * {@code max.poll.interval.ms}, so that with the requests still in flight it ends well before
-     * the consumer would be evicted from its group (and a second task would write the same keys).
+     * How long a blocking {@code flush} may wait for the buffer to drain: a quarter of the
+     * consumer's {@code max.poll.interval.ms}, so the consumer is never evicted from its group
+     * (and a second task never writes the same keys) while this task waits for Salesforce.
      */
     static long putTimeBudgetMs(Map<String, String> props) {
         long pollInterval = DEFAULT_MAX_POLL_INTERVAL_MS;
@@ -145,83 +159,130 @@ public class SalesforceSinkTask extends SinkTask {
 
     @Override
     public void put(Collection<SinkRecord> records) {
+        NativeWriter w = runningWriter();
+        throwDeferredFailure();
+        List<Future<Void>> reports = new ArrayList<>();
         if (records.isEmpty()) {
+            // Paused partitions still bring empty puts: the moment to collect outcomes and resume.
+            apply(call(() -> w.flush(0)), reports);
+        }
+        // One native call per chunk: a batch is cut only when its encoding would pass the size a
+        // single call can carry; chunks go in order, so per-key order holds across them.
+        for (EncodedBatch batch : encoder.encodeChunks(records)) {
+            for (EncodedBatch.Rejected rejected : batch.rejected()) {
+                handleFailure(rejected.record(), rejected.error(), reports);
+            }
+            List<SinkRecord> sent = batch.sent();
+            if (sent.isEmpty()) {
+                continue;
+            }
+            long firstSeq = nextSeq;
+            for (SinkRecord record : sent) {
+                offsets.add(record, nextSeq++);
+            }
+            apply(call(() -> w.put(firstSeq, batch.buffer())), reports);
+        }
+        awaitReports(reports);
+    }
+
+    /**
+     * Offsets below the first unfinished record of each partition. On workers without original
+     * coordinates (before Kafka 3.6) a topic-renaming SMT would hide which partition a record came
+     * from: there every buffered record is waited for and Connect's own offsets are returned.
+     */
+    @Override
+    public Map<TopicPartition, OffsetAndMetadata> preCommit(Map<TopicPartition, OffsetAndMetadata> currentOffsets) {
+        NativeWriter w = writer;
+        if (w == null) {
+            return Collections.emptyMap();
+        }
+        List<Future<Void>> reports = new ArrayList<>();
+        try {
+            boolean synchronous = !OffsetTracker.originalCoordinatesKnown();
+            apply(call(() -> w.flush(synchronous ? flushTimeoutMs : 0)), reports);
+            awaitReports(reports);
+            if (synchronous) {
+                return offsets.unfinished() == 0 ? currentOffsets : Collections.emptyMap();
+            }
+            return offsets.takeCommittable();
+        } catch (ConnectException e) {
+            // Connect only logs an exception from preCommit and rewinds; a record failure under
+            // errors.tolerance=none must fail the task, which a throw from put() does.
+            deferredFailure = e;
+            return offsets.takeCommittable();
+        }
+    }
+
+    /** Waits for everything buffered (bounded); outcomes are applied as in {@link #put}. */
+    @Override
+    public void flush(Map<TopicPartition, OffsetAndMetadata> currentOffsets) {
+        NativeWriter w = writer;
+        if (w == null) {
             return;
         }
+        List<Future<Void>> reports = new ArrayList<>();
+        apply(call(() -> w.flush(flushTimeoutMs)), reports);
+        awaitReports(reports);
+    }
+
+    private NativeWriter runningWriter() {
         NativeWriter w = writer;
         if (w == null) {
             throw new ConnectException(logPrefix + "put() called on a Salesforce sink task that is not running");
         }
-        List<SinkRecord> pending = redelivery.pending(records);
-        if (pending.isEmpty()) {
-            // The previous attempt finished every record that still needed a retry? Then nothing is left.
-            redelivery.clear();
-            return;
-        }
-        if (pending.size() < records.size()) {
-            log.debug("{}Redelivered batch: skipping {} of {} records finished in the previous attempt", logPrefix,
-                    records.size() - pending.size(), records.size());
-        }
-
-        List<Future<Void>> reports = new ArrayList<>();
-        List<SinkRecord> finished = new ArrayList<>(pending.size());
-        int retryCount = 0;
-        String firstRetryMessage = null;
-        long backoffMs = 0;
-        // One native call per chunk: a batch is cut only when its encoding would pass the size a
-        // single call can carry. After a chunk leaves records to retry, later chunks wait for the
-        // redelivery, so no write overtakes an earlier one of the same key.
-        for (EncodedBatch batch : encoder.encodeChunks(pending)) {
-            List<SinkRecord> sent = batch.sent();
-            for (EncodedBatch.Rejected rejected : batch.rejected()) {
-                handleFailure(rejected.record(), rejected.error(), reports);
-                finished.add(rejected.record());
-            }
-            if (sent.isEmpty()) {
-                continue;
-            }
-            if (retryCount > 0) {
-                retryCount += sent.size();
-                continue;
-            }
-            BatchOutcome outcome = writeNative(w, batch);
-            for (int i = 0; i < sent.size(); i++) {
-                int status = outcome.status(i);
-                if (status == BatchOutcome.RETRY) {
-                    if (retryCount++ == 0) {
-                        firstRetryMessage = outcome.message(i);
-                    }
-                    continue;
-                }
-                if (status == BatchOutcome.FAILED) {
-                    handleFailure(sent.get(i), new ConnectException(outcome.message(i)), reports);
-                }
-                finished.add(sent.get(i));
-            }
-            backoffMs = Math.max(backoffMs, outcome.retryBackoffMs());
-        }
-        awaitReports(reports);
-
-        if (retryCount == 0) {
-            redelivery.clear();
-            return;
-        }
-        // Everything but the RETRY records is finished: remember it for the redelivery.
-        for (SinkRecord record : finished) {
-            redelivery.markDone(record);
-        }
-        // Connect ignores a timeout of 0 and would wait for the next offset commit instead.
-        backoffMs = Math.max(1L, backoffMs);
-        context.timeout(backoffMs);
-        throw new RetriableException(retryCount + " of " + pending.size() + " records could not be written to "
-                + "Salesforce yet and will be retried in " + backoffMs + " ms: " + firstRetryMessage);
+        return w;
     }
 
-    private BatchOutcome writeNative(NativeWriter w, EncodedBatch batch) {
+    private void throwDeferredFailure() {
+        ConnectException failure = deferredFailure;
+        if (failure != null) {
+            deferredFailure = null;
+            throw failure;
+        }
+    }
+
+    /** Applies what the native side finished: DLQ reports, offsets, back-pressure. */
+    private void apply(Progress progress, List<Future<Void>> reports) {
+        logNative(progress.logs());
+        for (int i = 0; i < progress.size(); i++) {
+            long seq = progress.seq(i);
+            SinkRecord record = offsets.record(seq);
+            if (record == null) {
+                continue; // its partition was revoked meanwhile
+            }
+            if (progress.status(i) == Progress.FAILED) {
+                handleFailure(record, new ConnectException(progress.message(i)), reports);
+            }
+            offsets.finish(seq);
+        }
+        applyBackPressure(progress.unfinished());
+    }
+
+    /**
+     * Pauses every assigned partition while {@code max.buffered.records} are unfinished, and
+     * resumes them once half of that drained: the consumer keeps polling, so it is never evicted.
+     */
+    private void applyBackPressure(int unfinished) {
+        if (context == null) {
+            return;
+        }
+        if (!paused && unfinished >= maxBuffered) {
+            Set<TopicPartition> assigned = context.assignment();
+            context.pause(assigned.toArray(new TopicPartition[0]));
+            paused = true;
+            log.info("{}{} records are waiting for Salesforce (salesforce.max.buffered.records={}): partitions paused",
+                    logPrefix, unfinished, maxBuffered);
+        } else if (paused && unfinished <= maxBuffered / 2) {
+            Set<TopicPartition> assigned = context.assignment();
+            context.resume(assigned.toArray(new TopicPartition[0]));
+            paused = false;
+            log.info("{}{} records are waiting for Salesforce: partitions resumed", logPrefix, unfinished);
+        }
+    }
+
+    private Progress call(Supplier<byte[]> nativeCall) {
         try {
-            BatchOutcome outcome = BatchOutcome.decode(w.put(batch.buffer()), batch.sent().size());
-            logNative(outcome.logs());
-            return outcome;
+            return Progress.decode(nativeCall.get());
         } catch (NativeSinkException e) {
             try {
                 drainNativeLogs(); // what the native side logged before it gave up explains the failure
@@ -269,12 +330,27 @@ public class SalesforceSinkTask extends SinkTask {
 
     @Override
     public void open(Collection<TopicPartition> partitions) {
-        redelivery.forget(partitions);
+        if (paused && context != null) {
+            context.pause(partitions.toArray(new TopicPartition[0])); // the buffer is still full
+        }
     }
 
+    /**
+     * The partitions move to another task: their unfinished records are given up without
+     * committing their offsets, so the next owner writes them again from the last commit.
+     */
     @Override
     public void close(Collection<TopicPartition> partitions) {
-        redelivery.forget(partitions);
+        long[] unfinished = offsets.remove(partitions);
+        NativeWriter w = writer;
+        if (w != null && unfinished.length > 0) {
+            try {
+                w.abandon(unfinished);
+            } catch (NativeSinkException e) {
+                log.warn("{}Could not give up the unfinished records of revoked partitions: {}", logPrefix, e.getMessage());
+            }
+            log.debug("{}{} unfinished records of revoked partitions {} given up", logPrefix, unfinished.length, partitions);
+        }
     }
 
     @Override
@@ -287,7 +363,8 @@ public class SalesforceSinkTask extends SinkTask {
         } catch (RuntimeException e) {
             log.warn("{}Could not drain native logs on stop: {}", logPrefix, e.getMessage());
         }
-        closeWriter();
+        closeWriter(); // unfinished records are given up with the native pipeline, never committed
+        offsets.clear();
         log.info("{}Salesforce sink task stopped", logPrefix);
     }
 
@@ -306,7 +383,7 @@ public class SalesforceSinkTask extends SinkTask {
     private void drainNativeLogs() {
         NativeWriter w = writer;
         if (w != null) {
-            logNative(BatchOutcome.decodeLogs(w.drainLogs()));
+            logNative(Progress.decodeLogs(w.drainLogs()));
         }
     }
 
@@ -333,7 +410,7 @@ public class SalesforceSinkTask extends SinkTask {
     }
 
     /** For tests. */
-    RedeliveryTracker redeliveryTracker() {
-        return redelivery;
+    OffsetTracker offsetTracker() {
+        return offsets;
     }
 }

@@ -227,6 +227,7 @@ class SalesforceSinkConfigTest {
                 "salesforce.retry.initial.backoff.ms", "salesforce.retry.max.backoff.ms",
                 "salesforce.startup.validation.enabled", "salesforce.compression.enabled", "salesforce.write.mode",
                 "salesforce.batch.size", "salesforce.max.in.flight.requests", "salesforce.null.fields",
+                "salesforce.linger.ms", "salesforce.max.buffered.records", "salesforce.coalesce.updates",
                 "salesforce.delete.missing", "salesforce.test.native.panic", "salesforce.proxy.url",
                 "salesforce.proxy.username", "salesforce.proxy.password", "salesforce.ssl.ca.pem",
                 "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password");

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.axual.connect.plugins.salesforce.jni.NativeSinkException;
 import io.axual.connect.plugins.salesforce.jni.NativeWriter;
+import io.axual.connect.plugins.salesforce.jni.Progress;
 import io.axual.connect.plugins.salesforce.jni.ReferenceDecoder;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -24,7 +25,6 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.metrics.PluginMetrics;
 import org.apache.kafka.connect.errors.ConnectException;
 import org.apache.kafka.connect.errors.DataException;
-import org.apache.kafka.connect.errors.RetriableException;
 import org.apache.kafka.connect.sink.ErrantRecordReporter;
 import org.apache.kafka.connect.sink.SinkRecord;
 import org.apache.kafka.connect.sink.SinkTaskContext;
@@ -32,21 +32,41 @@ import org.junit.jupiter.api.Test;
 
 class SalesforceSinkTaskTest {
 
-    /** Plays the native side: records what it got, answers with scripted outcome buffers. */
+    /** Plays the native pipeline: remembers what was submitted, reports scripted outcomes. */
     static final class FakeWriter implements NativeWriter {
         final List<List<Long>> batches = new ArrayList<>();
-        final Deque<Object> answers = new ArrayDeque<>();
+        final List<Long> firstSeqs = new ArrayList<>();
+        final List<long[]> abandoned = new ArrayList<>();
+        final List<Long> flushTimeouts = new ArrayList<>();
+        final Deque<Object> failures = new ArrayDeque<>();
+        private final List<long[]> ready = new ArrayList<>(); // {seq, status}
+        private final Map<Long, String> messages = new java.util.HashMap<>();
+        long submitted;
+        long finished;
         byte[] config;
         int closes;
 
         @Override
-        public byte[] put(byte[] batch) {
-            batches.add(ReferenceDecoder.decodeBatch(batch).stream().map(r -> r.offset).collect(Collectors.toList()));
-            Object answer = answers.removeFirst();
-            if (answer instanceof RuntimeException) {
-                throw (RuntimeException) answer;
-            }
-            return (byte[]) answer;
+        public byte[] put(long firstSeq, byte[] batch) {
+            throwScripted();
+            List<Long> offsets = ReferenceDecoder.decodeBatch(batch).stream().map(r -> r.offset).collect(Collectors.toList());
+            batches.add(offsets);
+            firstSeqs.add(firstSeq);
+            submitted += offsets.size();
+            return progress();
+        }
+
+        @Override
+        public byte[] flush(long timeoutMs) {
+            throwScripted();
+            flushTimeouts.add(timeoutMs);
+            return progress();
+        }
+
+        @Override
+        public void abandon(long[] seqs) {
+            abandoned.add(seqs);
+            submitted -= seqs.length;
         }
 
         @Override
@@ -59,18 +79,34 @@ class SalesforceSinkTaskTest {
             closes++;
         }
 
-        void answer(long backoff, int... statuses) {
-            String[] messages = new String[statuses.length];
-            for (int i = 0; i < statuses.length; i++) {
-                messages[i] = "message " + i;
+        /** The record {@code seq} finishes with {@code status} (Progress.WRITTEN/SKIPPED/FAILED) at the next call. */
+        void finish(long seq, int status) {
+            ready.add(new long[] {seq, status});
+            messages.put(seq, "message " + seq);
+        }
+
+        private void throwScripted() {
+            if (!failures.isEmpty()) {
+                throw (RuntimeException) failures.removeFirst();
             }
-            answers.add(ReferenceDecoder.outcome(statuses, messages, backoff, new int[] {3}, new String[] {"w"}));
+        }
+
+        private byte[] progress() {
+            long[] seqs = ready.stream().mapToLong(r -> r[0]).toArray();
+            int[] statuses = ready.stream().mapToInt(r -> (int) r[1]).toArray();
+            String[] texts = ready.stream().map(r -> messages.get(r[0])).toArray(String[]::new);
+            finished += ready.size();
+            ready.clear();
+            return ReferenceDecoder.progress(seqs, statuses, texts, (int) (submitted - finished), 0,
+                    new int[] {3}, new String[] {"w"});
         }
     }
 
     static final class FakeContext implements SinkTaskContext {
         final ErrantRecordReporter reporter;
         final List<Long> timeouts = new ArrayList<>();
+        final Set<TopicPartition> assigned = new java.util.HashSet<>(Set.of(new TopicPartition("t", 0)));
+        final Set<TopicPartition> paused = new java.util.HashSet<>();
 
         FakeContext(ErrantRecordReporter reporter) {
             this.reporter = reporter;
@@ -96,15 +132,17 @@ class SalesforceSinkTaskTest {
 
         @Override
         public Set<TopicPartition> assignment() {
-            return Set.of();
+            return assigned;
         }
 
         @Override
         public void pause(TopicPartition... partitions) {
+            paused.addAll(List.of(partitions));
         }
 
         @Override
         public void resume(TopicPartition... partitions) {
+            paused.removeAll(List.of(partitions));
         }
 
         @Override
@@ -187,58 +225,38 @@ class SalesforceSinkTaskTest {
         assertEquals(1, writer.closes);
     }
 
-    @Test
-    void retryRedeliversOnlyTheUnfinishedRecords() {
-        Reported reported = new Reported();
-        SalesforceSinkTask task = start(reported.reporter(), Map.of());
-        List<SinkRecord> batch = records(10, 11, 12, 13);
-
-        writer.answer(2500, 0, 3, 2, 1); // WRITTEN, RETRY, FAILED, SKIPPED
-        RetriableException e = assertThrows(RetriableException.class, () -> task.put(batch));
-        assertTrue(e.getMessage().contains("1 of 4"), e.getMessage());
-        assertTrue(e.getMessage().contains("message 1"), e.getMessage());
-        assertEquals(List.of(2500L), contextOf(task).timeouts);
-        assertEquals(1, reported.records.size());
-        assertEquals(12L, reported.records.get(0).kafkaOffset());
-        assertEquals("message 2", reported.errors.get(0).getMessage());
-
-        // Connect redelivers the same batch: only offset 11 goes to Salesforce again.
-        writer.answer(0, 0);
-        task.put(batch);
-        assertEquals(List.of(List.of(10L, 11L, 12L, 13L), List.of(11L)), writer.batches);
-        assertEquals(1, reported.records.size(), "a FAILED record must not be reported twice");
-        assertTrue(task.redeliveryTracker().isEmpty());
-
-        // After a normal return the whole batch is new again (e.g. after a rewind).
-        writer.answer(0, 0, 0, 0, 0);
-        task.put(batch);
-        assertEquals(List.of(10L, 11L, 12L, 13L), writer.batches.get(2));
+    private static Map<TopicPartition, Long> committed(SalesforceSinkTask task) {
+        Map<TopicPartition, Long> out = new java.util.HashMap<>();
+        task.preCommit(Map.of()).forEach((tp, o) -> out.put(tp, o.offset()));
+        return out;
     }
 
+    private static final TopicPartition T0 = new TopicPartition("t", 0);
+
     @Test
-    void partitionChangesForgetFinishedRecordsOfThosePartitionsOnly() {
-        SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
-        writer.answer(100, 0, 3);
-        assertThrows(RetriableException.class, () -> task.put(records(1, 2)));
-        assertEquals(1, task.redeliveryTracker().size());
-        task.close(List.of(new TopicPartition("t", 0)));
-        assertTrue(task.redeliveryTracker().isEmpty());
+    void putReturnsAtOnceAndOffsetsCommitOnlyBelowTheFirstUnfinishedRecord() {
+        Reported reported = new Reported();
+        SalesforceSinkTask task = start(reported.reporter(), Map.of());
+        task.put(records(10, 11, 12));
+        assertEquals(List.of(0L), writer.firstSeqs);
+        assertEquals(Map.of(), committed(task), "nothing finished yet");
 
-        writer.answer(100, 0, 3);
-        assertThrows(RetriableException.class, () -> task.put(records(1, 2)));
-        task.open(List.of(new TopicPartition("t", 0)));
-        assertTrue(task.redeliveryTracker().isEmpty());
+        writer.finish(1, Progress.WRITTEN);
+        assertEquals(Map.of(), committed(task), "offset 10 is still unfinished");
+        writer.finish(0, Progress.FAILED);
+        assertEquals(Map.of(T0, 12L), committed(task), "10 reported, 11 written: commit up to 12");
+        assertEquals(1, reported.records.size());
+        assertEquals(10L, reported.records.get(0).kafkaOffset());
+        assertEquals("message 0", reported.errors.get(0).getMessage());
+        assertEquals(Map.of(), committed(task), "no progress, nothing to commit again");
 
-        // Cooperative rebalancing revokes one partition and keeps the other: the kept partition's
-        // finished records must not be written again when its batch comes back.
-        SinkRecord kept = new SinkRecord("t", 1, null, "k", null, Map.of("LastName", "L"), 7);
-        List<SinkRecord> batch = List.of(records(1).get(0), kept, records(2).get(0));
-        writer.answer(100, 0, 0, 3);
-        assertThrows(RetriableException.class, () -> task.put(batch));
-        task.close(List.of(new TopicPartition("t", 0)));
-        writer.answer(0, 0);
-        task.put(List.of(kept, records(2).get(0)));
-        assertEquals(List.of(2L), writer.batches.get(writer.batches.size() - 1), "offset 7 of t-1 was written already");
+        task.put(records(13));
+        assertEquals(List.of(0L, 3L), writer.firstSeqs, "sequence numbers continue across puts");
+        writer.finish(2, Progress.SKIPPED);
+        writer.finish(3, Progress.WRITTEN);
+        task.put(List.of()); // an empty put collects outcomes too
+        assertEquals(Map.of(T0, 14L), committed(task));
+        assertEquals(0, task.offsetTracker().unfinished());
     }
 
     @Test
@@ -250,40 +268,75 @@ class SalesforceSinkTaskTest {
                 a.newRecord("orders", 0, null, "ka", null, Map.of("LastName", "A"), null),
                 b.newRecord("orders", 0, null, "kb", null, Map.of("LastName", "B"), null));
         SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
-        writer.answer(10, 0, 3); // a written, b to be retried
-        assertThrows(RetriableException.class, () -> task.put(batch));
-        writer.answer(0, 0);
         task.put(batch);
-        assertEquals(2, writer.batches.size(), "the redelivery must send b again");
-        assertEquals(1, writer.batches.get(1).size());
+        writer.finish(0, Progress.WRITTEN);
+        assertEquals(Map.of(new TopicPartition("a-orders", 0), 6L), committed(task),
+                "b-orders@5 is unfinished and must not be committed through a-orders@5");
+        writer.finish(1, Progress.WRITTEN);
+        assertEquals(Map.of(new TopicPartition("b-orders", 0), 6L), committed(task));
     }
 
     @Test
-    void zeroBackoffStillAsksConnectForAPromptRedelivery() {
+    void closeGivesUpTheUnfinishedRecordsOfRevokedPartitionsOnly() {
         SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
-        writer.answer(0, 3);
-        assertThrows(RetriableException.class, () -> task.put(records(1)));
-        assertEquals(List.of(1L), contextOf(task).timeouts, "Connect ignores timeout(0)");
+        SinkRecord kept = new SinkRecord("t", 1, null, "k", null, Map.of("LastName", "L"), 7);
+        task.put(List.of(records(1).get(0), kept, records(2).get(0)));
+        writer.finish(0, Progress.WRITTEN);
+        assertEquals(Map.of(T0, 2L), committed(task), "Connect commits before it closes revoked partitions");
+        task.close(List.of(T0));
+        assertEquals(1, writer.abandoned.size());
+        assertEquals(List.of(2L), java.util.Arrays.stream(writer.abandoned.get(0)).boxed().collect(Collectors.toList()),
+                "only t-0's unfinished record (offset 2) is given up");
+        assertEquals(Map.of(), committed(task), "nothing of the revoked partition is committed after close");
+        writer.finish(1, Progress.WRITTEN);
+        assertEquals(Map.of(new TopicPartition("t", 1), 8L), committed(task), "t-1 goes on");
     }
 
     @Test
-    void hugeBatchesAreCutIntoSeveralNativeCallsAndKeepOrderAcrossThem() {
+    void aFullBufferPausesThePartitionsUntilHalfOfItDrained() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of("salesforce.max.buffered.records", "4"));
+        FakeContext context = contextOf(task);
+        task.put(records(1, 2, 3));
+        assertTrue(context.paused.isEmpty());
+        task.put(records(4));
+        assertEquals(Set.of(T0), context.paused, "4 unfinished records: paused");
+        writer.finish(0, Progress.WRITTEN);
+        task.put(List.of());
+        assertEquals(Set.of(T0), context.paused, "3 unfinished: still above half");
+        writer.finish(1, Progress.WRITTEN);
+        task.put(List.of());
+        assertTrue(context.paused.isEmpty(), "2 unfinished: resumed");
+    }
+
+    @Test
+    void aRecordFailureSeenInPreCommitFailsTheTaskAtTheNextPut() {
+        ErrantRecordReporter strict = (record, error) -> {
+            throw new ConnectException("Tolerance exceeded in error handler", error);
+        };
+        SalesforceSinkTask task = start(strict, Map.of());
+        task.put(records(1, 2));
+        writer.finish(1, Progress.WRITTEN);
+        writer.finish(0, Progress.FAILED);
+        task.preCommit(Map.of()); // Connect would only log an exception from here
+        ConnectException e = assertThrows(ConnectException.class, () -> task.put(records(3)));
+        assertEquals("Tolerance exceeded in error handler", e.getMessage());
+        assertEquals("message 0", e.getCause().getMessage());
+    }
+
+    @Test
+    void flushWaitsWithTheTimeBudget() {
+        SalesforceSinkTask task = start(null, Map.of("consumer.override.max.poll.interval.ms", "40000"));
+        task.put(records(1));
+        task.flush(Map.of());
+        assertEquals(List.of(10_000L), writer.flushTimeouts);
+    }
+
+    @Test
+    void hugeBatchesAreCutIntoSeveralNativeCallsInOrder() {
         SalesforceSinkTask task = start(new Reported().reporter(), Map.of(), 1); // one record a call
-        writer.answer(0, 0);
-        writer.answer(0, 0);
-        writer.answer(0, 0);
         task.put(records(1, 2, 3));
         assertEquals(List.of(List.of(1L), List.of(2L), List.of(3L)), writer.batches);
-
-        // A record left to retry holds back every later call of the batch.
-        writer.answer(5, 0);
-        writer.answer(5, 3);
-        assertThrows(RetriableException.class, () -> task.put(records(4, 5, 6)));
-        assertEquals(List.of(List.of(4L), List.of(5L)), writer.batches.subList(3, 5));
-        writer.answer(0, 0);
-        writer.answer(0, 0);
-        task.put(records(4, 5, 6));
-        assertEquals(List.of(List.of(5L), List.of(6L)), writer.batches.subList(5, 7));
+        assertEquals(List.of(0L, 1L, 2L), writer.firstSeqs);
     }
 
     @Test
@@ -298,27 +351,16 @@ class SalesforceSinkTaskTest {
     @Test
     void failedRecordWithoutReporterFailsTheTaskUnlessToleranceAll() {
         SalesforceSinkTask strict = start(null, Map.of());
-        writer.answer(0, 0, 2);
-        ConnectException e = assertThrows(ConnectException.class, () -> strict.put(records(1, 2)));
-        assertFalse(e instanceof RetriableException);
+        strict.put(records(1, 2));
+        writer.finish(1, Progress.FAILED);
+        ConnectException e = assertThrows(ConnectException.class, () -> strict.put(List.of()));
         assertTrue(e.getMessage().contains("message 1"), e.getMessage());
         assertTrue(e.getMessage().contains("offset 2"), e.getMessage());
 
         SalesforceSinkTask tolerant = start(null, Map.of("errors.tolerance", "ALL"));
-        writer.answer(0, 0, 2);
-        tolerant.put(records(1, 2)); // logged and skipped
-    }
-
-    @Test
-    void reporterFailureFailsTheTask() {
-        ErrantRecordReporter throwing = (record, error) -> {
-            throw new ConnectException("Tolerance exceeded in error handler", error);
-        };
-        SalesforceSinkTask task = start(throwing, Map.of());
-        writer.answer(0, 2);
-        ConnectException e = assertThrows(ConnectException.class, () -> task.put(records(1)));
-        assertEquals("Tolerance exceeded in error handler", e.getMessage());
-        assertEquals("message 0", e.getCause().getMessage());
+        tolerant.put(records(1, 2));
+        writer.finish(3, Progress.FAILED);
+        tolerant.put(List.of()); // logged and skipped
     }
 
     @Test
@@ -331,18 +373,15 @@ class SalesforceSinkTaskTest {
         assertEquals(List.of(bad), reported.records);
         assertInstanceOf(DataException.class, reported.errors.get(0));
 
-        writer.answer(0, 0);
         task.put(List.of(bad, records(8).get(0)));
         assertEquals(List.of(List.of(8L)), writer.batches);
         assertEquals(2, reported.records.size());
     }
 
     @Test
-    void nativeExceptionFailsTheTaskAndEmptyPutsDoNothing() {
+    void nativeExceptionFailsTheTask() {
         SalesforceSinkTask task = start(null, Map.of());
-        task.put(List.of());
-        assertTrue(writer.batches.isEmpty());
-        writer.answers.add(new NativeSinkException("native panic: boom"));
+        writer.failures.add(new NativeSinkException("native panic: boom"));
         ConnectException e = assertThrows(ConnectException.class, () -> task.put(records(1)));
         assertTrue(e.getMessage().contains("native panic: boom"));
         assertNotNull(e.getCause());

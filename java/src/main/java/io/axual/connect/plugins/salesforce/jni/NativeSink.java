@@ -4,7 +4,8 @@ package io.axual.connect.plugins.salesforce.jni;
  * The JNI surface implemented by the Rust cdylib {@code salesforce_sink_jni}
  * (symbols {@code Java_io_axual_connect_plugins_salesforce_jni_NativeSink_<method>}).
  *
- * <p>Exactly one crossing per {@code put}: everything goes in and out as byte buffers whose
+ * <p>Exactly one crossing per {@code put} (and one per {@code preCommit}/{@code flush} to collect
+ * outcomes): everything goes in and out as byte buffers whose
  * layouts are fixed in ARCHITECTURE.md. Every method may throw {@link NativeSinkException}.
  * Use {@link NativeSinkHandle} rather than calling these directly: it guards against using or
  * freeing a handle after close.
@@ -16,8 +17,17 @@ final class NativeSink {
     /** Parses the config buffer and builds the task; returns an opaque handle. */
     static native long open(byte[] config);
 
-    /** Decodes, converts and writes a batch buffer; returns the outcome buffer. */
-    static native byte[] put(long handle, byte[] batch);
+    /**
+     * Decodes a batch buffer, numbers its records from {@code firstSeq} and hands them to the
+     * native pipeline without waiting for Salesforce; returns the progress buffer.
+     */
+    static native byte[] put(long handle, long firstSeq, byte[] batch);
+
+    /** Collects finished records, waiting up to {@code timeoutMs} for the buffer to drain (0: no wait). */
+    static native byte[] flush(long handle, long timeoutMs);
+
+    /** Gives up the unfinished records among these sequence numbers (big-endian longs). */
+    static native void abandon(long handle, byte[] seqs);
 
     /**
      * The Collections request bodies a batch buffer becomes, without sending anything: the

@@ -29,9 +29,25 @@ public final class NativeSinkHandle implements NativeWriter {
     }
 
     @Override
-    public synchronized byte[] put(byte[] batch) {
+    public synchronized byte[] put(long firstSeq, byte[] batch) {
         ensureOpen();
-        return NativeSink.put(handle, batch);
+        return NativeSink.put(handle, firstSeq, batch);
+    }
+
+    @Override
+    public synchronized byte[] flush(long timeoutMs) {
+        ensureOpen();
+        return NativeSink.flush(handle, timeoutMs);
+    }
+
+    @Override
+    public synchronized void abandon(long[] seqs) {
+        ensureOpen();
+        java.nio.ByteBuffer buffer = java.nio.ByteBuffer.allocate(seqs.length * Long.BYTES);
+        for (long seq : seqs) {
+            buffer.putLong(seq);
+        }
+        NativeSink.abandon(handle, buffer.array());
     }
 
     /** The request bodies {@code batch} becomes, without sending them (benchmarks, diagnostics). */

@@ -5,8 +5,14 @@ package io.axual.connect.plugins.salesforce.jni;
  * supply doubles so the task's bookkeeping can be exercised without the native library.
  */
 public interface NativeWriter extends AutoCloseable {
-    /** Sends one batch buffer; returns the outcome buffer. */
-    byte[] put(byte[] batch);
+    /** Hands one batch buffer (records numbered from {@code firstSeq}) to the pipeline; returns the progress buffer. */
+    byte[] put(long firstSeq, byte[] batch);
+
+    /** Collects finished records, waiting up to {@code timeoutMs} for the buffer to drain; returns the progress buffer. */
+    byte[] flush(long timeoutMs);
+
+    /** Gives up the unfinished records among {@code seqs} (their partitions were revoked). */
+    void abandon(long[] seqs);
 
     /** Log events recorded since the last drain (may be empty, never null). */
     byte[] drainLogs();

@@ -176,16 +176,20 @@ public final class ReferenceDecoder {
     }
 
     /** Builds an outcome buffer as the native side would. statuses[i] 2 and 3 take messages[i]. */
-    public static byte[] outcome(int[] statuses, String[] messages, long backoffMs, int[] logLevels, String[] logs) {
+    /** A progress buffer as the native side writes it (ARCHITECTURE.md). */
+    public static byte[] progress(long[] seqs, int[] statuses, String[] messages, int unfinished, int inFlight,
+            int[] logLevels, String[] logs) {
         ByteBuffer out = ByteBuffer.allocate(1 << 16);
-        out.putInt(statuses.length);
-        for (int i = 0; i < statuses.length; i++) {
+        out.putInt(seqs.length);
+        for (int i = 0; i < seqs.length; i++) {
+            out.putLong(seqs[i]);
             out.put((byte) statuses[i]);
-            if (statuses[i] == 2 || statuses[i] == 3) {
+            if (statuses[i] == 2) {
                 putStr(out, messages[i]);
             }
         }
-        out.putLong(backoffMs);
+        out.putInt(unfinished);
+        out.putInt(inFlight);
         out.putInt(logs.length);
         for (int i = 0; i < logs.length; i++) {
             out.put((byte) logLevels[i]);

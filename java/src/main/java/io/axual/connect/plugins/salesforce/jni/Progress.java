@@ -8,63 +8,68 @@ import java.util.Collections;
 import java.util.List;
 
 /**
- * The decoded outcome buffer of one native {@code put} (layout in ARCHITECTURE.md): a status per
- * record in batch order, a message for FAILED and RETRY, the backoff before a redelivery, and the
- * log events recorded during the call. Decoding is strict: a buffer that does not match the
- * layout exactly means Java and Rust disagree, and fails loudly rather than misattributing records.
+ * The decoded progress buffer that every native call returns (layout in ARCHITECTURE.md): the
+ * records finished since the last call, by sequence number, with a message for FAILED ones; how
+ * many records are still unfinished in the native pipeline; and the log events of the call.
+ * Decoding is strict: a buffer that does not match the layout exactly means Java and Rust
+ * disagree, and fails loudly rather than misattributing records.
  */
-public final class BatchOutcome {
+public final class Progress {
     public static final int WRITTEN = 0;
     public static final int SKIPPED = 1;
     public static final int FAILED = 2;
-    public static final int RETRY = 3;
 
+    private final long[] seqs;
     private final byte[] statuses;
     private final String[] messages;
-    private final long retryBackoffMs;
+    private final int unfinished;
+    private final int requestsInFlight;
     private final List<LogEvent> logs;
 
-    private BatchOutcome(byte[] statuses, String[] messages, long retryBackoffMs, List<LogEvent> logs) {
+    private Progress(long[] seqs, byte[] statuses, String[] messages, int unfinished, int requestsInFlight,
+            List<LogEvent> logs) {
+        this.seqs = seqs;
         this.statuses = statuses;
         this.messages = messages;
-        this.retryBackoffMs = retryBackoffMs;
+        this.unfinished = unfinished;
+        this.requestsInFlight = requestsInFlight;
         this.logs = logs;
     }
 
-    /**
-     * @param expectedRecords how many records the batch buffer held
-     * @throws NativeSinkException when the buffer does not follow the outcome layout
-     */
-    public static BatchOutcome decode(byte[] buffer, int expectedRecords) {
+    /** @throws NativeSinkException when the buffer does not follow the progress layout */
+    public static Progress decode(byte[] buffer) {
         if (buffer == null) {
-            throw new NativeSinkException("malformed outcome buffer: null");
+            throw new NativeSinkException("malformed progress buffer: null");
         }
         ByteBuffer in = ByteBuffer.wrap(buffer);
         try {
             int count = in.getInt();
-            if (count != expectedRecords) {
-                throw new NativeSinkException("malformed outcome buffer: " + count + " outcomes for a batch of "
-                        + expectedRecords + " records");
+            if (count < 0 || count > in.remaining() / 9) {
+                throw new NativeSinkException("malformed progress buffer: " + count + " outcomes in " + buffer.length
+                        + " bytes");
             }
+            long[] seqs = new long[count];
             byte[] statuses = new byte[count];
             String[] messages = new String[count];
             for (int i = 0; i < count; i++) {
+                seqs[i] = in.getLong();
                 int status = in.get() & 0xFF;
-                if (status > RETRY) {
-                    throw new NativeSinkException("malformed outcome buffer: unknown status " + status
-                            + " for record " + i);
+                if (status > FAILED) {
+                    throw new NativeSinkException("malformed progress buffer: unknown status " + status
+                            + " for record " + seqs[i]);
                 }
                 statuses[i] = (byte) status;
-                if (status == FAILED || status == RETRY) {
+                if (status == FAILED) {
                     messages[i] = readStr(in);
                 }
             }
-            long retryBackoffMs = in.getLong();
+            int unfinished = in.getInt();
+            int requestsInFlight = in.getInt();
             List<LogEvent> logs = readLogs(in);
             ensureConsumed(in);
-            return new BatchOutcome(statuses, messages, retryBackoffMs, logs);
+            return new Progress(seqs, statuses, messages, unfinished, requestsInFlight, logs);
         } catch (BufferUnderflowException | IllegalArgumentException e) {
-            throw new NativeSinkException("malformed outcome buffer: truncated or bad length (" + buffer.length
+            throw new NativeSinkException("malformed progress buffer: truncated or bad length (" + buffer.length
                     + " bytes)");
         }
     }
@@ -118,22 +123,32 @@ public final class BatchOutcome {
         }
     }
 
+    /** How many records finished since the last call. */
     public int size() {
-        return statuses.length;
+        return seqs.length;
     }
 
-    /** WRITTEN, SKIPPED, FAILED or RETRY. */
+    public long seq(int index) {
+        return seqs[index];
+    }
+
+    /** WRITTEN, SKIPPED or FAILED. */
     public int status(int index) {
         return statuses[index];
     }
 
-    /** The native message for FAILED and RETRY records; null otherwise. */
+    /** The native message of a FAILED record; null otherwise. */
     public String message(int index) {
         return messages[index];
     }
 
-    public long retryBackoffMs() {
-        return retryBackoffMs;
+    /** Records submitted and not yet finished (waiting or in flight). */
+    public int unfinished() {
+        return unfinished;
+    }
+
+    public int requestsInFlight() {
+        return requestsInFlight;
     }
 
     public List<LogEvent> logs() {

@@ -1,0 +1,136 @@
+package io.axual.connect.plugins.salesforce;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.connect.sink.SinkRecord;
+
+/**
+ * Which offsets may be committed: per original topic-partition, the records handed to the native
+ * pipeline in offset order, and the offset below which every one of them is finished (written,
+ * skipped, or reported to the ErrantRecordReporter). {@code preCommit} returns only those.
+ *
+ * <p>Records are known by their <em>original</em> coordinates ({@code originalTopic()} and friends,
+ * Kafka 3.6+): an SMT that renames topics can give two records of one batch the same transformed
+ * coordinates, and Connect commits by the original ones. Not thread-safe: task thread only.
+ */
+final class OffsetTracker {
+    private static final boolean ORIGINAL_COORDINATES = hasOriginalCoordinates();
+
+    /** One record on its way. */
+    static final class Pending {
+        final SinkRecord record;
+        final TopicPartition partition;
+        final long offset;
+        final long seq;
+        boolean finished;
+
+        Pending(SinkRecord record, TopicPartition partition, long offset, long seq) {
+            this.record = record;
+            this.partition = partition;
+            this.offset = offset;
+            this.seq = seq;
+        }
+    }
+
+    private final Map<TopicPartition, ArrayDeque<Pending>> byPartition = new HashMap<>();
+    private final Map<Long, Pending> bySeq = new HashMap<>();
+    /** The next offset to commit per partition, once something there finished. */
+    private final Map<TopicPartition, Long> committable = new HashMap<>();
+
+    /** Whether this worker gives original coordinates (else a renaming SMT hides them; see preCommit). */
+    static boolean originalCoordinatesKnown() {
+        return ORIGINAL_COORDINATES;
+    }
+
+    void add(SinkRecord record, long seq) {
+        TopicPartition tp = partitionOf(record);
+        long offset = ORIGINAL_COORDINATES ? record.originalKafkaOffset() : record.kafkaOffset();
+        Pending pending = new Pending(record, tp, offset, seq);
+        byPartition.computeIfAbsent(tp, k -> new ArrayDeque<>()).addLast(pending);
+        bySeq.put(seq, pending);
+    }
+
+    /** The record of an unfinished sequence number, or null (abandoned or unknown). */
+    SinkRecord record(long seq) {
+        Pending pending = bySeq.get(seq);
+        return pending == null ? null : pending.record;
+    }
+
+    /** Marks a record finished and moves its partition's commit point past every finished prefix. */
+    void finish(long seq) {
+        Pending pending = bySeq.remove(seq);
+        if (pending == null) {
+            return;
+        }
+        pending.finished = true;
+        ArrayDeque<Pending> queue = byPartition.get(pending.partition);
+        while (!queue.isEmpty() && queue.peekFirst().finished) {
+            committable.put(pending.partition, queue.pollFirst().offset + 1);
+        }
+    }
+
+    /** Offsets to commit: only partitions whose commit point moved since the last call. */
+    Map<TopicPartition, OffsetAndMetadata> takeCommittable() {
+        Map<TopicPartition, OffsetAndMetadata> out = new HashMap<>();
+        for (Map.Entry<TopicPartition, Long> e : committable.entrySet()) {
+            out.put(e.getKey(), new OffsetAndMetadata(e.getValue()));
+        }
+        committable.clear();
+        return out;
+    }
+
+    /** Forgets these partitions; returns the sequence numbers of their unfinished records. */
+    long[] remove(Collection<TopicPartition> partitions) {
+        List<Long> seqs = new ArrayList<>();
+        for (TopicPartition tp : partitions) {
+            ArrayDeque<Pending> queue = byPartition.remove(tp);
+            committable.remove(tp);
+            if (queue == null) {
+                continue;
+            }
+            for (Pending pending : queue) {
+                if (!pending.finished) {
+                    seqs.add(pending.seq);
+                    bySeq.remove(pending.seq);
+                }
+            }
+        }
+        return seqs.stream().mapToLong(Long::longValue).toArray();
+    }
+
+    /** Forgets everything; returns the unfinished sequence numbers. */
+    long[] clear() {
+        long[] seqs = remove(new ArrayList<>(byPartition.keySet()));
+        committable.clear();
+        return seqs;
+    }
+
+    int unfinished() {
+        return bySeq.size();
+    }
+
+    private static TopicPartition partitionOf(SinkRecord record) {
+        Integer partition = ORIGINAL_COORDINATES ? record.originalKafkaPartition() : record.kafkaPartition();
+        String topic = ORIGINAL_COORDINATES ? record.originalTopic() : record.topic();
+        return new TopicPartition(topic, partition == null ? -1 : partition);
+    }
+
+    /** {@code SinkRecord.originalTopic()} and friends exist from Kafka 3.6 (KIP-793). */
+    private static boolean hasOriginalCoordinates() {
+        try {
+            SinkRecord.class.getMethod("originalTopic");
+            SinkRecord.class.getMethod("originalKafkaPartition");
+            SinkRecord.class.getMethod("originalKafkaOffset");
+            return true;
+        } catch (NoSuchMethodException e) {
+            return false;
+        }
+    }
+
+}
