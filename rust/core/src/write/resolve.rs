@@ -20,6 +20,9 @@ const MAX_QUERY_PAGES: usize = 50;
 /// Salesforce refuses URIs over 16,384 bytes (414); leave room for the host and path.
 const MAX_ENCODED_QUERY: usize = 15_000;
 
+/// External ID → Id. Keys are stored lower-cased: Salesforce matches text external IDs
+/// case-insensitively, so `K-1` and `k-1` name one record and must share one entry (numeric keys
+/// are canonical decimals, which have no case). An entry lives 7 days from its resolution.
 pub struct IdCache(moka::sync::Cache<String, String>);
 
 impl IdCache {
@@ -27,13 +30,13 @@ impl IdCache {
         IdCache(moka::sync::Cache::builder().max_capacity(CACHE_ENTRIES).time_to_live(CACHE_TTL).build())
     }
     pub fn get(&self, key: &str) -> Option<String> {
-        self.0.get(key)
+        self.0.get(&key.to_lowercase())
     }
     pub fn insert(&self, key: &str, id: &str) {
-        self.0.insert(key.to_owned(), id.to_owned())
+        self.0.insert(key.to_lowercase(), id.to_owned())
     }
     pub fn evict(&self, key: &str) {
-        self.0.invalidate(key)
+        self.0.invalidate(&key.to_lowercase())
     }
 }
 
@@ -346,11 +349,11 @@ mod tests {
     }
 
     #[test]
-    fn cache_evicts() {
+    fn cache_evicts_and_ignores_case() {
         let c = IdCache::new();
-        c.insert("k", "003");
-        assert_eq!(c.get("k").as_deref(), Some("003"));
-        c.evict("k");
-        assert_eq!(c.get("k"), None);
+        c.insert("K-1", "003");
+        assert_eq!(c.get("k-1").as_deref(), Some("003"));
+        c.evict("k-1");
+        assert_eq!(c.get("K-1"), None);
     }
 }

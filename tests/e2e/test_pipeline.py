@@ -1,0 +1,144 @@
+"""The asynchronous write pipeline (SPEC §6) end to end through a real worker: requests filled
+across put() calls at Connect's default poll size, back-pressure with a full buffer, stopping while
+Salesforce hangs, coalescing against the model, and no consumer eviction with a slow org."""
+from __future__ import annotations
+
+import time
+
+from .model import ExternalIdModel, emulator_state
+from .test_operations import start, wait_consumed
+
+UPSERT = {
+    "salesforce.external.id.field": "ExternalId__c",
+    "salesforce.operation": "UPSERT",
+    # only the records' own requests are counted
+    "salesforce.startup.validation.enabled": "false",
+}
+
+
+def _api_writes(e2e) -> list:
+    return [r for r in e2e.emu.requests() if r.get("counted") and "/composite/" in r["path"]]
+
+
+def test_requests_fill_across_puts_at_the_default_poll_size(e2e):
+    """Connect's default max.poll.records=500: a synchronous sink sent 200+200+100 per put."""
+    n = 10_000
+    e2e.kafka.create_topic(e2e.topic, 1)
+    e2e.produce([{"key": f"F-{i}", "value": {"LastName": f"L{i}"}} for i in range(n)])
+    e2e.emu.clear_requests()
+    name, = start(e2e, e2e.sink_config({**UPSERT, "consumer.override.max.poll.records": "500"}))
+    wait_consumed(e2e, name, e2e.topic, timeout=120)
+    writes = _api_writes(e2e)
+    assert len(e2e.emu.records("Contact")) == n
+    assert len(writes) <= 51, f"{len(writes)} Collections requests for {n} upserts (ideal 50)"
+
+
+def test_a_full_buffer_pauses_the_partitions_and_nothing_is_lost(e2e):
+    n = 3_000
+    e2e.kafka.create_topic(e2e.topic, 1)
+    e2e.produce([{"key": f"B-{i}", "value": {"LastName": f"L{i}"}} for i in range(n)])
+    e2e.emu.set_latency(300)
+    try:
+        name, = start(e2e, e2e.sink_config({
+            **UPSERT,
+            "salesforce.max.buffered.records": "400",
+            "salesforce.max.in.flight.requests": "1",
+            "consumer.override.max.poll.records": "500",
+        }))
+        e2e.wait_until(lambda: e2e.worker_log_grep(f"[{name}|task-0]") and any(
+            "partitions paused" in line for line in e2e.worker_log_grep(f"[{name}|task-0]")), 60,
+            message=lambda: f"{name} never paused its partitions\n{e2e.describe(name)}")
+        wait_consumed(e2e, name, e2e.topic, timeout=180)
+    finally:
+        e2e.emu.set_latency(0)
+    lines = e2e.worker_log_grep(f"[{name}|task-0]")
+    assert any("partitions resumed" in line for line in lines), "paused but never resumed"
+    assert len(e2e.emu.records("Contact")) == n
+
+
+def test_stop_returns_while_salesforce_hangs_and_the_records_come_back(e2e):
+    e2e.kafka.create_topic(e2e.topic, 1)
+    e2e.produce([{"key": f"H-{i}", "value": {"LastName": f"L{i}"}} for i in range(50)])
+    e2e.emu.set_latency(60_000)
+    try:
+        name, = start(e2e, e2e.sink_config({**UPSERT, "salesforce.linger.ms": "0"}))
+        e2e.wait_until(lambda: any(r.get("counted") for r in e2e.emu.requests()), 30,
+                       message="no request reached the hanging emulator")
+        started = time.monotonic()
+        e2e.connect.delete_and_wait(name, timeout=30)
+        stopped_in = time.monotonic() - started
+    finally:
+        e2e.emu.set_latency(0)
+    assert stopped_in < 20, f"deleting the connector took {stopped_in:.1f} s while Salesforce hung"
+    assert not any("Graceful stop of task" in line and "failed" in line
+                   for line in e2e.worker_log_grep(name)), "the task did not stop in time"
+    # Nothing was committed: the connector created again under the same name (same consumer
+    # group) starts over and writes them all.
+    e2e.create_connector(e2e.sink_config({**UPSERT}), name=name)
+    wait_consumed(e2e, name, e2e.topic, timeout=90)
+    assert len(e2e.emu.records("Contact")) == 50
+
+
+def _hot_key_stream(n: int, keys: int) -> list:
+    # Zipf-like: key k appears about 1/(k+1) as often as key 0.
+    weights = [1 / (k + 1) for k in range(keys)]
+    import random
+    rnd = random.Random(1234)
+    out = []
+    for i in range(n):
+        k = rnd.choices(range(keys), weights)[0]
+        value = {"LastName": f"v{i}"}
+        if i % 3 == 0:
+            value["Description"] = f"d{i}"
+        out.append((f"Hot-{k}", value))
+    return out
+
+
+def test_coalescing_on_and_off_match_the_model(e2e):
+    stream = _hot_key_stream(2_000, 20)
+    model = ExternalIdModel(operation="UPSERT")
+    for off, (k, v) in enumerate(stream):
+        model.apply(off, k, v)
+    fields = ("LastName", "Description")
+    counts = {}
+    for coalesce in ("false", "true"):
+        e2e.emu.reset()
+        topic = e2e.new_topic(f"coalesce-{coalesce}")
+        e2e.kafka.create_topic(topic, 1)
+        e2e.produce([{"key": k, "value": v} for k, v in stream], topic=topic)
+        e2e.emu.set_latency(100)
+        try:
+            name, = start(e2e, e2e.sink_config({**UPSERT, "topics": topic, "salesforce.coalesce.updates": coalesce}))
+            wait_consumed(e2e, name, topic, timeout=180)
+        finally:
+            e2e.emu.set_latency(0)
+        got = emulator_state(e2e.emu.records("Contact"), "ExternalId__c", fields)
+        want = model.expected(fields)
+        diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+        assert not diff, f"coalesce={coalesce}: emulator vs model ({len(diff)} keys differ): {diff}"
+        counts[coalesce] = len(_api_writes(e2e))
+    assert counts["true"] < counts["false"], f"coalescing saved no requests: {counts}"
+
+
+def test_slow_org_and_hot_keys_never_evict_the_consumer(e2e):
+    """1 s per request and one key repeated 60 times (a minute of sequential writes): put() never waits for Salesforce, so the
+    consumer keeps polling within a 20 s max.poll.interval.ms."""
+    e2e.kafka.create_topic(e2e.topic, 1)
+    stream = [("hot", {"LastName": f"v{i}"}) for i in range(60)] + [
+        (f"cold-{i}", {"LastName": "c"}) for i in range(200)]
+    e2e.produce([{"key": k, "value": v} for k, v in stream])
+    e2e.emu.set_latency(1_000)
+    try:
+        name, = start(e2e, e2e.sink_config({
+            **UPSERT,
+            "salesforce.coalesce.updates": "false",
+            "consumer.override.max.poll.interval.ms": "20000",
+            "consumer.override.max.poll.records": "500",
+        }))
+        wait_consumed(e2e, name, e2e.topic, timeout=240)
+    finally:
+        e2e.emu.set_latency(0)
+    hot = [r for r in e2e.emu.records("Contact") if r["ExternalId__c"] == "hot"]
+    assert len(hot) == 1 and hot[0]["LastName"] == "v59", hot
+    evictions = [line for line in e2e.worker_log_grep("max.poll.interval.ms") if name in line or "consumer poll timeout" in line]
+    assert not evictions, f"the consumer was evicted: {evictions[:3]}"
