@@ -4,7 +4,7 @@ Starts ONE stack (KRaft broker + Connect worker + Salesforce emulator, tests/sta
 measurement against it and prints ONE markdown table plus the machine it ran on; ``--write``
 also writes it to bench/RESULTS.md.
 
-Phases (``--only`` takes a comma list): conversion, requests, throughput, latency, rss.
+Phases (``--only`` takes a comma list): conversion, requests, throughput, latency, rss, pipeline.
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from tests.stack import Stack
 from tests.stack.util import REPO_ROOT
 
 from . import conversion, machine
+from . import pipeline as pipeline_measures
 from .sf import SalesforceRest, datetime_ms
 
-PHASES = ["conversion", "requests", "throughput", "latency", "rss"]
+PHASES = ["conversion", "requests", "throughput", "latency", "rss", "pipeline"]
 RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
 
 # COLLECTIONS settings (stated in RESULTS.md). The connector packs up to 200 records per request
@@ -350,6 +351,11 @@ class Bench:
                 "peak": peak["v"], "records": n, "seconds": seconds}
 
 
+    # -- 5. the asynchronous pipeline (bench/pipeline.py) -------------------------------------------
+    def pipeline(self) -> dict:
+        return pipeline_measures.run(self, log)
+
+
 # -- report -------------------------------------------------------------------------------------
 def build_table(res: dict) -> tuple:
     """(markdown table, list of (target text, met, detail))."""
@@ -418,6 +424,8 @@ def build_table(res: dict) -> tuple:
         verdicts.append(("worker RSS growth over 1,000,000 records < 64 MiB", met, f"{rs['growth']:+.0f} MiB"))
         row("Worker RSS (MiB)", f"{rs['records']:,} records, COLLECTIONS UPSERT, +0 ms (peak {rs['peak']:.0f})",
             fmt_num(rs["before"], 0), fmt_num(rs["after"], 0), f"{rs['growth']:+.0f} MiB", "< 64 MiB", met)
+    if "pipeline" in res:
+        pipeline_measures.rows(res, row, verdicts)
     for phase, msg in res.get("failed", {}).items():
         row(f"{phase} (phase failed)", msg.replace("|", "/"), "—", "—", "", "", False)
         verdicts.append((f"phase {phase} completed", False, msg))
