@@ -40,7 +40,8 @@ pub enum ErrorClass {
 pub enum SalesforceError {
     #[error("HTTP {status}: {}", join(.errors))]
     Rejected { status: u16, errors: Vec<ApiError> },
-    #[error("no response within {} ms", .0.as_millis())]
+    /// No answer in time; the duration is the request timeout, zero where the caller did not know it.
+    #[error("no response within {}", timeout_text(.0))]
     Timeout(Duration),
     #[error("connection failed: {0}")]
     Connection(String),
@@ -52,6 +53,14 @@ pub enum SalesforceError {
     /// that differs from the request): asking again gets the same answer.
     #[error("unusable answer from Salesforce: {0}")]
     BadAnswer(String),
+}
+
+fn timeout_text(timeout: &Duration) -> String {
+    if timeout.is_zero() {
+        "the request timeout (salesforce.request.timeout.ms)".into()
+    } else {
+        format!("{} ms", timeout.as_millis())
+    }
 }
 
 fn join(errors: &[ApiError]) -> String {

@@ -62,6 +62,10 @@ pub enum SinkError {
     Startup(String),
     #[error(transparent)]
     Fatal(#[from] write::FatalError),
+    /// Nothing was taken from the call, for a cause that may clear (Salesforce could not answer
+    /// describe yet): the caller offers the same records again after `backoff`.
+    #[error("{message}")]
+    NotReady { message: String, backoff: Duration },
 }
 
 /// One connector task's native state: created in `start()`, dropped in `stop()`.
@@ -145,9 +149,13 @@ impl SalesforceSink {
     pub fn submit(&self, records: &[record::Record<'_>], first_seq: i64) -> Result<pipeline::Progress, SinkError> {
         let external_id = match RUNTIME.block_on(self.writer.external_id_kind()) {
             Ok(kind) => kind,
-            // Without the field's type no key can be checked: try again at the next call.
-            Err(write::NotYet::Retry(why, _)) => {
-                return Err(SinkError::Startup(format!("cannot learn the type of the external ID field: {why}")))
+            // Without the field's type no key can be checked: the records are not taken, and
+            // Connect offers them again (Java throws RetriableException).
+            Err(write::NotYet::Retry(why, backoff)) => {
+                return Err(SinkError::NotReady {
+                    message: format!("cannot learn the type of the external ID field from describe yet: {why}"),
+                    backoff,
+                })
             }
             Err(write::NotYet::Fatal(e)) => return Err(e.into()),
         };

@@ -48,6 +48,8 @@ struct Entry {
     /// The ordering key (see `PlannedWrite::ordering_key`); `None` for keyless native INSERTs.
     key: Option<String>,
     arrived: Instant,
+    /// Since when the write could be sent (nothing of its key in flight, no backoff pending).
+    ready_since: Option<Instant>,
     not_before: Option<Instant>,
     attempts: u32,
 }
@@ -125,7 +127,11 @@ impl Pipeline {
                             Some(t) if **t == *record.topic => Arc::clone(t),
                             _ => Arc::clone(topic.insert(Arc::from(record.topic))),
                         };
-                        let origin = Origin { topic, partition: record.partition, offset: record.offset };
+                        let unsent_key = match write.key {
+                            None => crate::convert::scalar_text(&record.key).map(String::into_boxed_str),
+                            Some(_) => None,
+                        };
+                        let origin = Origin { topic, partition: record.partition, offset: record.offset, unsent_key };
                         state.unfinished += 1;
                         state.add(seq, write, origin, now, cfg, external_id_mode);
                     }
@@ -246,7 +252,7 @@ impl State {
             self.last_waiting.insert(key.clone(), seq);
         }
         let item = Item::new(write, origin, external_id_mode);
-        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, not_before: None, attempts: 0 });
+        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_since: None, not_before: None, attempts: 0 });
     }
 
     /// Requests to send now, and when to look again (`None`: only when woken).
@@ -276,7 +282,14 @@ impl State {
             }
             ready.entry(op_rank(entry.item.write.op)).or_default().push(id);
         }
+        for ids in ready.values() {
+            for id in ids {
+                let entry = self.waiting.get_mut(id).expect("ready");
+                entry.ready_since.get_or_insert(now);
+            }
+        }
         let linger = cfg.linger;
+        let in_flight = self.requests_in_flight;
         let mut requests = Vec::new();
         let mut groups: Vec<Vec<i64>> = ready.into_values().collect();
         // Operations whose oldest write waited longest go first.
@@ -286,10 +299,21 @@ impl State {
                 if requests.len() == free {
                     break 'groups;
                 }
-                let oldest = chunk.iter().map(|id| self.waiting[id].arrived).min().expect("non-empty");
-                let due = chunk.len() == batch_size || self.flushing > 0 || oldest + linger <= now;
+                // A part-filled request waits for more writes: those Kafka brings (`linger.ms`
+                // after the oldest arrived) and those that requests in flight will free when they
+                // answer (`linger.ms` after the oldest became ready). Writes of hot keys thus
+                // travel together, as in waves, instead of in ever smaller requests.
+                let entries_of = |id: &i64| &self.waiting[id];
+                let ready_since = chunk.iter().map(|id| entries_of(id).ready_since.unwrap_or(now)).min().expect("non-empty");
+                let arrived = chunk.iter().map(|id| entries_of(id).arrived).min().expect("non-empty");
+                let freed_by_answers = ready_since + linger;
+                let brought_by_kafka = arrived + linger;
+                let due = chunk.len() == batch_size
+                    || self.flushing > 0
+                    || freed_by_answers <= now
+                    || (in_flight == 0 && brought_by_kafka <= now);
                 if !due {
-                    wake_at(oldest + linger);
+                    wake_at(if in_flight == 0 { brought_by_kafka.min(freed_by_answers) } else { freed_by_answers });
                     continue 'groups;
                 }
                 let entries: Vec<Entry> = chunk.iter().map(|id| self.waiting.remove(id).expect("ready")).collect();
@@ -353,6 +377,7 @@ impl State {
     /// Returns a write to the buffer at its place in offset order.
     fn back(&mut self, mut entry: Entry, not_before: Option<Instant>) {
         entry.not_before = not_before;
+        entry.ready_since = None;
         let id = entry.seqs[0];
         if let Some(key) = &entry.key {
             // Later waiting writes of the key keep their place behind it; coalescing goes on

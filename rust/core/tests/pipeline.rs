@@ -146,3 +146,18 @@ fn stop_returns_at_once_while_salesforce_hangs() {
     drop(sink);
     assert!(started.elapsed() < Duration::from_secs(2), "close took {:?}", started.elapsed());
 }
+
+#[test]
+fn writes_of_repeated_keys_travel_together_instead_of_in_ever_smaller_requests() {
+    let emu = Emulator::start();
+    let sink = upsert_sink(&emu, &[]);
+    // 30 keys written 12 times each, all in one put: 12 rounds of 30 writes.
+    let names: Vec<String> = (0..360).map(|i| format!("v{i}")).collect();
+    let keys: Vec<String> = (0..30).map(|k| format!("r-{k}")).collect();
+    let records: Vec<Record> = names.iter().enumerate().map(|(i, n)| upsert(i as i64, &keys[i % 30], n)).collect();
+    let before = emu.api_requests();
+    sink.submit(&records, 0).unwrap();
+    assert_eq!(sink.wait(Duration::from_secs(60)).unwrap().unfinished, 0);
+    let requests = emu.api_requests() - before;
+    assert!(requests <= 14, "{requests} requests for 12 rounds of 30 keys");
+}

@@ -7,12 +7,33 @@
 use jni::objects::{JByteArray, JClass};
 use jni::sys::{jbyteArray, jlong};
 use jni::JNIEnv;
-use salesforce_sink_core::SalesforceSink;
+use salesforce_sink_core::{SalesforceSink, SinkError};
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 
 const EXCEPTION_CLASS: &str = "io/axual/connect/plugins/salesforce/jni/NativeSinkException";
+/// For a call that took nothing and may succeed later (`SinkError::NotReady`).
+const RETRIABLE_CLASS: &str = "io/axual/connect/plugins/salesforce/jni/NativeRetriableException";
+
+/// Why an entry point failed: the message, and the Java exception class that carries it.
+struct Failure {
+    class: &'static str,
+    message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { class: EXCEPTION_CLASS, message }
+    }
+}
+
+impl From<SinkError> for Failure {
+    fn from(e: SinkError) -> Self {
+        let class = if matches!(e, SinkError::NotReady { .. }) { RETRIABLE_CLASS } else { EXCEPTION_CLASS };
+        Failure { class, message: e.to_string() }
+    }
+}
 
 thread_local! {
     /// Where the last panic on this thread happened, so the exception can name it.
@@ -43,21 +64,21 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `body`, turning an error or a panic into a pending Java exception and `default` as the
 /// return value (ignored by the JVM once an exception is pending).
-fn guarded<T>(env: &mut JNIEnv, entry_point: &str, default: T, body: impl FnOnce(&mut JNIEnv) -> Result<T, String>) -> T {
+fn guarded<T>(env: &mut JNIEnv, entry_point: &str, default: T, body: impl FnOnce(&mut JNIEnv) -> Result<T, Failure>) -> T {
     install_panic_hook();
     let result = catch_unwind(AssertUnwindSafe(|| body(env)));
-    let message = match result {
+    let Failure { class, message } = match result {
         Ok(Ok(value)) => return value,
-        Ok(Err(message)) => message,
+        Ok(Err(failure)) => failure,
         Err(payload) => {
             let detail = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| payload_text(&*payload));
-            format!("native panic in {entry_point}: {detail}")
+            Failure::from(format!("native panic in {entry_point}: {detail}"))
         }
     };
     if env.exception_check().unwrap_or(false) {
         return default; // a JNI call already threw; keep that exception
     }
-    if env.throw_new(EXCEPTION_CLASS, &message).is_err() {
+    if env.throw_new(class, &message).is_err() && env.throw_new(EXCEPTION_CLASS, &message).is_err() {
         let _ = env.throw_new("java/lang/RuntimeException", &message);
     }
     default
@@ -89,7 +110,7 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_o
 ) -> jlong {
     guarded(&mut env, "open", 0, |env| {
         let config = bytes_in(env, &config)?;
-        let sink = SalesforceSink::open(&config).map_err(|e| e.to_string())?;
+        let sink = SalesforceSink::open(&config)?;
         Ok(Box::into_raw(Box::new(sink)) as jlong)
     })
 }
@@ -105,8 +126,8 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_p
     guarded(&mut env, "put", std::ptr::null_mut(), |env| {
         let sink = sink(handle)?;
         let batch = bytes_in(env, &batch)?;
-        let progress = sink.put(&batch, first_seq).map_err(|e| e.to_string())?;
-        bytes_out(env, &progress)
+        let progress = sink.put(&batch, first_seq)?;
+        Ok(bytes_out(env, &progress)?)
     })
 }
 
@@ -120,8 +141,8 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_f
 ) -> jbyteArray {
     guarded(&mut env, "flush", std::ptr::null_mut(), |env| {
         let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64);
-        let progress = sink(handle)?.flush(timeout).map_err(|e| e.to_string())?;
-        bytes_out(env, &progress)
+        let progress = sink(handle)?.flush(timeout)?;
+        Ok(bytes_out(env, &progress)?)
     })
 }
 
@@ -135,7 +156,7 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_a
 ) {
     guarded(&mut env, "abandon", (), |env| {
         let seqs = bytes_in(env, &seqs)?;
-        sink(handle)?.abandon(&seqs).map_err(|e| e.to_string())
+        Ok(sink(handle)?.abandon(&seqs)?)
     })
 }
 
@@ -150,8 +171,8 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_r
     guarded(&mut env, "render", std::ptr::null_mut(), |env| {
         let sink = sink(handle)?;
         let batch = bytes_in(env, &batch)?;
-        let bodies = sink.render(&batch).map_err(|e| e.to_string())?;
-        bytes_out(env, &bodies)
+        let bodies = sink.render(&batch)?;
+        Ok(bytes_out(env, &bodies)?)
     })
 }
 
@@ -163,7 +184,7 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_d
 ) -> jbyteArray {
     guarded(&mut env, "drainLogs", std::ptr::null_mut(), |env| {
         let logs = sink(handle)?.drain_logs();
-        bytes_out(env, &logs)
+        Ok(bytes_out(env, &logs)?)
     })
 }
 

@@ -68,10 +68,16 @@ pub struct Origin {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The record's key, kept only for writes that do not send it (Native ID INSERT): every
+    /// message names the record's key (SPEC §4), and the others carry it as the write's key.
+    pub unsent_key: Option<Box<str>>,
 }
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(key) = &self.unsent_key {
+            write!(f, "key '{key}', ")?;
+        }
         write!(f, "topic {} partition {} offset {}", self.topic, self.partition, self.offset)
     }
 }

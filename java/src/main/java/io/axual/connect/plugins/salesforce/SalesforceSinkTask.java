@@ -3,6 +3,7 @@ package io.axual.connect.plugins.salesforce;
 import io.axual.connect.plugins.salesforce.jni.ConfigEncoder;
 import io.axual.connect.plugins.salesforce.jni.EncodedBatch;
 import io.axual.connect.plugins.salesforce.jni.LogEvent;
+import io.axual.connect.plugins.salesforce.jni.NativeRetriableException;
 import io.axual.connect.plugins.salesforce.jni.NativeSinkException;
 import io.axual.connect.plugins.salesforce.jni.NativeSinkHandle;
 import io.axual.connect.plugins.salesforce.jni.NativeWriter;
@@ -24,6 +25,7 @@ import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigException;
 import org.apache.kafka.connect.errors.ConnectException;
+import org.apache.kafka.connect.errors.RetriableException;
 import org.apache.kafka.connect.sink.ErrantRecordReporter;
 import org.apache.kafka.connect.sink.SinkRecord;
 import org.apache.kafka.connect.sink.SinkTask;
@@ -46,6 +48,8 @@ public class SalesforceSinkTask extends SinkTask {
     static final String CONNECTOR_NAME_PROP = "name";
     static final String ERRORS_TOLERANCE_PROP = "errors.tolerance";
     static final String MAX_POLL_INTERVAL_PROP = "consumer.override.max.poll.interval.ms";
+    /** Before Connect offers a batch again that the native side could not take yet. */
+    static final long RETRIABLE_BACKOFF_MS = 1_000L;
     /** The consumer's default {@code max.poll.interval.ms}. */
     static final long DEFAULT_MAX_POLL_INTERVAL_MS = 300_000L;
 
@@ -177,10 +181,21 @@ public class SalesforceSinkTask extends SinkTask {
                 continue;
             }
             long firstSeq = nextSeq;
+            byte[] progress;
+            try {
+                progress = w.put(firstSeq, batch.buffer());
+            } catch (NativeRetriableException e) {
+                // Nothing of this batch was taken: Connect offers it again after the backoff.
+                awaitReports(reports);
+                context.timeout(RETRIABLE_BACKOFF_MS);
+                throw new RetriableException(logPrefix + e.getMessage(), e);
+            } catch (NativeSinkException e) {
+                throw nativeFailure(e);
+            }
             for (SinkRecord record : sent) {
                 offsets.add(record, nextSeq++);
             }
-            apply(call(() -> w.put(firstSeq, batch.buffer())), reports);
+            apply(decode(progress), reports);
         }
         awaitReports(reports);
     }
@@ -251,11 +266,32 @@ public class SalesforceSinkTask extends SinkTask {
                 continue; // its partition was revoked meanwhile
             }
             if (progress.status(i) == Progress.FAILED) {
-                handleFailure(record, new ConnectException(progress.message(i)), reports);
+                try {
+                    handleFailure(record, new ConnectException(progress.message(i)), reports);
+                } catch (ConnectException e) {
+                    throw beforeFailing(e);
+                }
             }
             offsets.finish(seq);
         }
         applyBackPressure(progress.unfinished());
+    }
+
+    /**
+     * The task is about to fail for a record error (errors.tolerance=none): what is buffered is
+     * still sent first, within the flush bound, as a synchronous sink would have written the rest
+     * of its batch. Nothing of it is committed; a restarted task writes it again.
+     */
+    private ConnectException beforeFailing(ConnectException failure) {
+        NativeWriter w = writer;
+        if (w != null) {
+            try {
+                logNative(Progress.decode(w.flush(flushTimeoutMs)).logs());
+            } catch (RuntimeException e) {
+                failure.addSuppressed(e);
+            }
+        }
+        return failure;
     }
 
     /**
@@ -284,13 +320,25 @@ public class SalesforceSinkTask extends SinkTask {
         try {
             return Progress.decode(nativeCall.get());
         } catch (NativeSinkException e) {
-            try {
-                drainNativeLogs(); // what the native side logged before it gave up explains the failure
-            } catch (RuntimeException suppressed) {
-                e.addSuppressed(suppressed);
-            }
-            throw new ConnectException("Salesforce sink failed: " + e.getMessage(), e);
+            throw nativeFailure(e);
         }
+    }
+
+    private Progress decode(byte[] progress) {
+        try {
+            return Progress.decode(progress);
+        } catch (NativeSinkException e) {
+            throw nativeFailure(e);
+        }
+    }
+
+    private ConnectException nativeFailure(NativeSinkException e) {
+        try {
+            drainNativeLogs(); // what the native side logged before it gave up explains the failure
+        } catch (RuntimeException suppressed) {
+            e.addSuppressed(suppressed);
+        }
+        return new ConnectException("Salesforce sink failed: " + e.getMessage(), e);
     }
 
     /**

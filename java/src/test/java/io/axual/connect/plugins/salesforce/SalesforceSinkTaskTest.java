@@ -388,6 +388,17 @@ class SalesforceSinkTaskTest {
     }
 
     @Test
+    void aBatchTheNativeSideCouldNotTakeYetComesBackThroughConnect() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
+        writer.failures.add(new io.axual.connect.plugins.salesforce.jni.NativeRetriableException("describe: HTTP 503"));
+        assertThrows(org.apache.kafka.connect.errors.RetriableException.class, () -> task.put(records(1, 2)));
+        assertEquals(List.of(1_000L), contextOf(task).timeouts);
+        assertEquals(0, task.offsetTracker().unfinished(), "nothing was taken, nothing is tracked");
+        task.put(records(1, 2));
+        assertEquals(List.of(0L), writer.firstSeqs, "the same sequence numbers are used again");
+    }
+
+    @Test
     void nativeOpenFailureBecomesConnectException() {
         SalesforceSinkTask task = new SalesforceSinkTask(config -> {
             throw new NativeSinkException("invalid_client: invalid client credentials");
