@@ -318,6 +318,8 @@ def test_no_secret_in_logs_rest_or_dlq(e2e):
                                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     jwt_client, jwt_user = f"jwt-{e2e.prefix}", "secrets.check@example.com"
     e2e.emu.add_client(jwt_client, public_key_pem=public_pem, username=jwt_user)
+    my_domain = "https://secrets-check.my.salesforce.com"
+    e2e.emu.set_my_domain(my_domain)
     body = [ln for ln in private_pem.strip().splitlines() if not ln.startswith("-----")]
     key_slices = [body[i][8:40] for i in (0, len(body) // 2, len(body) - 2)]  # distinctive base64 slices
 
@@ -332,7 +334,7 @@ def test_no_secret_in_logs_rest_or_dlq(e2e):
                                    "salesforce.client.id": jwt_client, "salesforce.client.secret": None,
                                    "salesforce.jwt.private.key": private_pem.strip().replace("\n", "\\n"),
                                    "salesforce.jwt.username": jwt_user,
-                                   "salesforce.jwt.audience": e2e.emulator_url, **e2e.dlq_config(dlq_jwt)})
+                                   "salesforce.jwt.audience": my_domain, **e2e.dlq_config(dlq_jwt)})
         validations = [e2e.connect.validate(cc_cfg), e2e.connect.validate(jwt_cfg)]
         cc = e2e.create_connector(cc_cfg, name=e2e.name("cc"))
         jwt = e2e.create_connector(jwt_cfg, name=e2e.name("jwt"))

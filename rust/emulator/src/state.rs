@@ -686,7 +686,7 @@ pub struct LogEntry {
     pub kind: String,
     pub records: usize,
     pub ts_ms: u64,
-    /// The fault rule that answered this request, if any ("status", "reset", "slow").
+    /// The kind of the fault rule applied to this request, if any (`faults::KINDS`).
     pub fault: Option<String>,
 }
 
@@ -699,6 +699,9 @@ pub struct Store {
     /// Every access token issued since the last reset, revoked or not (`GET /__emulator/tokens`).
     pub issued_tokens: Vec<String>,
     pub session_timeout_secs: u64,
+    /// The org's My Domain login URL (`https://<domain>.my.salesforce.com`), a JWT audience
+    /// Salesforce accepts besides login.salesforce.com and test.salesforce.com.
+    pub my_domain_login_url: Option<String>,
     pub api_used: u64,
     pub api_max: u64,
     pub latency_ms: u64,
@@ -728,6 +731,7 @@ impl Store {
             tokens: HashMap::new(),
             issued_tokens: Vec::new(),
             session_timeout_secs: DEFAULT_SESSION_TIMEOUT_SECS,
+            my_domain_login_url: None,
             api_used: 0,
             api_max: DEFAULT_API_MAX,
             latency_ms: 0,
@@ -765,6 +769,7 @@ impl Store {
         self.tokens.clear();
         self.issued_tokens.clear();
         self.session_timeout_secs = DEFAULT_SESSION_TIMEOUT_SECS;
+        self.my_domain_login_url = None;
         self.api_used = 0;
         self.api_max = DEFAULT_API_MAX;
         self.latency_ms = 0;
