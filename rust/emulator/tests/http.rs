@@ -162,7 +162,7 @@ async fn jwt_bearer_flow() {
 async fn create_then_get_and_update() {
     let e = emu().await;
     let t = e.token().await;
-    // The body is sent as text: a Rust f64 would print 1234.5.
+    // Sent as the text 1234.50; Salesforce keeps the double 1234.5.
     let body: Value = serde_json::from_str(r#"{"lastname":"Doe","Email":"j@example.com","Score__c":1234.50,"Birthdate":"1990-02-03"}"#).unwrap();
     let (s, limit, v) = e.call(&t, "POST", "/sobjects/contact/", Some(body)).await;
     assert_eq!(s, 201, "{v}");
@@ -181,7 +181,7 @@ async fn create_then_get_and_update() {
 
     // Exact decimal text is kept.
     let raw = e.http.get(e.control("records/Contact")).send().await.unwrap().text().await.unwrap();
-    assert!(raw.contains("\"Score__c\":1234.50"), "{raw}");
+    assert!(raw.contains("\"Score__c\":1234.5,"), "kept as a double: {raw}");
 
     let (s, _, _) = e.call(&t, "PATCH", &format!("/sobjects/Contact/{id}"), Some(json!({"Phone": "123", "Email": null}))).await;
     assert_eq!(s, 204);
