@@ -112,14 +112,15 @@ class E2E:
     def wait_until(self, predicate, timeout: float = 30, message=None, **kw):
         return wait_until(predicate, timeout, message=message, **kw)
 
-    def worker_log_grep(self, needle: str, connector: Optional[str] = None) -> list:
-        """Lines of every worker's log holding ``needle`` (and, with ``connector``, that connector's
-        name, which Connect puts in every line of its tasks). A missing log fails: an empty answer
+    def worker_log_grep(self, needle: str, scope: Optional[str] = None) -> list:
+        """Lines of every worker's log holding ``needle`` and, with ``scope``, also that text: a
+        connector name (Connect puts it in every line its tasks log) or a test's own topic (for
+        exception lines, which carry no connector context). A missing log fails: an empty answer
         must mean "not logged", never "not read"."""
         lines = []
         for w in self.stack.workers:
             assert w.log_file.is_file(), f"worker log {w.log_file} does not exist"
-            lines += [ln for ln in grep(w.log_file, needle) if connector is None or connector in ln]
+            lines += [ln for ln in grep(w.log_file, needle) if scope is None or scope in ln]
         return lines
 
     def worker_logs(self, connectors: list) -> dict:

@@ -245,7 +245,7 @@ def test_retries_exhausted_redelivery_writes_nothing_twice(e2e):
     assert [r.get("status") for r in posts].count(503) == 4, posts
     ok_records = sum(r.get("records", 0) for r in posts if r.get("status") == 200)
     assert ok_records == 6, f"the emulator accepted {ok_records} record writes for 6 records: {posts}"
-    assert e2e.worker_log_grep("could not be written to Salesforce yet", connector=name), \
+    assert e2e.worker_log_grep("could not be written to Salesforce yet", scope=e2e.topic), \
         "the retries should have been exhausted (RetriableException) before the redelivery"
     assert e2e.status(name)["tasks"][0]["state"] == "RUNNING"
 
@@ -368,7 +368,7 @@ def test_api_usage_warnings_once_per_threshold(e2e):
                                                  "salesforce.max.in.flight.requests": "1"}))
 
     def warns(pct):
-        return [ln for ln in e2e.worker_log_grep(f"below {pct}%") if name in ln and "WARN" in ln]
+        return [ln for ln in e2e.worker_log_grep(f"below {pct}%", scope=name) if "WARN" in ln]
 
     n = 0
     e2e.produce(_contacts(15, "u", start=n))  # 790 -> 805 used: below 20 % remaining

@@ -395,7 +395,7 @@ def test_no_secret_in_logs_rest_or_dlq(e2e):
     # the connectors' own DEBUG/TRACE lines (the token refresh after the revoke): the searches ran
     # over what this test's connectors logged at the levels where secrets would slip out
     for name in (cc, jwt):
-        detailed = [ln for lvl in (" TRACE ", " DEBUG ") for ln in e2e.worker_log_grep(lvl, connector=name)]
+        detailed = [ln for lvl in (" TRACE ", " DEBUG ") for ln in e2e.worker_log_grep(lvl, scope=name)]
         assert any("new token" in ln for ln in detailed), (
             f"no DEBUG/TRACE line of {name} about its token refresh in the worker log:\n" + "\n".join(detailed[-20:]))
     leaks = [f"{what} in {where}" for where, text in haystacks.items() for what, needle in needles.items()
