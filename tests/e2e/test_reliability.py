@@ -332,16 +332,23 @@ def test_crash_two_workers_and_broker(e2e, stack):
     pu.start(), pi.start()
     w1 = stack.workers[0]
     kills = []
+
+    def at_progress(share: float) -> None:
+        """Waits until the producers are ``share`` of the way through: kills are placed in the stream
+        by progress, not by the clock, however long the restarts before them took."""
+        wait_until(lambda: pu.sent >= share * n_upsert or not pu.is_alive(), pace * 2, 0.2,
+                   f"the producer to pass {share:.0%}")
+
     try:
-        for victim in (w2, w1):
-            time.sleep(5)
+        for victim, share in ((w2, 0.15), (w1, 0.4)):
+            at_progress(share)
             _log(f"kill -9 {victim.name} (sent so far {pu.sent}+{pi.sent})")
             kills.append(Kill(f"kill -9 {victim.name}", [w1, w2]))
             victim.kill()
             time.sleep(8)
             victim.start()
             _log(f"{victim.name} back")
-        time.sleep(4)
+        at_progress(0.75)
         _log(f"kill -9 of the broker (sent so far {pu.sent}+{pi.sent})")
         kills.append(Kill("kill -9 broker", [w1, w2]))
         stack.broker.restart(hard=True)
