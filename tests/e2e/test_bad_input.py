@@ -150,6 +150,9 @@ def schemaless_cases():
         Case("wrong type for a date", "b9", _j({"LastName": "x", "Birthdate": "31/12/2020"}),
              expect="JSON_PARSER_ERROR"),
         Case("invalid decimal text", "b10", _j({"LastName": "x", "Score__c": "1.2.3"}), expect="JSON_PARSER_ERROR"),
+        # Score__c is a Number(18, 2): at most 16 digits before the point
+        Case("number beyond the field's precision", "b10b", _j({"LastName": "x", "Score__c": 12345678901234567}),
+             expect="NUMBER_OUTSIDE_VALID_RANGE"),
         Case("tombstone with null key", None, None, expect="tombstone (null value) with a null key"),
         Case("external ID in value differs from key", "b11", _j({"LastName": "x", EXT: "other"}),
              expect=f"field {EXT}='other' in the value differs from the record key 'b11'"),
