@@ -155,7 +155,7 @@ FAULT_RULES = [
     # answered after the write happened, slower than salesforce.request.timeout.ms
     {"kind": "slow", "path_contains": "/services/data", "delay_ms": 3000, "probability": 0.01},
     # written, then the connection drops: the client never learns it succeeded
-    {"kind": "commit_then_reset", "path_contains": "/services/data", "probability": 0.01},
+    {"kind": "commit_then_reset", "path_contains": "/services/data", "probability": 0.02},
     # a random wait before the write: concurrent requests commit in either order
     {"kind": "delay", "path_contains": "/services/data", "delay_ms": 200, "probability": 0.05},
     # the write lands after the client's timeout; DELETEs only, since a late UPSERT could
