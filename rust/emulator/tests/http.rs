@@ -573,6 +573,34 @@ async fn faults_that_commit_without_an_answer_and_delays_that_reorder() {
 }
 
 #[tokio::test]
+async fn number_fields_keep_what_salesforce_keeps() {
+    let e = emu().await;
+    let t = e.token().await;
+    let r = e.http.post(e.control("sobjects")).json(&json!({"name": "Num__c", "fields": [{"name": "Big__c", "type": "long"}]})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400, "Salesforce has no long field type");
+    e.control_json("POST", "sobjects", json!({"name": "Num__c", "fields": [
+        {"name": "Count__c", "type": "int", "digits": 3},
+        {"name": "Price__c", "type": "currency", "precision": 5, "scale": 2},
+    ]}))
+    .await;
+    let (_, _, d) = e.call(&t, "GET", "/sobjects/Num__c/describe", None).await;
+    let field = |n: &str| d["fields"].as_array().unwrap().iter().find(|f| f["name"] == n).unwrap().clone();
+    assert_eq!((field("Count__c")["type"].clone(), field("Count__c")["digits"].clone()), (json!("int"), json!(3)));
+    assert_eq!((field("Price__c")["precision"].clone(), field("Price__c")["scale"].clone()), (json!(5), json!(2)));
+
+    let (s, _, v) = e.call(&t, "POST", "/sobjects/Num__c", Some(json!({"Count__c": 999, "Price__c": 999.999}))).await;
+    assert_eq!(s, 201, "{v}");
+    let rec = e.http.get(e.control("records/Num__c")).send().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!((rec[0]["Count__c"].as_i64(), rec[0]["Price__c"].as_f64()), (Some(999), Some(999.999)), "API writes keep the decimals");
+    for (body, field) in [(json!({"Count__c": 1000}), "Count__c"), (json!({"Price__c": 1000}), "Price__c")] {
+        let (s, _, v) = e.call(&t, "POST", "/sobjects/Num__c", Some(body)).await;
+        assert_eq!((s, v[0]["errorCode"].as_str(), v[0]["fields"][0].as_str()), (400, Some("NUMBER_OUTSIDE_VALID_RANGE"), Some(field)), "{v}");
+    }
+    let (s, _, v) = e.call(&t, "POST", "/sobjects/Num__c", Some(json!({"Count__c": 1.5}))).await;
+    assert_eq!((s, v[0]["errorCode"].as_str()), (400, Some("JSON_PARSER_ERROR")), "{v}");
+}
+
+#[tokio::test]
 async fn describe_define_and_reset() {
     let e = emu().await;
     let t = e.token().await;
