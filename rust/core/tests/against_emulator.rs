@@ -214,7 +214,7 @@ fn deletes_with_lost_answers(emu: &Emulator) -> HashSet<String> {
             continue;
         }
         let query = entry["query"].as_str().unwrap_or("");
-        let ids: Vec<String> = match form_urlencoded_ids(query) {
+        let ids: Vec<String> = match collections_delete_ids(query) {
             Some(ids) => ids,
             None => entry["path"].as_str().and_then(|p| p.rsplit('/').next()).map(str::to_string).into_iter().collect(),
         };
@@ -224,7 +224,7 @@ fn deletes_with_lost_answers(emu: &Emulator) -> HashSet<String> {
 }
 
 /// The `ids` parameter of a Collections DELETE query string.
-fn form_urlencoded_ids(query: &str) -> Option<Vec<String>> {
+fn collections_delete_ids(query: &str) -> Option<Vec<String>> {
     let ids = query.split('&').find_map(|kv| kv.strip_prefix("ids="))?;
     Some(ids.split("%2C").flat_map(|part| part.split(',')).map(str::to_string).collect())
 }
