@@ -112,8 +112,30 @@ class E2E:
     def wait_until(self, predicate, timeout: float = 30, message=None, **kw):
         return wait_until(predicate, timeout, message=message, **kw)
 
-    def worker_log_grep(self, needle: str) -> list:
-        return [line for w in self.stack.workers for line in grep(w.log_file, needle)]
+    def worker_log_grep(self, needle: str, scope: Optional[str] = None) -> list:
+        """Lines of every worker's log holding ``needle`` and, with ``scope``, also that text: a
+        connector name (Connect puts it in every line its tasks log) or a test's own topic (for
+        exception lines, which carry no connector context). A missing log fails: an empty answer
+        must mean "not logged", never "not read"."""
+        lines = []
+        for w in self.stack.workers:
+            assert w.log_file.is_file(), f"worker log {w.log_file} does not exist"
+            lines += [ln for ln in grep(w.log_file, needle) if scope is None or scope in ln]
+        return lines
+
+    def worker_logs(self, connectors: list) -> dict:
+        """{path: text} of every worker's log and JVM output, for secret searches. Fails unless
+        each file exists and is non-empty, and the logs together hold every one of ``connectors``'
+        names: a search that finds nothing must have run over those connectors' output."""
+        texts = {}
+        for w in self.stack.workers:
+            for f in (w.log_file, w.out_file):
+                assert f.is_file() and f.stat().st_size > 0, f"{f} is missing or empty"
+                texts[str(f)] = f.read_text(errors="replace")
+        logs = "\n".join(texts[str(w.log_file)] for w in self.stack.workers)
+        missing = [c for c in connectors if c not in logs]
+        assert not missing, f"the worker logs never name connector(s) {missing}: {list(texts)}"
+        return texts
 
     # -- teardown ------------------------------------------------------------------------------
     def cleanup(self, workers_before: list) -> None:

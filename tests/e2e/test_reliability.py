@@ -154,6 +154,14 @@ FAULT_RULES = [
     {"kind": "reset", "path_contains": "/services/data", "probability": 0.01},
     # answered after the write happened, slower than salesforce.request.timeout.ms
     {"kind": "slow", "path_contains": "/services/data", "delay_ms": 3000, "probability": 0.01},
+    # written, then the connection drops: the client never learns it succeeded
+    {"kind": "commit_then_reset", "path_contains": "/services/data", "probability": 0.02},
+    # a random wait before the write: concurrent requests commit in either order
+    {"kind": "delay", "path_contains": "/services/data", "delay_ms": 200, "probability": 0.05},
+    # the write lands after the client's timeout; DELETEs only, since a late UPSERT could
+    # overwrite a newer write of its key, which no client can prevent
+    {"kind": "commit_late", "method": "DELETE", "path_contains": "/composite/sobjects", "delay_ms": 3000,
+     "probability": 0.02},
     {"kind": "record_error", "path_contains": "/composite/sobjects", "status": 400,
      "error_code": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access to this record",
      "probability": 0.01},
@@ -219,6 +227,41 @@ def test_fault_stream_matches_model(e2e):
 # ---------------------------------------------------------------------------------------------
 # 2. crash suite
 # ---------------------------------------------------------------------------------------------
+# Signs in a worker log that a kill cut into a sink task's work: its partitions moved (consumer
+# group rebalance) or a batch came again (redelivery after a retriable failure).
+KILL_EVIDENCE = ("Adding newly assigned partitions", "Revoke previously assigned partitions",
+                 "Lost previously assigned partitions", "Redelivered batch")
+
+
+class Kill:
+    """One kill -9 and where every worker log ended at that moment, so the lines it caused can be
+    told from those of the kills before and after it."""
+
+    def __init__(self, what: str, workers: list):
+        self.what = what
+        self.at_ms = int(time.time() * 1000)
+        self.marks = {w.log_file: (w.log_file.stat().st_size if w.log_file.exists() else 0) for w in workers}
+
+
+def kill_evidence(kills: list, requests: list, connectors: tuple) -> list:
+    """Per kill: the writes of ``connectors``' tasks the emulator received in the second before it,
+    and the rebalance/redelivery lines of those connectors logged between it and the next kill."""
+    out = []
+    for i, kill in enumerate(kills):
+        following = kills[i + 1].marks if i + 1 < len(kills) else {}
+        lines = []
+        for path, start in kill.marks.items():
+            with open(path, "rb") as f:
+                f.seek(start)
+                chunk = f.read((following[path] - start) if path in following else -1)
+            lines += [ln for ln in chunk.decode("utf-8", "replace").splitlines()
+                      if any(c in ln for c in connectors) and any(e in ln for e in KILL_EVIDENCE)]
+        writes = sum(1 for r in requests if str(r.get("kind", "")).startswith("collections")
+                     and kill.at_ms - 1000 <= r.get("ts_ms", 0) <= kill.at_ms)
+        out.append({"kill": kill.what, "writes in the second before": writes,
+                    "rebalance/redelivery lines": len(lines), "example": lines[0][:300] if lines else None})
+    return out
+
 class PacedProducer(threading.Thread):
     """Produces ``records`` at an even pace over ``seconds`` with one idempotent producer, so the
     stream keeps flowing through worker kills and the broker restart (librdkafka retries)."""
@@ -288,20 +331,27 @@ def test_crash_two_workers_and_broker(e2e, stack):
     pi = PacedProducer(e2e.kafka, ins_topic, inserts, pace)
     pu.start(), pi.start()
     w1 = stack.workers[0]
-    restarts = []
+    kills = []
+
+    def at_progress(share: float) -> None:
+        """Waits until the producers are ``share`` of the way through: kills are placed in the stream
+        by progress, not by the clock, however long the restarts before them took."""
+        wait_until(lambda: pu.sent >= share * n_upsert or not pu.is_alive(), pace * 2, 0.2,
+                   f"the producer to pass {share:.0%}")
+
     try:
-        for victim in (w2, w1):
-            time.sleep(5)
+        for victim, share in ((w2, 0.15), (w1, 0.4)):
+            at_progress(share)
             _log(f"kill -9 {victim.name} (sent so far {pu.sent}+{pi.sent})")
+            kills.append(Kill(f"kill -9 {victim.name}", [w1, w2]))
             victim.kill()
-            restarts.append(f"kill -9 {victim.name}")
             time.sleep(8)
             victim.start()
             _log(f"{victim.name} back")
-        time.sleep(4)
-        _log(f"restarting the broker (sent so far {pu.sent}+{pi.sent})")
-        stack.broker.restart()
-        restarts.append("broker restart")
+        at_progress(0.75)
+        _log(f"kill -9 of the broker (sent so far {pu.sent}+{pi.sent})")
+        kills.append(Kill("kill -9 broker", [w1, w2]))
+        stack.broker.restart(hard=True)
         _log("broker back")
         pu.join(400), pi.join(400)
         assert pu.error is None and pi.error is None, (pu.error, pi.error)
@@ -311,6 +361,9 @@ def test_crash_two_workers_and_broker(e2e, stack):
         wait_drained(e2e, ins, ins_topic, timeout=300)
     finally:
         e2e.emu.set_latency(0)
+    # before the connectors are deleted: their deletion moves partitions too
+    restarts = [k.what for k in kills]
+    evidence = kill_evidence(kills, e2e.emu.requests(), (up, ins))
     time.sleep(2)
     # delete the connectors while both workers are up (teardown stops the added worker first, and
     # it may be the group leader that deletes have to be forwarded to)
@@ -341,7 +394,7 @@ def test_crash_two_workers_and_broker(e2e, stack):
     reliability_report.record("crash: UPSERT External ID, 2 workers, tasks.max=2", {
         "sent": n_upsert, "written": n_upsert - len(up_dlq_msgs), "dlq": len(up_dlq_msgs), "duplicates": dups,
         "lost": lost, "faults_injected": 0, "restarts": len(restarts), "seconds": round(seconds),
-        "details": {"restarts": ", ".join(restarts), "keys": len(model)},
+        "details": {"restarts": ", ".join(restarts), "keys": len(model), "kills": evidence},
     })
     reliability_report.record("crash: INSERT Native ID, 2 workers, tasks.max=2", {
         "sent": n_insert, "written": len(names), "dlq": len(ins_dlq_msgs), "duplicates": native_dups,
@@ -352,7 +405,11 @@ def test_crash_two_workers_and_broker(e2e, stack):
         "details": {"restarts": ", ".join(restarts), "Salesforce records": len(native)},
     })
     _log(f"crash suite done in {seconds:.0f}s: upsert lost {lost} dups {dups} dlq {len(up_dlq_msgs)}; "
-         f"native duplicates {native_dups} lost {native_lost}")
+         f"native duplicates {native_dups} lost {native_lost}; kills {evidence}")
+    # A kill that hit idle tasks proves nothing: each must have cut into writes (the emulator was
+    # receiving them) and moved or replayed work (a rebalance or a redelivery in the logs).
+    idle = [k for k in evidence if not (k["writes in the second before"] and k["rebalance/redelivery lines"])]
+    assert not idle, f"these kills did not land while writes were in flight, so the run does not count: {idle}"
     assert not up_dlq_msgs and not ins_dlq_msgs, [m.headers_dict() for m in (up_dlq_msgs + ins_dlq_msgs)[:3]]
     assert dups == 0
     assert lost == 0, f"{lost} keys differ from the model, e.g. {examples}"

@@ -1,8 +1,8 @@
 """The Salesforce emulator (``sf-emulator``): process management and control-API client.
 
 Control API (ARCHITECTURE.md): ``/__emulator/{reset,records/{type},requests,clients,latency,faults,
-tokens/revoke,session,limits,sobjects}``. The client passes rule/definition dicts through unchanged,
-so tests follow the emulator's own JSON shapes.
+tokens/revoke,session,my_domain,limits,sobjects}``. The client passes rule/definition dicts through
+unchanged, so tests follow the emulator's own JSON shapes.
 """
 from __future__ import annotations
 
@@ -140,7 +140,20 @@ class Emulator:
         self._call("POST", "/__emulator/latency", json={"ms": ms})
 
     def add_fault(self, rule: dict) -> Any:
-        """One fault rule (or ``{"rules": [...]}``), in the emulator's JSON shape (rust/emulator/src/faults.rs)."""
+        """One fault rule (or ``{"rules": [...], "seed": N}``), in the emulator's JSON shape
+        (rust/emulator/src/faults.rs). ``kind``:
+
+        * ``status`` — answer ``status``/``error_code``/``message``, write nothing;
+        * ``reset`` — drop the connection before the write;
+        * ``slow`` — write, then answer after ``delay_ms``;
+        * ``delay`` — wait a random 0..``delay_ms``, then write and answer (concurrent requests
+          commit in either order);
+        * ``commit_then_reset`` — write, then drop the connection without an answer;
+        * ``commit_late`` — the write lands after ``delay_ms`` (set it above the client's
+          ``salesforce.request.timeout.ms``: the client has given up by then);
+        * ``record_error`` — fail single records of Collections requests.
+
+        Matching: ``method``, ``path_contains``; firing: ``skip``, ``count``, ``probability``."""
         return self._call("POST", "/__emulator/faults", json=rule)
 
     def add_faults(self, rules: list) -> Any:
@@ -154,6 +167,10 @@ class Emulator:
 
     def set_session_timeout(self, timeout_secs: int) -> None:
         self._call("POST", "/__emulator/session", json={"timeout_secs": timeout_secs})
+
+    def set_my_domain(self, login_url: Optional[str]) -> None:
+        """The org's My Domain login URL, a JWT audience accepted besides login/test.salesforce.com."""
+        self._call("POST", "/__emulator/my_domain", json={"login_url": login_url})
 
     def set_limits(self, max: int, used: int = 0) -> None:  # noqa: A002 - mirrors the API
         self._call("POST", "/__emulator/limits", json={"max": max, "used": used})

@@ -9,7 +9,7 @@ use salesforce_sink_core::record::{OperationHeader, Record, Value};
 use salesforce_sink_core::wire::outcome::Outcome;
 use salesforce_sink_core::SalesforceSink;
 use serde_json::{json, Value as Json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 struct Emulator {
     rt: tokio::runtime::Runtime,
@@ -194,39 +194,84 @@ fn state_of(emu: &Emulator) -> BTreeMap<String, BTreeMap<String, String>> {
         .collect()
 }
 
-fn check_against_model(mode: &str, faults: Option<Json>) {
-    let faulty = faults.is_some();
+/// External IDs (lower case) of records that a DELETE deleted without its answer reaching the
+/// client (the emulator's commit_then_reset and commit_late faults): the only DELETEs the
+/// connector may count as done although the one-by-one model rejects them.
+fn deletes_with_lost_answers(emu: &Emulator) -> HashSet<String> {
+    let ext_by_id: HashMap<String, String> = emu
+        .control("GET", "records/Contact?include_deleted=true", Json::Null)
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| Some((r["Id"].as_str()?.to_string(), r["ExternalId__c"].as_str()?.to_lowercase())))
+        .collect();
+    let log = emu.control("GET", "requests", Json::Null);
+    let mut keys = HashSet::new();
+    for entry in log.as_array().into_iter().flatten() {
+        let lost = matches!(entry["fault"].as_str(), Some("commit_then_reset" | "commit_late"));
+        if !lost || entry["method"] != "DELETE" || entry["status"].as_u64().is_none_or(|s| s >= 300) {
+            continue;
+        }
+        let query = entry["query"].as_str().unwrap_or("");
+        let ids: Vec<String> = match collections_delete_ids(query) {
+            Some(ids) => ids,
+            None => entry["path"].as_str().and_then(|p| p.rsplit('/').next()).map(str::to_string).into_iter().collect(),
+        };
+        keys.extend(ids.iter().filter_map(|id| ext_by_id.get(id).cloned()));
+    }
+    keys
+}
+
+/// The `ids` parameter of a Collections DELETE query string.
+fn collections_delete_ids(query: &str) -> Option<Vec<String>> {
+    let ids = query.split('&').find_map(|kv| kv.strip_prefix("ids="))?;
+    Some(ids.split("%2C").flat_map(|part| part.split(',')).map(str::to_string).collect())
+}
+
+fn check_against_model(mode: &str, faults: Option<Json>, extra: &[(&str, &str)]) {
     let emu = Emulator::start();
     if let Some(rules) = faults {
         emu.control("POST", "faults", rules);
     }
-    let sink = emu.sink(&[
+    let mut settings = vec![
         ("salesforce.write.mode", mode),
         ("salesforce.external.id.field", "ExternalId__c"),
         ("salesforce.operation", "UPSERT"),
         ("salesforce.operation.header.enabled", "true"),
         ("salesforce.tombstone.delete", "true"),
-    ]);
+    ];
+    settings.extend_from_slice(extra);
+    let sink = emu.sink(&settings);
     let msgs = stream(7, 1200, 60);
     let outcomes = run(&sink, &msgs, 300);
     let (expected_state, expected_ok) = model(&msgs);
+    // Late commits have landed by now (the run outlasts their delay); only then is the log complete.
+    std::thread::sleep(std::time::Duration::from_millis(LATE_COMMIT_MS + 200));
+    let lost_answers = deletes_with_lost_answers(&emu);
     for (i, (o, ok)) in outcomes.iter().zip(&expected_ok).enumerate() {
-        // Under connection faults a DELETE whose answer was lost may find nothing on retry: the
-        // connector counts it as done, whether its first try deleted the record or there was none.
-        let lost_answer_delete = faulty && !*ok && *o == Outcome::Written && matches!(msgs[i].op, "DELETE" | "TOMBSTONE");
+        // A DELETE whose write happened but whose answer was lost finds nothing when retried: the
+        // connector counts it as done. Only such DELETEs may differ from the model.
+        let lost_answer_delete = !*ok
+            && *o == Outcome::Written
+            && matches!(msgs[i].op, "DELETE" | "TOMBSTONE")
+            && lost_answers.contains(&msgs[i].key.to_lowercase());
         assert!(lost_answer_delete || (*o == Outcome::Written) == *ok, "record {i} {:?}: outcome {o:?}", msgs[i]);
     }
     assert_eq!(state_of(&emu), expected_state);
 }
 
+/// How late a commit_late fault lets a DELETE land: beyond the sink's request timeout below.
+const LATE_COMMIT_MS: u64 = 600;
+
 #[test]
 fn collections_mixed_operations_match_the_one_by_one_model() {
-    check_against_model("COLLECTIONS", None);
+    check_against_model("COLLECTIONS", None, &[]);
 }
 
 #[test]
 fn single_mixed_operations_match_the_one_by_one_model() {
-    check_against_model("SINGLE", None);
+    check_against_model("SINGLE", None, &[]);
 }
 
 #[test]
@@ -237,8 +282,14 @@ fn collections_survive_record_and_request_faults() {
             {"kind": "record_error", "error_code": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access to this record", "probability": 0.1},
             {"kind": "status", "status": 503, "error_code": "SERVER_UNAVAILABLE", "probability": 0.1, "path_contains": "/services/data"},
             {"kind": "status", "path_contains": "/services/data", "status": 403, "error_code": "REQUEST_LIMIT_EXCEEDED", "message": "ConcurrentPerOrgLongTxn Limit exceeded", "count": 3},
-            {"kind": "reset", "probability": 0.03, "path_contains": "/services/data"}
+            {"kind": "reset", "probability": 0.03, "path_contains": "/services/data"},
+            {"kind": "commit_then_reset", "probability": 0.03, "path_contains": "/services/data"},
+            {"kind": "delay", "delay_ms": 30, "probability": 0.2, "path_contains": "/services/data"},
+            // Only DELETEs land late: a late UPSERT could overwrite a newer write of its key, which
+            // no client can prevent and no one-by-one model can express.
+            {"kind": "commit_late", "method": "DELETE", "delay_ms": LATE_COMMIT_MS, "probability": 0.1, "path_contains": "/composite/sobjects"}
         ]})),
+        &[("salesforce.request.timeout.ms", "300")],
     );
 }
 
@@ -365,6 +416,21 @@ fn delete_whose_answer_was_lost_is_not_an_error_on_retry() {
         let again = run(&sink, &deletes[..1], 10);
         assert!(matches!(again[0], Outcome::Failed(_)), "{again:?}");
     }
+}
+
+#[test]
+fn a_deleted_external_id_stays_deleted_in_every_case_variant() {
+    // External IDs match case-insensitively: once "K-1" is deleted, "k-1" names no record, and a
+    // DELETE of it must fail (NOT_FOUND) even when its first request is lost before the write —
+    // it cannot have deleted anything.
+    let emu = Emulator::start();
+    let sink = emu.sink(&[("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation.header.enabled", "true")]);
+    let msg = |key: &str, op: &'static str| Msg { key: key.into(), op, last_name: Some("L".into()), email: None };
+    assert_eq!(run(&sink, &[msg("k-1", "UPSERT")], 10), vec![Outcome::Written]);
+    assert_eq!(run(&sink, &[msg("K-1", "DELETE")], 10), vec![Outcome::Written]);
+    emu.control("POST", "faults", json!({"rules": [{"kind": "reset", "method": "DELETE", "count": 1}]}));
+    let again = run(&sink, &[msg("k-1", "DELETE")], 10);
+    assert!(matches!(again[0], Outcome::Failed(_)), "{again:?}");
 }
 
 #[test]

@@ -82,6 +82,18 @@ pub fn handle(app: &App, method: &str, path: &str, query: Option<&str>, body: &[
             }
             None => bad("expected {\"timeout_secs\": N}"),
         },
+        ("GET", "my_domain") => ok(json!({"login_url": store.my_domain_login_url})),
+        ("POST", "my_domain") => match json.get("login_url") {
+            Some(Value::String(u)) if u.starts_with("https://") => {
+                store.my_domain_login_url = Some(u.clone());
+                ok(json!({"ok": true, "login_url": u}))
+            }
+            Some(Value::Null) => {
+                store.my_domain_login_url = None;
+                ok(json!({"ok": true, "login_url": null}))
+            }
+            _ => bad("expected {\"login_url\": \"https://<domain>.my.salesforce.com\"} or null"),
+        },
         ("GET", "limits") => ok(json!({"max": store.api_max, "used": store.api_used})),
         ("POST", "limits") => {
             if let Some(m) = json.get("max").and_then(Value::as_u64) {

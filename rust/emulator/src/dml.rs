@@ -234,7 +234,7 @@ fn shorten(s: &str) -> String {
 fn check_value(store: &Store, f: &FieldDef, v: &Value) -> Result<Value, SfError> {
     let Value::String(s) = v else {
         if let Value::Number(n) = v {
-            check_number(f, &n.to_string())?;
+            check_number(f, n)?;
         }
         return Ok(v.clone());
     };
@@ -280,22 +280,23 @@ fn check_value(store: &Store, f: &FieldDef, v: &Value) -> Result<Value, SfError>
     Ok(v.clone())
 }
 
-/// Digits left of the decimal point may not exceed precision - scale.
-fn check_number(f: &FieldDef, text: &str) -> Result<(), SfError> {
-    if !f.ftype.is_number() || f.precision == 0 || text.contains(['e', 'E']) {
+/// A double may have at most precision - scale digits left of the point, an int at most `digits`.
+fn check_number(f: &FieldDef, n: &serde_json::Number) -> Result<(), SfError> {
+    let int_digits = match f.ftype {
+        FieldType::Int if f.digits > 0 => f.digits,
+        t if t.is_double() && f.precision > 0 => f.precision.saturating_sub(f.scale),
+        _ => return Ok(()),
+    };
+    let limit = 10f64.powi(int_digits as i32);
+    if n.as_f64().is_some_and(|x| x.is_finite() && x.abs() < limit) {
         return Ok(());
     }
-    let int_part = text.trim_start_matches('-').split('.').next().unwrap_or("");
-    let int_digits = int_part.trim_start_matches('0').len();
-    if int_digits as u32 > f.precision.saturating_sub(f.scale) {
-        return Err(SfError::new(
-            400,
-            "NUMBER_OUTSIDE_VALID_RANGE",
-            format!("{}: value outside of valid range on numeric field: {text}", f.label),
-        )
-        .with_fields(&[&f.name]));
-    }
-    Ok(())
+    Err(SfError::new(
+        400,
+        "NUMBER_OUTSIDE_VALID_RANGE",
+        format!("{}: value outside of valid range on numeric field: {n}", f.label),
+    )
+    .with_fields(&[&f.name]))
 }
 
 /// `"Account": {"AccountNumber__c": "A-1"}` -> the parent's Id.

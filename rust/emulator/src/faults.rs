@@ -1,6 +1,9 @@
-//! Fault injection for `/services/` requests: canned error statuses, dropped connections, slow
-//! responses (after the write happened — the duplicate-write hazard real clients face) and
-//! per-record errors. Randomness comes from a seeded RNG so test runs repeat.
+//! Fault injection for `/services/` requests: canned error statuses, dropped connections (before
+//! or after the write), slow answers, writes that start late (so concurrent requests commit in
+//! either order) or land only after the client gave up on them, and per-record errors. A client
+//! that sees a timeout or a broken connection cannot tell which of these happened — exactly as
+//! against real Salesforce, whose transactions run to their end whatever the client does.
+//! Randomness comes from a seeded RNG so test runs repeat.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -41,11 +44,20 @@ pub struct FaultRule {
 pub enum Action {
     /// Answer with this status and Salesforce's error body, touching nothing.
     Status { status: u16, code: String, message: String },
-    /// Close the connection without answering.
+    /// Close the connection without answering; nothing is written.
     Reset,
     /// Process normally, then wait this long before answering.
     Slow(u64),
+    /// Wait this long (drawn at random up to the rule's `delay_ms`), then process and answer.
+    Delay(u64),
+    /// Process normally, then close the connection without answering.
+    CommitThenReset,
+    /// Process only after this long, whether or not the client is still waiting.
+    CommitLate(u64),
 }
+
+/// Every fault kind, as named in rules.
+pub const KINDS: &[&str] = &["status", "reset", "slow", "delay", "commit_then_reset", "commit_late", "record_error"];
 
 pub struct FaultState {
     pub rules: Vec<FaultRule>,
@@ -86,8 +98,8 @@ impl FaultState {
         };
         let rules: Vec<FaultRule> = serde_json::from_value(rules).map_err(|e| format!("bad fault rules: {e}"))?;
         for r in &rules {
-            if !matches!(r.kind.as_str(), "status" | "reset" | "slow" | "record_error") {
-                return Err(format!("unknown fault kind '{}' (status, reset, slow, record_error)", r.kind));
+            if !KINDS.contains(&r.kind.as_str()) {
+                return Err(format!("unknown fault kind '{}' ({})", r.kind, KINDS.join(", ")));
             }
         }
         let n = rules.len();
@@ -112,7 +124,7 @@ impl FaultState {
         p >= 1.0 || (p > 0.0 && self.rng.gen::<f64>() < p)
     }
 
-    /// The request-level fault (status, reset, slow) to apply, if any: the first rule that
+    /// The request-level fault (any kind but record_error) to apply, if any: the first rule that
     /// matches, is past its skip, is not exhausted and wins its probability roll.
     pub fn request_action(&mut self, method: &str, path: &str) -> Option<(Action, String)> {
         for i in 0..self.rules.len() {
@@ -135,7 +147,14 @@ impl FaultState {
                     message: r.message.clone().unwrap_or_else(|| "Server temporarily unavailable".into()),
                 },
                 "reset" => Action::Reset,
-                _ => Action::Slow(r.delay_ms.unwrap_or(40_000)),
+                "slow" => Action::Slow(r.delay_ms.unwrap_or(40_000)),
+                "commit_then_reset" => Action::CommitThenReset,
+                "commit_late" => Action::CommitLate(r.delay_ms.unwrap_or(40_000)),
+                _ => {
+                    let max = r.delay_ms.unwrap_or(1_000);
+                    let kind = r.kind.clone();
+                    return Some((Action::Delay(self.rng.gen_range(0..=max)), kind));
+                }
             };
             return Some((action, r.kind.clone()));
         }

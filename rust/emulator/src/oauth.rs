@@ -18,8 +18,8 @@ fn oauth_error(error: &str, description: &str) -> (u16, Value) {
     (400, json!({"error": error, "error_description": description}))
 }
 
-/// Handles a token request. `base_url` is the emulator's own URL as the client reached it
-/// (the `instance_url`, and an accepted JWT audience besides login/test.salesforce.com).
+/// Handles a token request. `base_url` is the emulator's own URL as the client reached it (the
+/// `instance_url` of the answer).
 pub fn token(store: &mut Store, body: &[u8], base_url: &str) -> (u16, Value) {
     let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
@@ -35,7 +35,7 @@ pub fn token(store: &mut Store, body: &[u8], base_url: &str) -> (u16, Value) {
             }
             (200, issue(store, base_url))
         }
-        JWT_GRANT => match check_assertion(store, form.get("assertion").map(String::as_str).unwrap_or(""), base_url) {
+        JWT_GRANT => match check_assertion(store, form.get("assertion").map(String::as_str).unwrap_or("")) {
             Ok(()) => (200, issue(store, base_url)),
             Err((e, d)) => oauth_error(e, d),
         },
@@ -43,7 +43,7 @@ pub fn token(store: &mut Store, body: &[u8], base_url: &str) -> (u16, Value) {
     }
 }
 
-fn check_assertion(store: &Store, assertion: &str, base_url: &str) -> Result<(), (&'static str, &'static str)> {
+fn check_assertion(store: &Store, assertion: &str) -> Result<(), (&'static str, &'static str)> {
     const BAD: (&str, &str) = ("invalid_grant", "invalid assertion");
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| BAD)?;
     if header.alg != Algorithm::RS256 {
@@ -66,10 +66,11 @@ fn check_assertion(store: &Store, assertion: &str, base_url: &str) -> Result<(),
     validation.required_spec_claims = HashSet::new();
     jsonwebtoken::decode::<Value>(assertion, &key, &validation).map_err(|_| BAD)?;
 
-    let base = base_url.trim_end_matches('/');
+    // Salesforce's documented audiences only: never the instance URL the request was sent to.
+    let my_domain = store.my_domain_login_url.as_deref().map(|u| u.trim_end_matches('/'));
     let aud_ok = |a: &str| {
         let a = a.trim_end_matches('/');
-        a == "https://login.salesforce.com" || a == "https://test.salesforce.com" || a == base
+        a == "https://login.salesforce.com" || a == "https://test.salesforce.com" || Some(a) == my_domain
     };
     let aud_valid = match claims.get("aud") {
         Some(Value::String(a)) => aud_ok(a),

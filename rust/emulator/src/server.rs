@@ -178,73 +178,121 @@ async fn handle(
     if latency > 0 && path.starts_with("/services/") {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let mut slow = None;
-    if let Some((action, label)) = action {
-        entry.fault = Some(label);
-        match action {
-            Action::Reset => {
-                reset.store(true, Ordering::SeqCst);
-                entry.status = 0;
-                finish_log(&app, entry);
-                return Err(DropConnection);
+    let req = Req {
+        method,
+        path,
+        query,
+        auth: header(&parts, "authorization"),
+        request_ce,
+        accept,
+        base_url,
+        uri_len: parts.uri.to_string().len(),
+        wire,
+        record_rules,
+    };
+    let Some((action, label)) = action else {
+        return Ok(process(&app, &req, entry));
+    };
+    entry.fault = Some(label);
+    match action {
+        Action::Reset => {
+            reset.store(true, Ordering::SeqCst);
+            entry.status = 0;
+            finish_log(&app, entry);
+            Err(DropConnection)
+        }
+        Action::Status { status, code, message } => {
+            let body = if is_token {
+                json!({"error": code.to_lowercase(), "error_description": message})
+            } else {
+                SfError::new(status, &code, message).body()
+            };
+            let mut reply = Reply::json(status, &body);
+            if req.path.starts_with("/services/data/") {
+                let store = app.lock();
+                reply.headers.push(("Sforce-Limit-Info", format!("api-usage={}/{}", store.api_used, store.api_max)));
             }
-            Action::Status { status, code, message } => {
-                let body = if is_token {
-                    json!({"error": code.to_lowercase(), "error_description": message})
-                } else {
-                    SfError::new(status, &code, message).body()
-                };
-                let mut reply = Reply::json(status, &body);
-                if path.starts_with("/services/data/") {
-                    let store = app.lock();
-                    reply.headers.push(("Sforce-Limit-Info", format!("api-usage={}/{}", store.api_used, store.api_max)));
-                }
-                return Ok(respond(&app, reply, accept.as_deref(), entry));
-            }
-            Action::Slow(ms) => slow = Some(ms),
+            Ok(respond(&app, reply, req.accept.as_deref(), entry))
+        }
+        Action::Slow(ms) => {
+            let response = process(&app, &req, entry);
+            // The write already happened; the client just does not hear about it in time.
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(response)
+        }
+        Action::Delay(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(process(&app, &req, entry))
+        }
+        Action::CommitThenReset => {
+            process(&app, &req, entry);
+            reset.store(true, Ordering::SeqCst);
+            Err(DropConnection)
+        }
+        Action::CommitLate(ms) => {
+            // A task of its own: hyper drops this handler when the client hangs up, but the write
+            // must still land, as Salesforce finishes a transaction whose caller has gone.
+            let late = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                process(&app, &req, entry)
+            });
+            late.await.map_err(|_| DropConnection)
         }
     }
+}
 
+/// What `process` needs of a request, owned so a late commit can outlive the connection.
+struct Req {
+    method: String,
+    path: String,
+    query: Option<String>,
+    auth: Option<String>,
+    request_ce: Option<String>,
+    accept: Option<String>,
+    base_url: String,
+    uri_len: usize,
+    wire: Bytes,
+    record_rules: Vec<usize>,
+}
+
+/// Decodes, authenticates and routes a `/services/` request, logs it and builds the response.
+fn process(app: &App, req: &Req, mut entry: LogEntry) -> Response<Full<Bytes>> {
+    let accept = req.accept.as_deref();
     // Request bodies may arrive gzip-compressed.
-    let decoded: Vec<u8> = if request_ce.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("gzip")) {
+    let decoded: Vec<u8> = if req.request_ce.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("gzip")) {
         let mut out = vec![];
-        if GzDecoder::new(&wire[..]).read_to_end(&mut out).is_err() {
+        if GzDecoder::new(&req.wire[..]).read_to_end(&mut out).is_err() {
             let e = SfError::new(400, "JSON_PARSER_ERROR", "Unable to decompress the request body: not in gzip format");
-            return Ok(respond(&app, Reply::error(&e), accept.as_deref(), entry));
+            return respond(app, Reply::error(&e), accept, entry);
         }
         out
     } else {
-        wire.to_vec()
+        req.wire.to_vec()
     };
     entry.request_body_decoded_bytes = decoded.len();
 
-    let reply = if is_token {
-        let (status, body) = oauth::token(&mut app.lock(), &decoded, &base_url);
+    let path = req.path.as_str();
+    let reply = if path == "/services/oauth2/token" {
+        let (status, body) = oauth::token(&mut app.lock(), &decoded, &req.base_url);
         let mut r = Reply::json(status, &body).kind("token");
         r.headers.push(("Cache-Control", "no-cache,must-revalidate,max-age=0,no-store,private".into()));
         r
     } else if path == "/services/data" || path == "/services/data/" {
         Reply::json(200, &json!([{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}]))
     } else if let Some(rest_path) = path.strip_prefix("/services/data/") {
-        let uri_len = parts.uri.to_string().len();
-        if uri_len > MAX_URI_BYTES {
-            let e = SfError::new(414, "URI_TOO_LONG", format!("The request URI is {uri_len} bytes long; the limit is {MAX_URI_BYTES} bytes"));
+        if req.uri_len > MAX_URI_BYTES {
+            let e = SfError::new(414, "URI_TOO_LONG", format!("The request URI is {} bytes long; the limit is {MAX_URI_BYTES} bytes", req.uri_len));
             Reply::error(&e)
         } else {
-            let auth = header(&parts, "authorization");
-            let (reply, counted) = api(&app, &method, rest_path, query.as_deref(), &decoded, auth.as_deref(), &record_rules);
+            let (reply, counted) =
+                api(app, &req.method, rest_path, req.query.as_deref(), &decoded, req.auth.as_deref(), &req.record_rules);
             entry.counted = counted;
             reply
         }
     } else {
         Reply::error(&SfError::not_found())
     };
-
-    if let Some(ms) = slow {
-        // The write already happened; the client just does not hear about it in time.
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-    Ok(respond(&app, reply, accept.as_deref(), entry))
+    respond(app, reply, accept, entry)
 }
 
 /// Auth, quota, routing and the limit header for `/services/data/...` requests.

@@ -126,7 +126,6 @@ pub enum FieldType {
     Currency,
     Percent,
     Int,
-    Long,
     Boolean,
     Base64,
 }
@@ -151,8 +150,9 @@ impl FieldType {
             "double" | "number" => FieldType::Double,
             "currency" => FieldType::Currency,
             "percent" => FieldType::Percent,
+            // No `long`: Salesforce has no such field type (a 64-bit column is a Number(18, 0),
+            // a double).
             "int" | "integer" => FieldType::Int,
-            "long" => FieldType::Long,
             "boolean" | "checkbox" => FieldType::Boolean,
             "base64" => FieldType::Base64,
             _ => return None,
@@ -180,7 +180,6 @@ impl FieldType {
             FieldType::Currency => "currency",
             FieldType::Percent => "percent",
             FieldType::Int => "int",
-            FieldType::Long => "long",
             FieldType::Boolean => "boolean",
             FieldType::Base64 => "base64",
         }
@@ -203,10 +202,12 @@ impl FieldType {
     }
 
     pub fn is_number(self) -> bool {
-        matches!(
-            self,
-            FieldType::Double | FieldType::Currency | FieldType::Percent | FieldType::Int | FieldType::Long
-        )
+        matches!(self, FieldType::Double | FieldType::Currency | FieldType::Percent | FieldType::Int)
+    }
+
+    /// Number, currency and percent fields: doubles with a precision and a scale.
+    pub fn is_double(self) -> bool {
+        matches!(self, FieldType::Double | FieldType::Currency | FieldType::Percent)
     }
 }
 
@@ -216,8 +217,11 @@ pub struct FieldDef {
     pub label: String,
     pub ftype: FieldType,
     pub length: u32,
+    /// Doubles: digits in all, and right of the point (integer digits = precision - scale).
     pub precision: u32,
     pub scale: u32,
+    /// Int fields: the most digits a value may have (describe's `digits`).
+    pub digits: u32,
     pub external_id: bool,
     pub id_lookup: bool,
     pub unique: bool,
@@ -242,8 +246,9 @@ impl FieldDef {
             label: label_of(name),
             ftype,
             length,
-            precision: if ftype.is_number() { 18 } else { 0 },
+            precision: if ftype.is_double() { 18 } else { 0 },
             scale: 0,
+            digits: if ftype == FieldType::Int { 9 } else { 0 },
             external_id: false,
             id_lookup: false,
             unique: false,
@@ -307,6 +312,7 @@ impl FieldDef {
             "length": self.length,
             "precision": self.precision,
             "scale": self.scale,
+            "digits": self.digits,
             "externalId": self.external_id,
             "idLookup": self.id_lookup,
             "unique": self.unique,
@@ -510,6 +516,9 @@ pub fn field_from_json(v: &Value) -> Result<FieldDef, String> {
     if let Some(x) = n("scale") {
         f.scale = x;
     }
+    if let Some(x) = n("digits") {
+        f.digits = x;
+    }
     if let Some(x) = b("externalId") {
         f.external_id = x;
         // Salesforce: every External ID field is also an idLookup field.
@@ -551,18 +560,20 @@ pub fn field_from_json(v: &Value) -> Result<FieldDef, String> {
 #[derive(Clone, Debug)]
 pub struct Record {
     pub id: String,
-    /// Field values under canonical field names, exactly as received (after validation).
+    /// Field values under canonical field names, as Salesforce keeps them (after validation:
+    /// numbers as doubles or ints, references as 18-character Ids).
     pub fields: Map<String, Value>,
     pub created_ms: u64,
     pub modified_ms: u64,
     pub deleted: bool,
 }
 
-/// The text a value is matched by (external IDs, SOQL): Salesforce matches text case-insensitively.
+/// The text a value is matched by (external IDs, SOQL): Salesforce matches text case-insensitively
+/// and numbers by value (`5`, `5.0` and `5E0` are one number).
 pub fn match_key(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.to_lowercase()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => Some(n.as_f64().filter(|x| x.is_finite()).map_or_else(|| n.to_string(), |x| x.to_string())),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
@@ -686,7 +697,7 @@ pub struct LogEntry {
     pub kind: String,
     pub records: usize,
     pub ts_ms: u64,
-    /// The fault rule that answered this request, if any ("status", "reset", "slow").
+    /// The kind of the fault rule applied to this request, if any (`faults::KINDS`).
     pub fault: Option<String>,
 }
 
@@ -699,6 +710,9 @@ pub struct Store {
     /// Every access token issued since the last reset, revoked or not (`GET /__emulator/tokens`).
     pub issued_tokens: Vec<String>,
     pub session_timeout_secs: u64,
+    /// The org's My Domain login URL (`https://<domain>.my.salesforce.com`), a JWT audience
+    /// Salesforce accepts besides login.salesforce.com and test.salesforce.com.
+    pub my_domain_login_url: Option<String>,
     pub api_used: u64,
     pub api_max: u64,
     pub latency_ms: u64,
@@ -728,6 +742,7 @@ impl Store {
             tokens: HashMap::new(),
             issued_tokens: Vec::new(),
             session_timeout_secs: DEFAULT_SESSION_TIMEOUT_SECS,
+            my_domain_login_url: None,
             api_used: 0,
             api_max: DEFAULT_API_MAX,
             latency_ms: 0,
@@ -765,6 +780,7 @@ impl Store {
         self.tokens.clear();
         self.issued_tokens.clear();
         self.session_timeout_secs = DEFAULT_SESSION_TIMEOUT_SECS;
+        self.my_domain_login_url = None;
         self.api_used = 0;
         self.api_max = DEFAULT_API_MAX;
         self.latency_ms = 0;

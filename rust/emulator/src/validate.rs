@@ -136,8 +136,11 @@ pub fn prepare(def: &ObjectDef, body: &Map<String, Value>, raw: &str) -> Result<
 }
 
 /// Converts one JSON value to what is stored for `field`, or fails like Salesforce's JSON
-/// deserializer. Numbers keep their exact text (serde_json's arbitrary_precision), so a Decimal
-/// sent as `1234.50` is stored as `1234.50`.
+/// deserializer. Number, currency and percent values travel and are kept as doubles (a Decimal
+/// sent as `1234.50` reads back as `1234.5`, a 17th significant digit may be lost); digits beyond
+/// the field's scale are kept, as Salesforce keeps them for API writes (it rounds only in its UI).
+/// Int fields take whole numbers only. Range checks (NUMBER_OUTSIDE_VALID_RANGE) fail one record
+/// and are in `dml.rs`.
 pub fn convert(field: &FieldDef, v: &Value, raw: &str, key: &str) -> Result<Value, SfError> {
     use FieldType as T;
     if v.is_null() {
@@ -153,15 +156,18 @@ pub fn convert(field: &FieldDef, v: &Value, raw: &str, key: &str) -> Result<Valu
             Value::Bool(b) => Ok(Value::String(b.to_string())),
             _ => Err(err()),
         },
-        T::Double | T::Currency | T::Percent | T::Int | T::Long => match v {
-            Value::Number(_) => Ok(v.clone()),
-            Value::String(s) if s.is_empty() => Ok(Value::Null),
-            Value::String(s) => match serde_json::from_str::<Value>(s.trim()) {
-                Ok(n @ Value::Number(_)) => Ok(n),
-                _ => Err(err()),
-            },
-            _ => Err(err()),
-        },
+        _ if t.is_number() => {
+            let n = match v {
+                Value::Number(n) => n.clone(),
+                Value::String(s) if s.is_empty() => return Ok(Value::Null),
+                Value::String(s) => match serde_json::from_str::<Value>(s.trim()) {
+                    Ok(Value::Number(n)) => n,
+                    _ => return Err(err()),
+                },
+                _ => return Err(err()),
+            };
+            kept_number(t, n).map(Value::Number).ok_or_else(err)
+        }
         T::Boolean => match v {
             Value::Bool(_) => Ok(v.clone()),
             Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
@@ -191,9 +197,26 @@ fn jackson_type(t: FieldType) -> &'static str {
         FieldType::Time => "time",
         FieldType::Boolean => "boolean",
         FieldType::Int => "int",
-        FieldType::Long => "long",
         FieldType::Double | FieldType::Currency | FieldType::Percent => "double",
         _ => "string",
+    }
+}
+
+/// The number Salesforce keeps: a double, or for int fields a whole number (`None`: a fraction,
+/// which an int field cannot take). Values beyond every double or long are kept as sent, for the
+/// range check to refuse.
+fn kept_number(t: FieldType, n: serde_json::Number) -> Option<serde_json::Number> {
+    let x = n.as_f64().filter(|x| x.is_finite());
+    if t != FieldType::Int {
+        return Some(x.and_then(serde_json::Number::from_f64).unwrap_or(n));
+    }
+    if let Some(i) = n.as_i64() {
+        return Some(i.into());
+    }
+    match x {
+        Some(x) if x.fract() != 0.0 => None,
+        Some(x) if x.abs() < i64::MAX as f64 => Some((x as i64).into()),
+        _ => Some(n),
     }
 }
 
@@ -402,11 +425,21 @@ mod tests {
     }
 
     #[test]
-    fn decimals_keep_their_text() {
+    fn numbers_are_kept_as_salesforce_keeps_them() {
         let def = contact();
-        let body: Map<String, Value> = serde_json::from_str(r#"{"Score__c":1234.50}"#).unwrap();
-        let p = prepare(&def, &body, "").unwrap();
-        assert_eq!(serde_json::to_string(&p.values[0].1).unwrap(), "1234.50");
+        let kept = |field: &FieldDef, json: &str| {
+            let v: Value = serde_json::from_str(json).unwrap();
+            convert(field, &v, "", &field.name).map(|v| serde_json::to_string(&v).unwrap())
+        };
+        let score = def.field("Score__c").unwrap();
+        assert_eq!(kept(score, "1234.50").unwrap(), "1234.5");
+        assert_eq!(kept(score, "\"1234.567\"").unwrap(), "1234.567", "no rounding to the scale through the API");
+        assert_eq!(kept(score, "9007199254740993").unwrap(), "9007199254740992.0", "a double keeps ~16 digits");
+        let int = FieldDef::new("Count__c", FieldType::Int);
+        assert_eq!(kept(&int, "42").unwrap(), "42");
+        assert_eq!(kept(&int, "42.0").unwrap(), "42");
+        assert_eq!(kept(&int, "4.5").unwrap_err().code, "JSON_PARSER_ERROR");
+        assert!(FieldType::parse("long").is_none(), "Salesforce has no long field type");
     }
 
     #[test]

@@ -137,18 +137,32 @@ async fn jwt_bearer_flow() {
     let tampered = format!("{}{}{}", &signed[..at], replacement, &signed[at + 1..]);
     let (s, v) = e.token_response(&[("grant_type", grant), ("assertion", &tampered)]).await;
     assert_eq!((s, v["error"].as_str()), (400, Some("invalid_grant")));
-    // The emulator's own URL is an accepted audience.
-    let mut own = good.clone();
-    own["aud"] = json!(e.base);
-    let (s, _) = e.token_response(&[("grant_type", grant), ("assertion", &assertion(own))]).await;
-    assert_eq!(s, 200);
+    // The instance URL the request went to is no audience; the sandbox login URL is, and so is
+    // the org's My Domain login URL once the org has one.
+    let with_aud = |aud: &str| {
+        let mut claims = good.clone();
+        claims["aud"] = json!(aud);
+        assertion(claims)
+    };
+    let my_domain = "https://acme-dev-ed.my.salesforce.com";
+    let (s, v) = e.token_response(&[("grant_type", grant), ("assertion", &with_aud(&e.base))]).await;
+    assert_eq!((s, v["error_description"].as_str()), (400, Some("audience is invalid")), "{v}");
+    let (s, v) = e.token_response(&[("grant_type", grant), ("assertion", &with_aud(my_domain))]).await;
+    assert_eq!((s, v["error_description"].as_str()), (400, Some("audience is invalid")), "{v}");
+    let (s, v) = e.token_response(&[("grant_type", grant), ("assertion", &with_aud("https://test.salesforce.com"))]).await;
+    assert_eq!(s, 200, "{v}");
+    e.control_json("POST", "my_domain", json!({"login_url": my_domain})).await;
+    let (s, v) = e.token_response(&[("grant_type", grant), ("assertion", &with_aud(my_domain))]).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = e.token_response(&[("grant_type", grant), ("assertion", &with_aud(&e.base))]).await;
+    assert_eq!(s, 400);
 }
 
 #[tokio::test]
 async fn create_then_get_and_update() {
     let e = emu().await;
     let t = e.token().await;
-    // The body is sent as text: a Rust f64 would print 1234.5.
+    // Sent as the text 1234.50; Salesforce keeps the double 1234.5.
     let body: Value = serde_json::from_str(r#"{"lastname":"Doe","Email":"j@example.com","Score__c":1234.50,"Birthdate":"1990-02-03"}"#).unwrap();
     let (s, limit, v) = e.call(&t, "POST", "/sobjects/contact/", Some(body)).await;
     assert_eq!(s, 201, "{v}");
@@ -167,7 +181,7 @@ async fn create_then_get_and_update() {
 
     // Exact decimal text is kept.
     let raw = e.http.get(e.control("records/Contact")).send().await.unwrap().text().await.unwrap();
-    assert!(raw.contains("\"Score__c\":1234.50"), "{raw}");
+    assert!(raw.contains("\"Score__c\":1234.5,"), "kept as a double: {raw}");
 
     let (s, _, _) = e.call(&t, "PATCH", &format!("/sobjects/Contact/{id}"), Some(json!({"Phone": "123", "Email": null}))).await;
     assert_eq!(s, 204);
@@ -501,6 +515,89 @@ async fn faults_status_reset_slow_and_record_errors() {
     assert!(r.is_err());
     let recs = e.http.get(e.control("records/Contact")).send().await.unwrap().json::<Value>().await.unwrap();
     assert!(recs.as_array().unwrap().iter().any(|r| r["LastName"] == "slow"));
+}
+
+#[tokio::test]
+async fn faults_that_commit_without_an_answer_and_delays_that_reorder() {
+    let e = emu().await;
+    let t = e.token().await;
+    let names = |recs: Value| -> Vec<String> {
+        recs.as_array().unwrap().iter().map(|r| r["LastName"].as_str().unwrap().to_string()).collect()
+    };
+    let contacts = || async { e.http.get(e.control("records/Contact")).send().await.unwrap().json::<Value>().await.unwrap() };
+
+    // commit_then_reset: the record is written, the client only sees a broken connection.
+    e.control_json("POST", "faults", json!({"rules": [{"kind": "commit_then_reset", "count": 1}]})).await;
+    let r = e.http.post(e.api("/sobjects/Contact")).bearer_auth(&t).json(&json!({"LastName": "dropped"})).send().await;
+    assert!(r.is_err(), "the connection should be dropped after the write");
+    assert_eq!(names(contacts().await), ["dropped"]);
+
+    // commit_late: the client gives up first; the write still lands, later.
+    e.control_json("DELETE", "faults", json!({})).await;
+    e.control_json("POST", "faults", json!({"rules": [{"kind": "commit_late", "delay_ms": 800, "count": 1}]})).await;
+    let r = e
+        .http
+        .post(e.api("/sobjects/Contact"))
+        .bearer_auth(&t)
+        .timeout(std::time::Duration::from_millis(200))
+        .json(&json!({"LastName": "late"}))
+        .send()
+        .await;
+    assert!(r.is_err(), "the client should time out");
+    assert_eq!(names(contacts().await), ["dropped"], "written before its delay ran out");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(names(contacts().await), ["dropped", "late"]);
+    let log = e.http.get(e.control("requests")).send().await.unwrap().json::<Value>().await.unwrap();
+    let late = log.as_array().unwrap().iter().find(|r| r["fault"] == "commit_late").unwrap();
+    assert_eq!(late["status"], 201, "the log shows the write's own status: {late}");
+
+    // delay: requests sent in order commit out of order.
+    e.control_json("DELETE", "faults", json!({})).await;
+    e.control_json("DELETE", "records/Contact", json!({})).await;
+    e.control_json("POST", "faults", json!({"seed": 3, "rules": [{"kind": "delay", "delay_ms": 400}]})).await;
+    let sent: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
+    let mut calls = Vec::new();
+    for name in &sent {
+        let request = e.http.post(e.api("/sobjects/Contact")).bearer_auth(&t).json(&json!({"LastName": name}));
+        calls.push(tokio::spawn(async move { request.send().await.unwrap().status().as_u16() }));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 201);
+    }
+    let stored = names(contacts().await);
+    let mut sorted = stored.clone();
+    sorted.sort();
+    assert_eq!(sorted, sent);
+    assert_ne!(stored, sent, "a random delay before each write should reorder some of them");
+}
+
+#[tokio::test]
+async fn number_fields_keep_what_salesforce_keeps() {
+    let e = emu().await;
+    let t = e.token().await;
+    let r = e.http.post(e.control("sobjects")).json(&json!({"name": "Num__c", "fields": [{"name": "Big__c", "type": "long"}]})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400, "Salesforce has no long field type");
+    e.control_json("POST", "sobjects", json!({"name": "Num__c", "fields": [
+        {"name": "Count__c", "type": "int", "digits": 3},
+        {"name": "Price__c", "type": "currency", "precision": 5, "scale": 2},
+    ]}))
+    .await;
+    let (_, _, d) = e.call(&t, "GET", "/sobjects/Num__c/describe", None).await;
+    let field = |n: &str| d["fields"].as_array().unwrap().iter().find(|f| f["name"] == n).unwrap().clone();
+    assert_eq!((field("Count__c")["type"].clone(), field("Count__c")["digits"].clone()), (json!("int"), json!(3)));
+    assert_eq!((field("Price__c")["precision"].clone(), field("Price__c")["scale"].clone()), (json!(5), json!(2)));
+
+    let (s, _, v) = e.call(&t, "POST", "/sobjects/Num__c", Some(json!({"Count__c": 999, "Price__c": 999.999}))).await;
+    assert_eq!(s, 201, "{v}");
+    let rec = e.http.get(e.control("records/Num__c")).send().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!((rec[0]["Count__c"].as_i64(), rec[0]["Price__c"].as_f64()), (Some(999), Some(999.999)), "API writes keep the decimals");
+    for (body, field) in [(json!({"Count__c": 1000}), "Count__c"), (json!({"Price__c": 1000}), "Price__c")] {
+        let (s, _, v) = e.call(&t, "POST", "/sobjects/Num__c", Some(body)).await;
+        assert_eq!((s, v[0]["errorCode"].as_str(), v[0]["fields"][0].as_str()), (400, Some("NUMBER_OUTSIDE_VALID_RANGE"), Some(field)), "{v}");
+    }
+    let (s, _, v) = e.call(&t, "POST", "/sobjects/Num__c", Some(json!({"Count__c": 1.5}))).await;
+    assert_eq!((s, v[0]["errorCode"].as_str()), (400, Some("JSON_PARSER_ERROR")), "{v}");
 }
 
 #[tokio::test]
