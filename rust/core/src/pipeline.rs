@@ -83,6 +83,8 @@ struct Shared {
     wake: Notify,
     /// Something for flushers: records finished, or a fatal error.
     progress: Notify,
+    /// Requests in flight, so that closing drops them at once instead of waiting for Salesforce.
+    requests: Mutex<tokio::task::JoinSet<()>>,
 }
 
 pub struct Pipeline {
@@ -99,6 +101,7 @@ impl Pipeline {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             progress: Notify::new(),
+            requests: Mutex::new(tokio::task::JoinSet::new()),
         });
         let dispatcher = runtime.spawn(dispatch_loop(Arc::clone(&shared)));
         Pipeline { shared, dispatcher }
@@ -230,6 +233,7 @@ impl Drop for Pipeline {
     fn drop(&mut self) {
         self.lock().closed = true;
         self.dispatcher.abort();
+        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).abort_all();
         self.shared.wake.notify_one();
     }
 }
@@ -429,20 +433,24 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                 state.take_requests(&shared.cfg, now)
             }
         };
-        for (op, entries) in requests {
-            let shared = Arc::clone(&shared);
-            tokio::spawn(async move {
-                let mut items: Vec<Item> = entries.iter().map(|e| e.item.clone()).collect();
-                let results = shared.writer.execute(op, &mut items).await;
-                // What the request learnt (resolved Ids) stays with the write for its retries.
-                let entries: Vec<Entry> = entries.into_iter().zip(items).map(|(e, item)| Entry { item, ..e }).collect();
-                {
-                    let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                    state.settle(entries, results, &shared.cfg, Instant::now());
-                }
-                shared.wake.notify_one();
-                shared.progress.notify_waiters();
-            });
+        {
+            let mut running = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
+            while running.try_join_next().is_some() {} // forget the requests that answered
+            for (op, entries) in requests {
+                let shared = Arc::clone(&shared);
+                running.spawn(async move {
+                    let mut items: Vec<Item> = entries.iter().map(|e| e.item.clone()).collect();
+                    let results = shared.writer.execute(op, &mut items).await;
+                    // What the request learnt (resolved Ids) stays with the write for its retries.
+                    let entries: Vec<Entry> = entries.into_iter().zip(items).map(|(e, item)| Entry { item, ..e }).collect();
+                    {
+                        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                        state.settle(entries, results, &shared.cfg, Instant::now());
+                    }
+                    shared.wake.notify_one();
+                    shared.progress.notify_waiters();
+                });
+            }
         }
         match next_wake {
             Some(at) => {

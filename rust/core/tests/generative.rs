@@ -159,6 +159,10 @@ fn faults(rng: &mut StdRng) -> Json {
     if rng.gen_bool(0.3) {
         rules.push(json!({"kind": "status", "status": 500, "error_code": "UNKNOWN_EXCEPTION", "probability": 0.05, "path_contains": "/query"}));
     }
+    if rng.gen_bool(0.5) {
+        // Concurrent requests then commit in either order: per-key order must not depend on it.
+        rules.push(json!({"kind": "delay", "delay_ms": rng.gen_range(1..20), "probability": 0.5, "path_contains": "/services/data"}));
+    }
     json!({"seed": rng.gen::<u32>(), "rules": rules})
 }
 
