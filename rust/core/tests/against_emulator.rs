@@ -2,6 +2,9 @@
 //! keys checked against a one-by-one model, per-record and request-level faults, stale Ids,
 //! token revocation, and the request count of each write mode.
 
+mod common;
+
+use common::Emulator;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use salesforce_sink_core::config::Config;
@@ -10,60 +13,6 @@ use salesforce_sink_core::wire::outcome::Outcome;
 use salesforce_sink_core::SalesforceSink;
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-struct Emulator {
-    rt: tokio::runtime::Runtime,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Emulator {
-    fn start() -> Emulator {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let (port, _app) = rt.block_on(sf_emulator::start("127.0.0.1", 0, false)).unwrap();
-        Emulator { rt, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() }
-    }
-
-    fn control(&self, method: &str, path: &str, body: Json) -> Json {
-        let url = format!("{}/__emulator/{path}", self.base);
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        self.rt.block_on(async {
-            let r = self.http.request(method, url).body(body.to_string()).send().await.unwrap();
-            let bytes = r.bytes().await.unwrap();
-            serde_json::from_slice(&bytes).unwrap_or(Json::Null)
-        })
-    }
-
-    fn records(&self, sobject: &str) -> Vec<Json> {
-        self.control("GET", &format!("records/{sobject}"), Json::Null).as_array().cloned().unwrap_or_default()
-    }
-
-    fn api_requests(&self) -> u64 {
-        self.control("GET", "stats", Json::Null)["api_requests"].as_u64().unwrap()
-    }
-
-    fn sink(&self, pairs: &[(&str, &str)]) -> SalesforceSink {
-        let mut map: HashMap<String, String> = [
-            ("salesforce.instance.url", self.base.as_str()),
-            ("salesforce.client.id", "test-client-id"),
-            ("salesforce.auth.type", "CLIENT_CREDENTIALS"),
-            ("salesforce.client.secret", "test-client-secret"),
-            ("salesforce.sobject.type", "Contact"),
-            ("salesforce.retry.initial.backoff.ms", "1"),
-            ("salesforce.retry.max.backoff.ms", "5"),
-            ("salesforce.retry.max.attempts", "8"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        for (k, v) in pairs {
-            map.insert((*k).into(), (*v).into());
-        }
-        // A distinct connector name per sink: tasks of different tests must not share a token.
-        map.insert("connector.name".into(), format!("test-{}", rand::random::<u64>()));
-        SalesforceSink::with_config(Config::from_map(&map).unwrap()).unwrap()
-    }
-}
 
 /// One record of a generated stream, owned so batches can borrow from it.
 #[derive(Clone, Debug)]
