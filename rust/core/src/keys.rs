@@ -41,6 +41,14 @@ impl ExternalIdKind {
         let digits = canonical.trim_start_matches('-');
         let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
         let int_digits = if int == "0" { 0 } else { int.len() as u32 };
+        let significant = format!("{int}{frac}").trim_start_matches('0').len();
+        if significant > MAX_EXACT_DIGITS {
+            return Err(format!(
+                "the key '{}' has more than {MAX_EXACT_DIGITS} significant digits: Salesforce keeps number fields \
+                 as doubles, which cannot tell it from its neighbours, so it could name another record",
+                shown(key)
+            ));
+        }
         if precision > 0 && (frac.len() as u32 > scale || int_digits > precision.saturating_sub(scale)) {
             return Err(format!(
                 "the key '{}' does not fit the numeric external ID field (precision {precision}, scale {scale}): \
@@ -59,6 +67,10 @@ impl ExternalIdKind {
         }
     }
 }
+
+/// Digits a double holds exactly whatever they are (2^53 has 16 digits, not all 16-digit numbers
+/// fit): Salesforce stores number fields as doubles.
+const MAX_EXACT_DIGITS: usize = 15;
 
 /// A key for messages: no control characters, at most 100 characters.
 fn shown(key: &str) -> String {
@@ -143,6 +155,8 @@ mod tests {
         assert_eq!(field.canonical_key("0042").unwrap(), "42");
         assert!(field.canonical_key("4.5").unwrap_err().contains("precision 18, scale 0"));
         assert!(field.canonical_key("1234567890123456789").is_err());
+        assert!(field.canonical_key("12345678901234567").unwrap_err().contains("significant digits"));
+        assert_eq!(field.canonical_key("123456789012345").unwrap(), "123456789012345");
         assert!(field.canonical_key("abc").unwrap_err().contains("not a decimal number"));
         assert!(field.same_key("42", "42.0"));
         assert!(!field.same_key("42", "420"));

@@ -97,7 +97,9 @@ impl SalesforceSink {
         let client = Arc::new(http::SalesforceClient::new(&cfg, http, tokens, logs.clone()));
         let writer = write::Writer::new(Arc::clone(&cfg), Arc::clone(&client));
         if cfg.startup_validation {
-            writer.learned_external_id_kind(RUNTIME.block_on(startup::validate(&cfg, &client, &logs))?);
+            if let Some(kind) = RUNTIME.block_on(startup::validate(&cfg, &client, &logs))? {
+                writer.learned_external_id_kind(kind);
+            }
         }
         logs.info(format!(
             "Salesforce sink task {} ready: {} into {} ({:?} mode{}, write mode {:?})",

@@ -48,8 +48,10 @@ struct Entry {
     /// The ordering key (see `PlannedWrite::ordering_key`); `None` for keyless native INSERTs.
     key: Option<String>,
     arrived: Instant,
-    /// Since when the write could be sent (nothing of its key in flight, no backoff pending).
-    ready_since: Option<Instant>,
+    /// When the write could first be sent (nothing of its key in flight, no backoff pending): the
+    /// number of the next request then. Requests numbered below it were in flight or done; a
+    /// part-filled request waits for them to answer, since their answers free more writes.
+    ready_after: Option<u64>,
     not_before: Option<Instant>,
     attempts: u32,
 }
@@ -65,6 +67,9 @@ struct State {
     /// For coalescing: the last waiting entry of each key.
     last_waiting: HashMap<String, i64>,
     requests_in_flight: usize,
+    /// Numbers of the requests in flight, and the number the next one gets.
+    in_flight_requests: std::collections::BTreeSet<u64>,
+    next_request: u64,
     finished: Vec<(i64, Outcome)>,
     unfinished: usize,
     /// Sequence numbers given up while in flight: their results are dropped.
@@ -256,11 +261,11 @@ impl State {
             self.last_waiting.insert(key.clone(), seq);
         }
         let item = Item::new(write, origin, external_id_mode);
-        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_since: None, not_before: None, attempts: 0 });
+        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_after: None, not_before: None, attempts: 0 });
     }
 
     /// Requests to send now, and when to look again (`None`: only when woken).
-    fn take_requests(&mut self, cfg: &Config, now: Instant) -> (Vec<(Operation, Vec<Entry>)>, Option<Instant>) {
+    fn take_requests(&mut self, cfg: &Config, now: Instant) -> (Vec<(u64, Operation, Vec<Entry>)>, Option<Instant>) {
         let batch_size = match cfg.write_mode {
             WriteMode::Single => 1,
             WriteMode::Collections => cfg.batch_size,
@@ -289,11 +294,12 @@ impl State {
         for ids in ready.values() {
             for id in ids {
                 let entry = self.waiting.get_mut(id).expect("ready");
-                entry.ready_since.get_or_insert(now);
+                entry.ready_after.get_or_insert(self.next_request);
             }
         }
         let linger = cfg.linger;
-        let in_flight = self.requests_in_flight;
+        // Requests numbered below this one have all answered.
+        let answered_below = self.in_flight_requests.first().copied().unwrap_or(u64::MAX);
         let mut requests = Vec::new();
         let mut groups: Vec<Vec<i64>> = ready.into_values().collect();
         // Operations whose oldest write waited longest go first.
@@ -305,19 +311,18 @@ impl State {
                 }
                 // A part-filled request waits for more writes: those Kafka brings (`linger.ms`
                 // after the oldest arrived) and those that requests in flight will free when they
-                // answer (`linger.ms` after the oldest became ready). Writes of hot keys thus
-                // travel together, as in waves, instead of in ever smaller requests.
-                let entries_of = |id: &i64| &self.waiting[id];
-                let ready_since = chunk.iter().map(|id| entries_of(id).ready_since.unwrap_or(now)).min().expect("non-empty");
-                let arrived = chunk.iter().map(|id| entries_of(id).arrived).min().expect("non-empty");
-                let freed_by_answers = ready_since + linger;
+                // answer (their answers wake the dispatcher). Writes of repeated keys thus travel
+                // together, as in waves, instead of in ever smaller requests.
+                let arrived = chunk.iter().map(|id| self.waiting[id].arrived).min().expect("non-empty");
+                let ready_after = chunk.iter().filter_map(|id| self.waiting[id].ready_after).max().unwrap_or(0);
                 let brought_by_kafka = arrived + linger;
                 let due = chunk.len() == batch_size
                     || self.flushing > 0
-                    || freed_by_answers <= now
-                    || (in_flight == 0 && brought_by_kafka <= now);
+                    || (brought_by_kafka <= now && answered_below >= ready_after);
                 if !due {
-                    wake_at(if in_flight == 0 { brought_by_kafka.min(freed_by_answers) } else { freed_by_answers });
+                    if brought_by_kafka > now {
+                        wake_at(brought_by_kafka);
+                    }
                     continue 'groups;
                 }
                 let entries: Vec<Entry> = chunk.iter().map(|id| self.waiting.remove(id).expect("ready")).collect();
@@ -330,7 +335,10 @@ impl State {
                         }
                     }
                 }
-                requests.push((entries[0].item.write.op, entries));
+                let number = self.next_request;
+                self.next_request += 1;
+                self.in_flight_requests.insert(number);
+                requests.push((number, entries[0].item.write.op, entries));
             }
         }
         self.requests_in_flight += requests.len();
@@ -338,8 +346,9 @@ impl State {
     }
 
     /// Applies one request's results.
-    fn settle(&mut self, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, now: Instant) {
+    fn settle(&mut self, number: u64, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, now: Instant) {
         self.requests_in_flight -= 1;
+        self.in_flight_requests.remove(&number);
         let results = match results {
             Ok(results) => results.into_iter().map(Some).collect(),
             Err(fatal) => {
@@ -381,7 +390,7 @@ impl State {
     /// Returns a write to the buffer at its place in offset order.
     fn back(&mut self, mut entry: Entry, not_before: Option<Instant>) {
         entry.not_before = not_before;
-        entry.ready_since = None;
+        entry.ready_after = None;
         let id = entry.seqs[0];
         if let Some(key) = &entry.key {
             // Later waiting writes of the key keep their place behind it; coalescing goes on
@@ -436,7 +445,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
         {
             let mut running = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
             while running.try_join_next().is_some() {} // forget the requests that answered
-            for (op, entries) in requests {
+            for (number, op, entries) in requests {
                 let shared = Arc::clone(&shared);
                 running.spawn(async move {
                     let mut items: Vec<Item> = entries.iter().map(|e| e.item.clone()).collect();
@@ -445,7 +454,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                     let entries: Vec<Entry> = entries.into_iter().zip(items).map(|(e, item)| Entry { item, ..e }).collect();
                     {
                         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                        state.settle(entries, results, &shared.cfg, Instant::now());
+                        state.settle(number, entries, results, &shared.cfg, Instant::now());
                     }
                     shared.wake.notify_one();
                     shared.progress.notify_waiters();

@@ -30,49 +30,92 @@ where
     }
 }
 
-/// Checks credentials and, in External ID mode, the field; returns the field's kind.
-pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Logs) -> Result<ExternalIdKind, SinkError> {
-    with_retries(cfg, logs, "fetching an OAuth token", || client.tokens().token())
-        .await
-        .map_err(|e| SinkError::Startup(token_failure(cfg, &e)))?;
-    logs.info(format!("OAuth token obtained from {}/services/oauth2/token", cfg.instance_url));
-    let Some(field) = &cfg.external_id_field else { return Ok(ExternalIdKind::Text) };
+/// What checking the External ID field found, when it could not say yes.
+pub(crate) enum FieldCheck {
+    /// The cause may clear by itself (Salesforce busy or unreachable): check again later.
+    NotYet(SalesforceError),
+    /// The configuration is wrong: the message says what to fix.
+    Wrong(String),
+}
 
-    let described = with_retries(cfg, logs, "describe", || describe_field(cfg, client)).await.map_err(|e| {
-        SinkError::Startup(match e.code() {
-            Some("NOT_FOUND") => format!(
+/// Checks credentials and, in External ID mode, the field; returns the field's kind, or `None`
+/// when Salesforce could not answer for a cause that may clear by itself. A task must not fail
+/// for good (Connect does not restart failed tasks) because Salesforce was busy when it started:
+/// the check is then made again before the first records are planned.
+pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Logs) -> Result<Option<ExternalIdKind>, SinkError> {
+    match with_retries(cfg, logs, "fetching an OAuth token", || client.tokens().token()).await {
+        Ok(_) => logs.info(format!("OAuth token obtained from {}/services/oauth2/token", cfg.instance_url)),
+        Err(e) if e.class() == ErrorClass::Recoverable => {
+            logs.warn(format!(
+                "{}; the task starts anyway and keeps trying before it writes",
+                token_failure(cfg, &e)
+            ));
+            return Ok(None);
+        }
+        Err(e) => return Err(SinkError::Startup(token_failure(cfg, &e))),
+    }
+    if cfg.external_id_field.is_none() {
+        return Ok(Some(ExternalIdKind::Text));
+    }
+    match with_retries(cfg, logs, "describe", || async {
+        match check_external_id_field(cfg, client, true).await {
+            Err(FieldCheck::NotYet(e)) => Err(e),
+            other => Ok(other),
+        }
+    })
+    .await
+    {
+        Ok(Ok(kind)) => {
+            logs.info(format!("external ID field {} on {} checked", cfg.external_id_field.as_deref().unwrap_or_default(), cfg.sobject));
+            Ok(Some(kind))
+        }
+        Ok(Err(FieldCheck::Wrong(why))) => Err(SinkError::Startup(why)),
+        Ok(Err(FieldCheck::NotYet(e))) | Err(e) => {
+            logs.warn(format!(
+                "cannot describe SObject '{}' yet ({e}); the task starts anyway and checks the external ID field before it writes",
+                cfg.sobject
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// The kind of the External ID field from describe, learned whether or not startup validation is
+/// on (SPEC §2: which keys are valid depends on it). `strict` (startup validation on): the field
+/// must exist and be an External ID or idLookup field. Otherwise a field describe does not show
+/// is treated as text, and Salesforce rejects the writes with its own error.
+pub(crate) async fn check_external_id_field(cfg: &Config, client: &SalesforceClient, strict: bool) -> Result<ExternalIdKind, FieldCheck> {
+    let field = cfg.external_id_field.as_deref().unwrap_or_default();
+    let described = match describe_field(cfg, client).await {
+        Ok(described) => described,
+        Err(e) if e.class() == ErrorClass::Recoverable => return Err(FieldCheck::NotYet(e)),
+        Err(e) if e.class() == ErrorClass::Fatal => return Err(FieldCheck::Wrong(format!("cannot describe SObject '{}': {e}", cfg.sobject))),
+        Err(_) if !strict => return Ok(ExternalIdKind::Text),
+        Err(e) if e.code() == Some("NOT_FOUND") => {
+            return Err(FieldCheck::Wrong(format!(
                 "SObject '{}' does not exist or the integration user cannot see it: check salesforce.sobject.type and the user's object permissions",
                 cfg.sobject
-            ),
-            _ => format!("cannot describe SObject '{}': {e}", cfg.sobject),
-        })
-    })?;
+            )))
+        }
+        Err(e) => return Err(FieldCheck::Wrong(format!("cannot describe SObject '{}': {e}", cfg.sobject))),
+    };
     let Some(found) = described else {
-        return Err(SinkError::Startup(format!(
+        if !strict {
+            return Ok(ExternalIdKind::Text);
+        }
+        return Err(FieldCheck::Wrong(format!(
             "field '{field}' does not exist on {} (or the integration user has no field-level access): check salesforce.external.id.field",
             cfg.sobject
         )));
     };
     let flag = |k: &str| found.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-    if !flag("externalId") && !flag("idLookup") {
-        return Err(SinkError::Startup(format!(
+    if strict && !flag("externalId") && !flag("idLookup") {
+        return Err(FieldCheck::Wrong(format!(
             "field '{field}' on {} is not an External ID field: mark it as External ID in its field definition, or set salesforce.external.id.field to one that is",
             cfg.sobject
         )));
     }
-    logs.info(format!("external ID field {field} on {} checked", cfg.sobject));
     Ok(ExternalIdKind::from_describe(&found))
-}
-
-/// The kind of the External ID field, learned from describe even when startup validation is off
-/// (SPEC §2): which keys are valid depends on it. A field describe does not show is treated as
-/// text; Salesforce then rejects the writes with its own error.
-pub(crate) async fn external_id_kind(cfg: &Config, client: &SalesforceClient) -> Result<ExternalIdKind, SalesforceError> {
-    match describe_field(cfg, client).await {
-        Ok(found) => Ok(found.map(|f| ExternalIdKind::from_describe(&f)).unwrap_or_default()),
-        Err(e) if e.class() == ErrorClass::NonRecoverable => Ok(ExternalIdKind::Text),
-        Err(e) => Err(e),
-    }
 }
 
 /// `GET /sobjects/{type}/describe`: the entry of the External ID field, if describe lists it.

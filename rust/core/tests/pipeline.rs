@@ -161,3 +161,41 @@ fn writes_of_repeated_keys_travel_together_instead_of_in_ever_smaller_requests()
     let requests = emu.api_requests() - before;
     assert!(requests <= 14, "{requests} requests for 12 rounds of 30 keys");
 }
+
+#[test]
+fn mixed_operations_of_repeated_keys_travel_together() {
+    for latency in [0, 150] {
+        mixed_operations_with_latency(latency);
+    }
+}
+
+fn mixed_operations_with_latency(latency: u64) {
+    let emu = Emulator::start();
+    emu.control("POST", "latency", json!({"ms": latency}));
+    emu.control("POST", "faults", json!({"seed": 5, "rules": [
+        {"kind": "record_error", "error_code": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access to this record", "probability": 0.05}
+    ]}));
+    let sink = upsert_sink(&emu, &[
+        ("salesforce.operation.header.enabled", "true"),
+        ("salesforce.retry.initial.backoff.ms", "20"),
+        ("salesforce.retry.max.backoff.ms", "200"),
+    ]);
+    let names: Vec<String> = (0..360).map(|i| format!("v{i}")).collect();
+    let keys: Vec<String> = (0..30).map(|k| format!("m-{k}")).collect();
+    let ops = ["UPSERT", "UPSERT", "UPDATE", "DELETE"];
+    let records: Vec<Record> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut r = upsert(i as i64, &keys[(i * 7) % 30], n);
+            r.operation_header = OperationHeader::Text(ops[(i / 30) % 4]);
+            r
+        })
+        .collect();
+    let before = emu.api_requests();
+    sink.submit(&records, 0).unwrap();
+    assert_eq!(sink.wait(Duration::from_secs(60)).unwrap().unfinished, 0);
+    let requests = emu.api_requests() - before;
+    println!("{requests} requests for 360 mixed writes over 30 keys, +{latency} ms");
+    assert!(requests * 3 < 360, "{requests} requests for 360 mixed writes over 30 keys, +{latency} ms");
+}

@@ -56,9 +56,11 @@ pub enum NotYet {
 }
 
 /// Requests that isolating the records at fault in one whole-request refusal may cost beyond the
-/// request itself. Halving 200 records down to one costs up to 398; a refusal that names a field
-/// costs one. Past the budget the remaining records fail with Salesforce's answer.
-const SPLIT_BUDGET: usize = 16;
+/// request itself: at least this many, and at most one per record of the request (halving 200
+/// records down to single ones costs up to 398; a refusal that names a field costs one). Past the
+/// budget the remaining records fail with Salesforce's answer: by then nearly every record of the
+/// request has been refused on its own account.
+const MIN_SPLIT_BUDGET: usize = 16;
 
 /// The shortest wait before a write is tried again.
 pub const MIN_RETRY_BACKOFF: Duration = Duration::from_millis(1);
@@ -175,10 +177,12 @@ impl Writer {
         if !self.external_id_mode() {
             return Ok(ExternalIdKind::Text);
         }
-        match crate::startup::external_id_kind(&self.cfg, &self.client).await {
+        match crate::startup::check_external_id_field(&self.cfg, &self.client, self.cfg.startup_validation).await {
             Ok(kind) => Ok(*self.external_id.get_or_init(|| kind)),
-            Err(e) if e.class() == ErrorClass::Fatal => Err(NotYet::Fatal(self.fatal(&e))),
-            Err(e) => Err(NotYet::Retry(e.to_string(), self.cfg.retry.backoff(1).max(MIN_RETRY_BACKOFF))),
+            Err(crate::startup::FieldCheck::NotYet(e)) => {
+                Err(NotYet::Retry(e.to_string(), self.cfg.retry.backoff(1).max(MIN_RETRY_BACKOFF)))
+            }
+            Err(crate::startup::FieldCheck::Wrong(why)) => Err(NotYet::Fatal(FatalError(format!("startup validation failed: {why}")))),
         }
     }
 
@@ -260,7 +264,8 @@ impl Writer {
                     fields: Arc::clone(&items[i].write.fields),
                 })
                 .collect();
-            let sent = Arc::clone(self).send(op, request, Arc::new(AtomicUsize::new(SPLIT_BUDGET))).await?;
+            let budget = Arc::new(AtomicUsize::new(request.len().max(MIN_SPLIT_BUDGET)));
+            let sent = Arc::clone(self).send(op, request, budget).await?;
             for (i, result) in ready.into_iter().zip(sent) {
                 results[i] = Some(result);
             }
@@ -293,7 +298,7 @@ impl Writer {
 
     /// One request, returning one result per write in request order. A Collections request that
     /// Salesforce refuses as a whole with HTTP 400 is narrowed down to the records at fault, at
-    /// most `budget` extra requests in all (see [`SPLIT_BUDGET`]).
+    /// most `budget` extra requests in all (see [`MIN_SPLIT_BUDGET`]).
     fn send(
         self: Arc<Self>,
         op: Operation,
@@ -480,8 +485,8 @@ fn take(budget: &AtomicUsize, n: usize) -> bool {
 
 fn exhausted(e: &SalesforceError) -> String {
     format!(
-        "{e} (Salesforce refused the whole request; the record at fault could not be isolated within {SPLIT_BUDGET} \
-         extra requests, so every record of it is reported)"
+        "{e} (Salesforce refused the whole request again and again; the records at fault could not be told apart \
+         within one extra request per record, so every record left is reported)"
     )
 }
 
