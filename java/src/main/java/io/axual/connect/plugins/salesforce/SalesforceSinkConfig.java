@@ -69,7 +69,6 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String WRITE_MODE = "salesforce.write.mode";
     public static final String BATCH_SIZE = "salesforce.batch.size";
     public static final String MAX_IN_FLIGHT_REQUESTS = "salesforce.max.in.flight.requests";
-    public static final String TEST_NATIVE_PANIC = "salesforce.test.native.panic";
 
     static final String CLIENT_CREDENTIALS = "CLIENT_CREDENTIALS";
     static final String JWT_BEARER = "JWT_BEARER";
@@ -244,9 +243,6 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 "Concurrent Salesforce requests per task (1..64); records with the same key are always written in "
                         + "order.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Max in-flight requests");
-        def.define(TEST_NATIVE_PANIC, Type.STRING, "", null, Importance.LOW,
-                "Testing only: makes the native code panic in the named entry point (open, put, close)",
-                GROUP_ADVANCED, ++order, Width.SHORT, "Test: native panic", new Hidden());
         return def;
     }
 
@@ -630,18 +626,6 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         @Override
         public boolean visible(String name, Map<String, Object> parsedConfig) {
             return Boolean.TRUE.equals(parsedConfig.get(booleanKey));
-        }
-    }
-
-    private static final class Hidden implements ConfigDef.Recommender {
-        @Override
-        public List<Object> validValues(String name, Map<String, Object> parsedConfig) {
-            return Collections.emptyList();
-        }
-
-        @Override
-        public boolean visible(String name, Map<String, Object> parsedConfig) {
-            return false;
         }
     }
 }
