@@ -46,6 +46,7 @@ ensure_zig_toolchain() {
 # Fails when any dynamic symbol of the library needs a glibc newer than GLIBC_MIN.
 check_glibc() {
   local lib="$1" newest
+  command -v objdump >/dev/null || { echo "check_glibc: objdump not found: install binutils" >&2; return 1; }
   newest="$(objdump -T "$lib" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)"
   if [[ -z "$newest" ]]; then
     echo "check_glibc: no GLIBC symbol versions in $lib (objdump -T); is it a glibc build?" >&2
