@@ -75,3 +75,14 @@ def test_config_validate_reports_on_key(e2e):
     listed = {c["definition"]["name"] for c in result.get("configs", []) if "definition" in c}
     assert "salesforce.instance.url" in listed, sorted(listed)
     assert not [k for k in listed if ".test." in k or k.startswith("test.")], sorted(listed)
+
+
+def test_native_logger_level_through_admin_endpoint(e2e):
+    # The README tells operators to raise the native logger this way.
+    logger = "io.axual.connect.plugins.salesforce.native"
+    e2e.connect.request("PUT", f"/admin/loggers/{logger}", json={"level": "TRACE"})
+    try:
+        got = e2e.connect.request("GET", f"/admin/loggers/{logger}").json()
+        assert got.get("level") == "TRACE", got
+    finally:
+        e2e.connect.request("PUT", f"/admin/loggers/{logger}", json={"level": "DEBUG"})
