@@ -37,10 +37,12 @@ def test_insert_client_credentials_schemaless(e2e):
 
 
 def test_native_panic_fails_task_not_worker(e2e):
-    # A: the native side panics inside put() -> NativeSinkException -> the task FAILS
+    # A: the native side panics inside put() -> NativeSinkException -> the task FAILS. The test
+    # stack's worker environment (SALESFORCE_SINK_TEST_NATIVE_PANIC) makes connectors named
+    # native-panic-put-* panic; no connector key can.
     topic_a = e2e.new_topic("panic")
-    a = e2e.create_connector(e2e.sink_config({"topics": topic_a, "salesforce.test.native.panic": "put"}),
-                             name=e2e.name("panic"), wait=False)
+    a = e2e.create_connector(e2e.sink_config({"topics": topic_a}),
+                             name="native-panic-put-" + e2e.name("panic"), wait=False)
     e2e.produce([("k", {"FirstName": "Pan", "LastName": "Ic"})], topic=topic_a)
     failed = e2e.connect.wait_failed(a, task=0, timeout=60)
     assert "panic" in (failed.get("trace") or "").lower(), (
@@ -69,3 +71,18 @@ def test_config_validate_reports_on_key(e2e):
     assert "salesforce.client.secret" in errors, (
         f"expected an error on salesforce.client.secret, got errors on {sorted(errors)}: {errors}")
     assert errors["salesforce.client.secret"][0].strip(), errors
+    # Only real, documented keys are offered: no test hooks in the public configuration.
+    listed = {c["definition"]["name"] for c in result.get("configs", []) if "definition" in c}
+    assert "salesforce.instance.url" in listed, sorted(listed)
+    assert not [k for k in listed if ".test." in k or k.startswith("test.")], sorted(listed)
+
+
+def test_native_logger_level_through_admin_endpoint(e2e):
+    # The README tells operators to raise the native logger this way.
+    logger = "io.axual.connect.plugins.salesforce.native"
+    e2e.connect.request("PUT", f"/admin/loggers/{logger}", json={"level": "TRACE"})
+    try:
+        got = e2e.connect.request("GET", f"/admin/loggers/{logger}").json()
+        assert got.get("level") == "TRACE", got
+    finally:
+        e2e.connect.request("PUT", f"/admin/loggers/{logger}", json={"level": "DEBUG"})

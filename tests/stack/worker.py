@@ -40,7 +40,8 @@ class Worker(Service):
         self.heap = heap
         self.extra_props = dict(extra_props or {})
         self.log_levels = {**DEFAULT_LOG_LEVELS, **(log_levels or {})}
-        self.env = {"RUST_BACKTRACE": "1", **(env or {})}
+        # Test-only switch outside the connector config: connectors named native-panic-put-* panic in put().
+        self.env = {"RUST_BACKTRACE": "1", "SALESFORCE_SINK_TEST_NATIVE_PANIC": "put:native-panic-put-*", **(env or {})}
         self.config_file = self.dir / "worker.properties"
         self.log_file = self.dir / "worker.log"   # log4j2 output (grep this)
         self.out_file = self.dir / "worker.out"   # JVM stdout/stderr (native panics' stderr, hs_err notes)

@@ -123,7 +123,7 @@ pub struct Config {
     pub max_buffered_records: usize,
     /// `salesforce.coalesce.updates`: merge consecutive UPSERT/UPDATE writes of a key while they wait.
     pub coalesce_updates: bool,
-    /// Test-only hook: the native entry point that must panic (`open`, `put`, `render`, `drainLogs`, `close`).
+    /// Test-only hook from [`TEST_PANIC_ENV`]: the native entry point that must panic.
     pub test_panic: Option<String>,
     pub proxy: Option<Proxy>,
     /// Extra trusted CA certificates (PEM), for orgs reached through a TLS-inspecting proxy or a
@@ -288,7 +288,7 @@ impl Config {
             linger: Duration::from_millis(v.int("salesforce.linger.ms", 200, 0, 600_000)?),
             max_buffered_records: v.int("salesforce.max.buffered.records", 20_000, 1, 10_000_000)? as usize,
             coalesce_updates: v.boolean("salesforce.coalesce.updates", false)?,
-            test_panic: v.opt("salesforce.test.native.panic").map(str::to_owned),
+            test_panic: test_panic_from_env(&v.string("connector.name", "salesforce-sink")),
             proxy: v.opt("salesforce.proxy.url").map(|url| Proxy {
                 url: Secret::new(url),
                 username: v.opt("salesforce.proxy.username").map(str::to_owned),
@@ -369,5 +369,42 @@ pub(crate) mod tests {
     fn secrets_do_not_print() {
         let c = with(&[]).unwrap();
         assert!(!format!("{c:?}").contains("shh"));
+    }
+}
+
+/// Test-only switch, deliberately outside the connector configuration so that no user can reach it
+/// through the REST API: the worker's environment variable `SALESFORCE_SINK_TEST_NATIVE_PANIC`
+/// lists `<entry point>:<connector name>` pairs (comma-separated; a name ending in `*` is a prefix),
+/// and the sink of a matching connector panics in that entry point. Tests use it to prove a native
+/// panic becomes a Java exception instead of taking the worker down.
+pub const TEST_PANIC_ENV: &str = "SALESFORCE_SINK_TEST_NATIVE_PANIC";
+
+fn test_panic_from_env(connector_name: &str) -> Option<String> {
+    test_panic_for(&std::env::var(TEST_PANIC_ENV).ok()?, connector_name)
+}
+
+fn test_panic_for(spec: &str, connector_name: &str) -> Option<String> {
+    spec.split(',').find_map(|pair| {
+        let (entry_point, pattern) = pair.trim().split_once(':')?;
+        let matches = match pattern.strip_suffix('*') {
+            Some(prefix) => connector_name.starts_with(prefix),
+            None => connector_name == pattern,
+        };
+        matches.then(|| entry_point.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod test_panic_tests {
+    use super::test_panic_for;
+
+    #[test]
+    fn pairs_match_by_name_or_prefix() {
+        let spec = "open:a, put:panic-put-*";
+        assert_eq!(test_panic_for(spec, "a").as_deref(), Some("open"));
+        assert_eq!(test_panic_for(spec, "panic-put-17").as_deref(), Some("put"));
+        assert_eq!(test_panic_for(spec, "b"), None);
+        assert_eq!(test_panic_for("garbage", "a"), None);
+        assert_eq!(test_panic_for("", "a"), None);
     }
 }

@@ -224,10 +224,10 @@ impl Drop for SalesforceSink {
     }
 }
 
-/// `salesforce.test.native.panic=<entry point>` (`open`, `put`, `render`, `drainLogs`, `close`) proves that a native panic becomes a Java
-/// exception instead of taking the worker down.
+/// Panics in `entry_point` (`open`, `put`, `render`, `drainLogs`, `close`) when the test-only
+/// environment variable [`config::TEST_PANIC_ENV`] names this sink's connector for it.
 fn test_hook(cfg: &Config, entry_point: &str) {
     if cfg.test_panic.as_deref() == Some(entry_point) {
-        panic!("forced panic in native {entry_point} (salesforce.test.native.panic)");
+        panic!("forced panic in native {entry_point} ({})", config::TEST_PANIC_ENV);
     }
 }

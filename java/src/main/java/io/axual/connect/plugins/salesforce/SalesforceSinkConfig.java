@@ -72,7 +72,6 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String LINGER_MS = "salesforce.linger.ms";
     public static final String MAX_BUFFERED_RECORDS = "salesforce.max.buffered.records";
     public static final String COALESCE_UPDATES = "salesforce.coalesce.updates";
-    public static final String TEST_NATIVE_PANIC = "salesforce.test.native.panic";
 
     static final String CLIENT_CREDENTIALS = "CLIENT_CREDENTIALS";
     static final String JWT_BEARER = "JWT_BEARER";
@@ -260,9 +259,6 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                         + "fields win; never across a DELETE or INSERT). Fewer API calls for hot keys, but triggers, "
                         + "flows and field history then see one change instead of several.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Coalesce updates");
-        def.define(TEST_NATIVE_PANIC, Type.STRING, "", null, Importance.LOW,
-                "Testing only: makes the native code panic in the named entry point (open, put, close)",
-                GROUP_ADVANCED, ++order, Width.SHORT, "Test: native panic", new Hidden());
         return def;
     }
 
@@ -646,18 +642,6 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         @Override
         public boolean visible(String name, Map<String, Object> parsedConfig) {
             return Boolean.TRUE.equals(parsedConfig.get(booleanKey));
-        }
-    }
-
-    private static final class Hidden implements ConfigDef.Recommender {
-        @Override
-        public List<Object> validValues(String name, Map<String, Object> parsedConfig) {
-            return Collections.emptyList();
-        }
-
-        @Override
-        public boolean visible(String name, Map<String, Object> parsedConfig) {
-            return false;
         }
     }
 }

@@ -23,6 +23,10 @@ import org.junit.jupiter.params.provider.ValueSource;
  * Against the REAL native library (skipped when the build has none, e.g. -Dnative.skip=true
  * without a library): a panic in any entry point is a Java exception naming it, the JVM goes on,
  * and native handles are freed on close, on stop and after a failed task.
+ *
+ * <p>The panics are switched on outside the connector configuration: surefire sets the environment
+ * variable SALESFORCE_SINK_TEST_NATIVE_PANIC (see java/pom.xml) so that a connector named
+ * {@code native-panic-<entry point>} panics in that entry point.
  */
 class NativeSafetyTest {
 
@@ -38,7 +42,7 @@ class NativeSafetyTest {
     }
 
     /** Startup validation off, loopback instance: opening talks to nobody. */
-    static Map<String, Object> settings(String panicIn) {
+    static Map<String, Object> settings() {
         Map<String, Object> s = new HashMap<>();
         s.put("salesforce.instance.url", "http://127.0.0.1:9");
         s.put("salesforce.client.id", "cid");
@@ -46,14 +50,16 @@ class NativeSafetyTest {
         s.put("salesforce.client.secret", "secret");
         s.put("salesforce.sobject.type", "Contact");
         s.put("salesforce.startup.validation.enabled", "false");
-        if (panicIn != null) {
-            s.put("salesforce.test.native.panic", panicIn);
-        }
         return s;
     }
 
+    /** The connector name that the test environment makes panic in {@code panicIn} (null: none). */
+    static String connectorName(String panicIn) {
+        return panicIn == null ? "safety" : "native-panic-" + panicIn;
+    }
+
     static byte[] config(String panicIn) {
-        return ConfigEncoder.encode(settings(panicIn), "safety", "0");
+        return ConfigEncoder.encode(settings(), connectorName(panicIn), "0");
     }
 
     static byte[] oneTombstone() {
@@ -131,8 +137,8 @@ class NativeSafetyTest {
         long before = NativeSink.liveHandles();
         SalesforceSinkTask task = new SalesforceSinkTask();
         Map<String, String> props = new HashMap<>();
-        settings("put").forEach((k, v) -> props.put(k, v.toString()));
-        props.put("name", "safety");
+        settings().forEach((k, v) -> props.put(k, v.toString()));
+        props.put("name", connectorName("put"));
         props.put("task.id", "0");
         task.start(props);
         assertEquals(before + 1, NativeSink.liveHandles());
@@ -148,8 +154,8 @@ class NativeSafetyTest {
         long before = NativeSink.liveHandles();
         SalesforceSinkTask task = new SalesforceSinkTask();
         Map<String, String> props = new HashMap<>();
-        settings("drainLogs").forEach((k, v) -> props.put(k, v.toString()));
-        props.put("name", "safety");
+        settings().forEach((k, v) -> props.put(k, v.toString()));
+        props.put("name", connectorName("drainLogs"));
         RuntimeException e = assertThrows(RuntimeException.class, () -> task.start(props));
         assertTrue(e.getMessage().contains("native panic in drainLogs"), e.getMessage());
         task.stop();
