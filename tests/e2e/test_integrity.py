@@ -104,6 +104,7 @@ def _failed_trace(e2e, name: str) -> str:
 
 
 def test_persistent_401_fails_the_task_not_the_records(e2e):
+    t0 = time.monotonic()
     dlq = e2e.new_topic("dlq")
     e2e.kafka.create_topic(e2e.topic, 1)
     name = e2e.create_connector(e2e.sink_config(e2e.dlq_config(dlq)))
@@ -121,11 +122,13 @@ def test_persistent_401_fails_the_task_not_the_records(e2e):
     assert 2 <= tokens <= 5, f"{tokens} token requests"
     reliability_report.record("integrity: persistent 401 after the refresh (errors.tolerance=all)", {
         "sent": 5, "written": 0, "dlq": 0, "duplicates": 0, "lost": 0, "faults_injected": _fired(e2e),
-        "restarts": 0, "notes": "Expected outcome: task FAILED naming a freshly issued access token; DLQ empty.",
+        "restarts": 0, "seconds": round(time.monotonic() - t0),
+        "notes": "Expected outcome: task FAILED naming a freshly issued access token; DLQ empty.",
     })
 
 
 def test_rotated_client_secret_fails_the_task_not_the_records(e2e):
+    t0 = time.monotonic()
     dlq = e2e.new_topic("dlq")
     e2e.kafka.create_topic(e2e.topic, 1)
     name = e2e.create_connector(e2e.sink_config(e2e.dlq_config(dlq)))
@@ -142,6 +145,7 @@ def test_rotated_client_secret_fails_the_task_not_the_records(e2e):
     assert sorted(r["LastName"] for r in e2e.emu.records("Contact")) == ["before0", "before1", "before2"]
     reliability_report.record("integrity: client secret rotated mid-run (errors.tolerance=all)", {
         "sent": 6, "written": 3, "dlq": 0, "duplicates": 0, "lost": 0, "faults_injected": 1, "restarts": 0,
+        "seconds": round(time.monotonic() - t0),
         "notes": "Expected outcome: task FAILED naming invalid_client and salesforce.client.secret; DLQ empty; "
                  "the 3 records after the rotation stay in Kafka.",
     })
@@ -152,6 +156,7 @@ def test_rotated_client_secret_fails_the_task_not_the_records(e2e):
 # ------------------------------------------------------------------------------------------------
 
 def test_malformed_native_id_keys_delete_only_named_records(e2e):
+    t0 = time.monotonic()
     dlq = e2e.new_topic("dlq")
     e2e.kafka.create_topic(e2e.topic, 1)
     name = e2e.create_connector(e2e.sink_config({
@@ -197,7 +202,7 @@ def test_malformed_native_id_keys_delete_only_named_records(e2e):
         assert named <= {id4, id5}, f"a DELETE named {named - {id4, id5}}: {r}"
     reliability_report.record("integrity: malformed Native ID keys in a DELETE stream", {
         "sent": len(stream), "written": 2, "dlq": len(dead), "duplicates": 0, "lost": 0,
-        "faults_injected": 0, "restarts": 0,
+        "faults_injected": 0, "restarts": 0, "seconds": round(time.monotonic() - t0),
         "notes": "Keys such as '<id1>,<id2>', '<id>%2C<id>', '..', 14 characters and a wrong suffix case go to the "
                  "DLQ naming the key; the 15-character and lower-case-suffix 18-character forms delete their record.",
     })
