@@ -18,7 +18,8 @@ import pytest
 from tests import reliability_report
 from tests.stack import DEFAULT_CLIENT_ID
 
-from .checks import dlq_entries, eviction_lines, redelivery_skips, regex_router, wait_all_consumed
+from .checks import (dlq_entries, eviction_lines, redelivery_skips, regex_router, task_event_times,
+                     wait_all_consumed)
 from .model import ExternalIdModel, emulator_state
 
 EXT = {"salesforce.sobject.type": "MyObject__c", "salesforce.external.id.field": "ExternalId__c",
@@ -253,9 +254,18 @@ def test_hot_key_puts_stay_within_the_poll_interval(e2e):
     # 70 s of sequential writes cannot fit in one put with a 5 s budget: the batch must have come
     # back several times, each time without the records already written.
     assert len(skips) >= 5, f"expected the put budget to cut the batch many times, redeliveries: {skips}"
+    # Each put lies between two of these events (task start or a redelivery begins it, the
+    # RetriableException ends it): the budget is a quarter of the poll interval, plus requests in
+    # flight and the backoff, so no gap may come near the poll interval.
+    events = task_event_times(e2e, name, ["Salesforce sink task started", "Redelivered batch",
+                                          "RetriableException from SinkTask"])
+    gaps = [round(b - a, 1) for a, b in zip(events, events[1:])]
+    assert len(events) >= 2 * len(skips) and max(gaps) < poll_interval_ms / 2000, (
+        f"a put ran too long for a {poll_interval_ms} ms poll interval: gaps between put events {gaps}")
     seconds = time.monotonic() - t0
     reliability_report.record("integrity: hot key x100, 700 ms latency, max.poll.interval.ms=20000", {
         "sent": len(stream), "written": len(stream), "dlq": 0, "duplicates": 0, "lost": len(diff),
         "faults_injected": 0, "restarts": 0, "seconds": round(seconds),
-        "details": {"redelivered batches": len(skips), "consumer evictions": len(evicted)},
+        "details": {"redelivered batches": len(skips), "consumer evictions": len(evicted),
+                    "longest put (s)": max(gaps)},
     })
