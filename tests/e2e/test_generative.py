@@ -89,23 +89,37 @@ def make_faults(rng: random.Random) -> dict:
 
 
 class ChunkProducer(threading.Thread):
-    """Produces the records in small flushed chunks over ``seconds``, so the stream is still
-    flowing when the group membership changes (each chunk flushed before the next: per-partition
-    order is production order)."""
+    """Produces the records in small flushed chunks (each flushed before the next: per-partition
+    order is production order). Up to ``before`` records go out slowly until ``gate`` is set, so
+    records are still arriving and in flight while the group membership changes; the rest after."""
 
-    def __init__(self, e2e, topic: str, records: list, seconds: float, chunk: int = 15):
+    def __init__(self, e2e, topic: str, records: list, before: int, chunk: int = 10, pause: float = 0.7):
         super().__init__(daemon=True)
-        self.e2e, self.topic, self.records, self.seconds, self.chunk = e2e, topic, records, seconds, chunk
+        self.e2e, self.topic, self.records, self.before = e2e, topic, records, before
+        self.chunk, self.pause = chunk, pause
+        self.gate = threading.Event()
+        self.sent_before_gate = 0
         self.error = None
 
     def run(self):
         try:
-            chunks = [self.records[i:i + self.chunk] for i in range(0, len(self.records), self.chunk)]
-            for c in chunks:
-                self.e2e.produce(c, topic=self.topic)
-                time.sleep(self.seconds / len(chunks))
+            at = 0
+            while at < len(self.records):
+                if at >= self.before and not self.gate.wait(120):
+                    raise AssertionError("the membership change never completed")
+                if not self.gate.is_set():
+                    self.sent_before_gate = min(len(self.records), at + self.chunk)
+                self.e2e.produce(self.records[at:at + self.chunk], topic=self.topic)
+                at += self.chunk
+                time.sleep(self.pause)
         except Exception as exc:  # reported by the test
             self.error = exc
+
+
+def task_workers(e2e, name: str) -> dict:
+    """{task id: worker id} of the RUNNING tasks."""
+    st = e2e.status(name) or {}
+    return {t["id"]: t.get("worker_id") for t in st.get("tasks", []) if t.get("state") == "RUNNING"}
 
 
 def create_when_leader_ready(e2e, name: str, cfg: dict) -> None:
@@ -201,19 +215,30 @@ def test_generative_streams_match_the_model_through_the_worker(e2e, stack):
             # retry.max.attempts=0 one 503 to the start-up describe fails the task for good).
             e2e.emu.add_fault(faults)
 
-            producer = ChunkProducer(e2e, topic, records, seconds=12)
+            producer = ChunkProducer(e2e, topic, records, before=int(n * 0.7))
             producer.start()
-            time.sleep(3)
-            # a cooperative rebalance while records flow: a worker joins (even cases) or leaves
+            time.sleep(2)
+            # A cooperative rebalance while records flow: a worker joins (even cases) and takes a
+            # task, or leaves (odd cases) and its task moves back. The rest of the stream is
+            # produced once the task runs at its new place.
             if added is None:
                 _log("adding a worker mid-stream")
                 added = stack.add_worker()
+                new_id = f"127.0.0.1:{added.port}"
+                moved = lambda: new_id in task_workers(e2e, name).values()  # noqa: E731
             else:
+                gone_id = f"127.0.0.1:{added.port}"
                 _log(f"removing {added.name} mid-stream")
                 stack.remove_worker(added)
                 added = None
+                moved = lambda: (len(task_workers(e2e, name)) == 2  # noqa: E731
+                                 and gone_id not in task_workers(e2e, name).values())
+            wait_until(moved, 90, 0.5, lambda: f"{context}: a task to move: {e2e.describe(name)}",
+                       ignore=(Exception,))
+            _log(f"tasks moved ({task_workers(e2e, name)}), {producer.sent_before_gate} of {n} records produced")
             totals["membership changes"] += 1
             e2e.emu.revoke_tokens()  # and the sessions end: every task fetches a new token
+            producer.gate.set()
             producer.join(120)
             assert producer.error is None and not producer.is_alive(), f"{context}: produce failed: {producer.error}"
             wait_all_consumed(e2e, name, [topic], timeout=240)
