@@ -93,10 +93,11 @@ class ChunkProducer(threading.Thread):
     order is production order). Up to ``before`` records go out slowly until ``gate`` is set, so
     records are still arriving and in flight while the group membership changes; the rest after."""
 
-    def __init__(self, e2e, topic: str, records: list, before: int, chunk: int = 10, pause: float = 0.7):
+    def __init__(self, e2e, topic: str, records: list, before: int, chunk: int = 10, seconds_before: float = 20):
         super().__init__(daemon=True)
         self.e2e, self.topic, self.records, self.before = e2e, topic, records, before
-        self.chunk, self.pause = chunk, pause
+        # spread the first ``before`` records over about as long as a new worker takes to join
+        self.chunk, self.pause = chunk, max(0.3, seconds_before / max(1, before // chunk))
         self.gate = threading.Event()
         self.sent_before_gate = 0
         self.error = None
@@ -111,7 +112,7 @@ class ChunkProducer(threading.Thread):
                     self.sent_before_gate = min(len(self.records), at + self.chunk)
                 self.e2e.produce(self.records[at:at + self.chunk], topic=self.topic)
                 at += self.chunk
-                time.sleep(self.pause)
+                time.sleep(0.3 if self.gate.is_set() else self.pause)
         except Exception as exc:  # reported by the test
             self.error = exc
 
