@@ -160,7 +160,8 @@ def main(argv=None) -> int:
         sys.stdout.write(text)
     else:
         Path(args.output).write_text(text)
-        print(f"wrote {args.output} ({len(data)} scenarios)")
+        kept_only = len(set(kept) - set(data))
+        print(f"wrote {args.output} ({len(data)} scenarios" + (f", {kept_only} kept as they were)" if kept_only else ")"))
     return 0
 
 
