@@ -1,0 +1,73 @@
+"""Checks shared by the integrity and generative suites (issue 8) that the single-topic helpers of
+``test_operations`` do not cover: DLQ entries keyed by their full source coordinates, committed
+offsets of several topics, RegexRouter configs, eviction messages in the worker log.
+"""
+from __future__ import annotations
+
+import re
+
+from .test_operations import wait_consumed
+
+MSG = "__connect.errors.exception.message"
+TOPIC = "__connect.errors.topic"
+PARTITION = "__connect.errors.partition"
+OFFSET = "__connect.errors.offset"
+
+
+def wait_all_consumed(e2e, name: str, topics, timeout: float = 90) -> None:
+    """Until the connector's group committed the end of every topic (every record was written,
+    skipped or reported). Offsets are committed by the original (pre-SMT) topic."""
+    for t in topics:
+        wait_consumed(e2e, name, t, timeout=timeout)
+
+
+def dlq_entries(e2e, dlq: str, timeout: float = 20) -> dict:
+    """{(source topic, partition, offset): message} of the DLQ; fails on a record reported twice
+    (the DLQ context headers carry the record's original coordinates, before any SMT)."""
+    out = {}
+    for m in e2e.consume_all(dlq, timeout=timeout):
+        h = m.headers_dict()
+        where = (h[TOPIC], int(h[PARTITION]), int(h[OFFSET]))
+        assert where not in out, f"{where} reported twice: {out[where]!r} / {h.get(MSG)!r}"
+        out[where] = h.get(MSG) or ""
+    return out
+
+
+def regex_router(regex: str, replacement: str, name: str = "rename") -> dict:
+    return {
+        "transforms": name,
+        f"transforms.{name}.type": "org.apache.kafka.connect.transforms.RegexRouter",
+        f"transforms.{name}.regex": regex,
+        f"transforms.{name}.replacement": replacement,
+    }
+
+
+def eviction_lines(e2e, name: str) -> list:
+    """Worker-log lines in which the consumer of connector ``name`` was evicted from its group
+    (or gave up its membership) because poll() came later than max.poll.interval.ms."""
+    group = f"connect-{name}"
+    lines = e2e.worker_log_grep("consumer poll timeout") + e2e.worker_log_grep("max.poll.interval.ms")
+    # The consumer's config dump also prints "max.poll.interval.ms = N", on a line of its own
+    # without the group: only lines naming this connector's group or client count.
+    return sorted({ln for ln in lines if group in ln or f"connector-consumer-{name}-" in ln})
+
+
+def redelivery_skips(e2e, name: str) -> list:
+    """(skipped, batch size) of every redelivered batch the task logged (DEBUG, SalesforceSinkTask)."""
+    pat = re.compile(re.escape(f"[{name}|task-") + r"\d+\] Redelivered batch: skipping (\d+) of (\d+) records")
+    return [(int(m.group(1)), int(m.group(2))) for ln in e2e.worker_log_grep("Redelivered batch")
+            for m in [pat.search(ln)] if m]
+
+
+def task_event_times(e2e, name: str, needles) -> list:
+    """Sorted worker-log timestamps (seconds) of lines of connector ``name``'s tasks that contain
+    any of ``needles`` (log4j2 pattern ``[yyyy-MM-ddTHH:mm:ss,SSS] LEVEL [connector|task-N] ...``)."""
+    from datetime import datetime
+    out = []
+    for needle in needles:
+        for ln in e2e.worker_log_grep(needle):
+            if f"[{name}|task-" not in ln or not ln.startswith("["):
+                continue
+            stamp = ln[1:ln.index("]")]
+            out.append(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S,%f").timestamp())
+    return sorted(out)
