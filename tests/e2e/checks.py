@@ -4,7 +4,6 @@ offsets of several topics, RegexRouter configs, eviction messages in the worker 
 """
 from __future__ import annotations
 
-import re
 
 from .test_operations import wait_consumed
 
@@ -50,24 +49,3 @@ def eviction_lines(e2e, name: str) -> list:
     # The consumer's config dump also prints "max.poll.interval.ms = N", on a line of its own
     # without the group: only lines naming this connector's group or client count.
     return sorted({ln for ln in lines if group in ln or f"connector-consumer-{name}-" in ln})
-
-
-def redelivery_skips(e2e, name: str) -> list:
-    """(skipped, batch size) of every redelivered batch the task logged (DEBUG, SalesforceSinkTask)."""
-    pat = re.compile(re.escape(f"[{name}|task-") + r"\d+\] Redelivered batch: skipping (\d+) of (\d+) records")
-    return [(int(m.group(1)), int(m.group(2))) for ln in e2e.worker_log_grep("Redelivered batch")
-            for m in [pat.search(ln)] if m]
-
-
-def task_event_times(e2e, name: str, needles) -> list:
-    """Sorted worker-log timestamps (seconds) of lines of connector ``name``'s tasks that contain
-    any of ``needles`` (log4j2 pattern ``[yyyy-MM-ddTHH:mm:ss,SSS] LEVEL [connector|task-N] ...``)."""
-    from datetime import datetime
-    out = []
-    for needle in needles:
-        for ln in e2e.worker_log_grep(needle):
-            if f"[{name}|task-" not in ln or not ln.startswith("["):
-                continue
-            stamp = ln[1:ln.index("]")]
-            out.append(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S,%f").timestamp())
-    return sorted(out)

@@ -181,7 +181,7 @@ def test_generative_streams_match_the_model_through_the_worker(e2e, stack):
             n = rng.randint(150, 300)
             stream = make_stream(rng, keys, n)
             use_smt = rng.random() < 0.5
-            retries = rng.choice(["0", "3"])  # 0: every transient failure is a Connect redelivery
+            retries = rng.choice(["0", "3"])  # retries at start only: the pipeline retries writes itself
             batch_size = str(rng.choice([1, 7, 50, 200]))
             faults = make_faults(rng)
             context = (f"seed {seed} case {case}: {n} records, keys {keys!r}, SMT {use_smt}, "

@@ -26,6 +26,10 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// How long writes refused for the daily quota wait before they are tried again (SPEC §8's
+/// default check interval).
+pub const QUOTA_WAIT: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// Transient: retried with backoff, then redelivered by Connect.
@@ -114,6 +118,13 @@ impl SalesforceError {
         }
     }
 
+    /// The org's daily API allowance is spent: it comes back at the next rolling day, not in
+    /// seconds, so waiting writes are tried again only every [`QUOTA_WAIT`].
+    pub fn is_daily_quota(&self) -> bool {
+        matches!(self, SalesforceError::Rejected { errors, .. }
+            if errors.first().is_some_and(|e| e.code == "REQUEST_LIMIT_EXCEEDED" && !e.message.to_ascii_lowercase().contains("concurrent")))
+    }
+
     pub fn is_session_expired(&self) -> bool {
         matches!(self, SalesforceError::Rejected { status: 401, .. }) || self.code() == Some("INVALID_SESSION_ID")
     }
@@ -135,10 +146,10 @@ pub fn classify_code(code: &str, message: &str, status: Option<u16>) -> ErrorCla
         }
         // A trigger or flow that could not lock a row reports the lock inside its own code.
         "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY" if message.contains("UNABLE_TO_LOCK_ROW") => ErrorClass::Recoverable,
-        // One code for two limits: the daily quota (TotalRequests) stays exhausted for hours, the
-        // concurrency limits clear within seconds.
-        "REQUEST_LIMIT_EXCEEDED" if message.to_ascii_lowercase().contains("concurrent") => ErrorClass::Recoverable,
-        "REQUEST_LIMIT_EXCEEDED" => ErrorClass::NonRecoverable,
+        // One code for two limits: the concurrency limits clear within seconds, the daily quota
+        // (TotalRequests) within hours. Neither is the record's fault: records wait (SPEC §4, §8),
+        // retried with the capped backoff, and never go to the DLQ for it.
+        "REQUEST_LIMIT_EXCEEDED" => ErrorClass::Recoverable,
         _ => status.map(classify_status).unwrap_or(ErrorClass::NonRecoverable),
     }
 }
@@ -163,7 +174,7 @@ mod tests {
             (rejected(429, "", ""), Recoverable),
             (rejected(400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"), Recoverable),
             (rejected(403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded"), Recoverable),
-            (rejected(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."), NonRecoverable),
+            (rejected(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."), Recoverable),
             (rejected(400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName]"), NonRecoverable),
             (rejected(404, "NOT_FOUND", "The requested resource does not exist"), NonRecoverable),
             (SalesforceError::Timeout(Duration::from_secs(1)), Recoverable),

@@ -371,6 +371,10 @@ impl State {
                 Some(ItemResult::Written) => self.finish(&entry.seqs, Outcome::Written),
                 Some(ItemResult::Failed(message)) => self.finish(&entry.seqs, Outcome::Failed(message)),
                 Some(ItemResult::StaleId) => self.back(entry, None),
+                Some(ItemResult::WaitForQuota(_)) => {
+                    entry.attempts += 1;
+                    self.back(entry, Some(now + crate::error::QUOTA_WAIT));
+                }
                 Some(ItemResult::Retry(_)) | None => {
                     entry.attempts += 1;
                     let backoff = cfg.retry.backoff(entry.attempts).max(MIN_RETRY_BACKOFF);

@@ -409,22 +409,22 @@ fn tasks_of_one_connector_share_one_token() {
 }
 
 #[test]
-fn a_refusal_for_every_record_fails_each_without_splitting() {
+fn records_wait_for_the_daily_quota_without_splitting_or_the_dlq() {
     let emu = Emulator::start();
-    let sink = emu.sink(&[("salesforce.startup.validation.enabled", "false")]);
+    let sink = emu.sink(&[("salesforce.startup.validation.enabled", "false"), ("put.time.budget.ms", "500")]);
     emu.control("POST", "limits", json!({"max": 1000, "used": 1000}));
     let msgs: Vec<Msg> = (0..50)
         .map(|i| Msg { key: format!("{i}"), op: "INSERT", last_name: Some(format!("L{i}")), email: None })
         .collect();
+    let records: Vec<Record> = msgs.iter().enumerate().map(|(i, m)| m.record(i as i64)).collect();
     emu.control("DELETE", "requests", Json::Null);
-    let out = run(&sink, &msgs, 50);
-    assert_eq!(out.len(), 50);
-    assert!(out.iter().all(|o| matches!(o, Outcome::Failed(m) if m.contains("REQUEST_LIMIT_EXCEEDED"))), "{out:?}");
-    let data_requests = emu.control("GET", "requests", Json::Null)
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["path"].as_str().unwrap_or("").starts_with("/services/data"))
-        .count();
-    assert_eq!(data_requests, 1, "the quota refusal holds for all 50 records: one request, no split");
+    let (out, _) = sink.write_records(&records).unwrap();
+    assert!(out.iter().all(|o| !o.is_final()), "the daily quota is no record's fault: {out:?}");
+    let data_requests = emu.data_requests().len();
+    assert!((1..=3).contains(&data_requests), "the quota refusal holds for all 50 records: {data_requests} requests, no split");
+    // A new day: the records land.
+    emu.control("POST", "limits", json!({"max": 1000, "used": 0}));
+    let sink = emu.sink(&[("salesforce.startup.validation.enabled", "false")]);
+    assert!(sink.write_records(&records).unwrap().0.iter().all(|o| *o == Outcome::Written));
+    assert_eq!(emu.records("Contact").len(), 50);
 }

@@ -116,6 +116,8 @@ pub enum ItemResult {
     Failed(String),
     /// Transient: try again after a backoff; the message names the cause.
     Retry(String),
+    /// The daily API quota is spent: try again after [`crate::error::QUOTA_WAIT`].
+    WaitForQuota(String),
     /// The cached Id no longer names a record: resolve again, no backoff needed.
     StaleId,
 }
@@ -126,6 +128,7 @@ enum SendResult {
     Written { id: Option<String> },
     Failed(String),
     Retry(String),
+    WaitForQuota(String),
     StaleId,
 }
 
@@ -283,6 +286,7 @@ impl Writer {
                 }
                 SendResult::Failed(cause) => ItemResult::Failed(self.describe(item, &cause)),
                 SendResult::Retry(cause) => ItemResult::Retry(self.describe(item, &cause)),
+                SendResult::WaitForQuota(cause) => ItemResult::WaitForQuota(self.describe(item, &cause)),
                 SendResult::StaleId => {
                     if let Some(key) = &item.write.key {
                         self.ids.evict(key);
@@ -317,6 +321,9 @@ impl Writer {
                     ErrorClass::Recoverable => {
                         if op == Operation::Delete && may_have_happened(&e) {
                             self.mark_unsure_deletes(&request);
+                        }
+                        if e.is_daily_quota() {
+                            return Ok(request.iter().map(|_| SendResult::WaitForQuota(e.to_string())).collect());
                         }
                         Ok(request.iter().map(|_| SendResult::Retry(e.to_string())).collect())
                     }
