@@ -286,17 +286,21 @@ def test_non_recoverable_errors_go_to_dlq(e2e, mode):
     assert e2e.status(name)["tasks"][0]["state"] == "RUNNING"
 
 
-def test_daily_quota_exhausted_goes_to_dlq(e2e):
+def test_daily_quota_exhausted_records_wait_and_land_when_it_returns(e2e):
+    """SPEC §4/§8: the spent daily quota is no record's fault; records wait, never the DLQ."""
     dlq = e2e.new_topic("dlq")
-    name = e2e.create_connector(e2e.sink_config({**FAST_RETRY, **e2e.dlq_config(dlq)}))
+    name = e2e.create_connector(e2e.sink_config({
+        **FAST_RETRY, **e2e.dlq_config(dlq), "salesforce.api.quota.check.interval.ms": "1000"}))
     e2e.emu.set_limits(max=1000, used=1000)
     e2e.produce(_contacts(2, "quota"))
-    msgs = _dlq(e2e, dlq, expected=2)
-    for m in msgs:
-        text = m.headers_dict().get(EXC_MSG) or ""
-        assert "REQUEST_LIMIT_EXCEEDED" in text and "TotalRequests" in text, text
+    e2e.wait_until(lambda: any(r.get("status") == 403 for r in _data_requests(e2e)), 30,
+                   message="no request was refused for the quota")
+    time.sleep(2.5)
     assert e2e.emu.records("Contact") == []
     assert e2e.status(name)["tasks"][0]["state"] == "RUNNING"
+    e2e.emu.set_limits(max=1000, used=0)  # a new day
+    e2e.wait_records("Contact", 2, connector=name)
+    assert e2e.consume_all(dlq, timeout=3) == [], "records went to the DLQ for the quota"
 
 
 def test_errors_tolerance_none_fails_task(e2e):

@@ -123,6 +123,8 @@ pub struct Config {
     pub max_buffered_records: usize,
     /// `salesforce.coalesce.updates`: merge consecutive UPSERT/UPDATE writes of a key while they wait.
     pub coalesce_updates: bool,
+    /// `salesforce.api.quota.check.interval.ms`: how long writes refused for the daily quota wait.
+    pub quota_check_interval: Duration,
     /// Test-only hook from [`TEST_PANIC_ENV`]: the native entry point that must panic.
     pub test_panic: Option<String>,
     pub proxy: Option<Proxy>,
@@ -288,6 +290,7 @@ impl Config {
             linger: Duration::from_millis(v.int("salesforce.linger.ms", 200, 0, 600_000)?),
             max_buffered_records: v.int("salesforce.max.buffered.records", 20_000, 1, 10_000_000)? as usize,
             coalesce_updates: v.boolean("salesforce.coalesce.updates", false)?,
+            quota_check_interval: Duration::from_millis(v.int("salesforce.api.quota.check.interval.ms", 60_000, 1, i32::MAX as u64)?),
             test_panic: test_panic_from_env(&v.string("connector.name", "salesforce-sink")),
             proxy: v.opt("salesforce.proxy.url").map(|url| Proxy {
                 url: Secret::new(url),

@@ -26,10 +26,6 @@ impl fmt::Display for ApiError {
     }
 }
 
-/// How long writes refused for the daily quota wait before they are tried again (SPEC §8's
-/// default check interval).
-pub const QUOTA_WAIT: Duration = Duration::from_secs(60);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// Transient: retried with backoff, then redelivered by Connect.
@@ -118,8 +114,8 @@ impl SalesforceError {
         }
     }
 
-    /// The org's daily API allowance is spent: it comes back at the next rolling day, not in
-    /// seconds, so waiting writes are tried again only every [`QUOTA_WAIT`].
+    /// The org's daily API allowance is spent: it comes back over the rolling day, not in
+    /// seconds, so waiting writes are tried again only every `salesforce.api.quota.check.interval.ms`.
     pub fn is_daily_quota(&self) -> bool {
         matches!(self, SalesforceError::Rejected { errors, .. }
             if errors.first().is_some_and(|e| e.code == "REQUEST_LIMIT_EXCEEDED" && !e.message.to_ascii_lowercase().contains("concurrent")))

@@ -373,7 +373,7 @@ impl State {
                 Some(ItemResult::StaleId) => self.back(entry, None),
                 Some(ItemResult::WaitForQuota(_)) => {
                     entry.attempts += 1;
-                    self.back(entry, Some(now + crate::error::QUOTA_WAIT));
+                    self.back(entry, Some(now + cfg.quota_check_interval));
                 }
                 Some(ItemResult::Retry(_)) | None => {
                     entry.attempts += 1;

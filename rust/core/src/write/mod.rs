@@ -116,7 +116,7 @@ pub enum ItemResult {
     Failed(String),
     /// Transient: try again after a backoff; the message names the cause.
     Retry(String),
-    /// The daily API quota is spent: try again after [`crate::error::QUOTA_WAIT`].
+    /// The daily API quota is spent: try again after `salesforce.api.quota.check.interval.ms`.
     WaitForQuota(String),
     /// The cached Id no longer names a record: resolve again, no backoff needed.
     StaleId,

@@ -72,6 +72,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String LINGER_MS = "salesforce.linger.ms";
     public static final String MAX_BUFFERED_RECORDS = "salesforce.max.buffered.records";
     public static final String COALESCE_UPDATES = "salesforce.coalesce.updates";
+    public static final String API_QUOTA_CHECK_INTERVAL_MS = "salesforce.api.quota.check.interval.ms";
 
     static final String CLIENT_CREDENTIALS = "CLIENT_CREDENTIALS";
     static final String JWT_BEARER = "JWT_BEARER";
@@ -259,6 +260,10 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                         + "fields win; never across a DELETE or INSERT). Fewer API calls for hot keys, but triggers, "
                         + "flows and field history then see one change instead of several.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Coalesce updates");
+        def.define(API_QUOTA_CHECK_INTERVAL_MS, Type.INT, 60_000, ConfigDef.Range.between(1_000, 86_400_000),
+                Importance.LOW, "While the org's daily API quota is spent (REQUEST_LIMIT_EXCEEDED TotalRequests), "
+                        + "how often waiting records are tried again. They never go to the DLQ for it.",
+                GROUP_ADVANCED, ++order, Width.SHORT, "Quota check interval (ms)");
         return def;
     }
 
