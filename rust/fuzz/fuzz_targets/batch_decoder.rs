@@ -1,14 +1,17 @@
 //! The batch buffer from Java, then everything a decoded batch goes through before HTTP: routing
-//! (`plan`), conversion to Salesforce JSON, scheduling and the Collections bodies (`render`).
+//! and key checks (`plan`), conversion to Salesforce JSON, coalescing of fields fragments and the
+//! Collections bodies (`render`).
 //! Nothing may panic, whatever the bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use once_cell::sync::Lazy;
 use salesforce_sink_core::config::Config;
+use salesforce_sink_core::convert::merge_fragments;
+use salesforce_sink_core::keys::ExternalIdKind;
 use salesforce_sink_core::plan::{plan_record, Plan};
 use salesforce_sink_core::wire::{batch, config as wire_config};
-use salesforce_sink_core::{write, SalesforceSink};
+use salesforce_sink_core::SalesforceSink;
 use std::collections::HashMap;
 
 /// Sinks that never talk to anyone: startup validation off, a loopback URL nobody listens on.
@@ -87,21 +90,26 @@ fuzz_target!(|data: &[u8]| {
     let redecoded = batch::decode_batch(&again).expect("re-encoded batch must decode");
     assert_eq!(redecoded.len(), records.len());
 
+    let kinds = [ExternalIdKind::Text, ExternalIdKind::Number { precision: 18, scale: 2 }];
     for (cfg, external_id_mode) in CONFIGS.iter() {
-        let mut writes = Vec::new();
-        for record in &records {
-            let _ = record.coordinates();
-            match plan_record(cfg, record) {
-                Plan::Write(w) => {
-                    let _ = w.ordering_key(*external_id_mode);
-                    writes.push(w);
+        for kind in kinds {
+            let mut previous: Option<std::sync::Arc<Vec<u8>>> = None;
+            for record in &records {
+                let _ = record.coordinates();
+                match plan_record(cfg, kind, record) {
+                    Plan::Write(w) => {
+                        let _ = w.ordering_key(*external_id_mode);
+                        if let Some(earlier) = &previous {
+                            // what the converter writes, the coalescer must be able to merge
+                            assert!(merge_fragments(earlier, &w.fields).is_some());
+                        }
+                        previous = Some(w.fields.clone());
+                    }
+                    Plan::Skip => {}
+                    Plan::Reject(reason) => assert!(!reason.is_empty()),
                 }
-                Plan::Skip => {}
-                Plan::Reject(reason) => assert!(!reason.is_empty()),
             }
         }
-        let waves = write::schedule(writes.iter(), *external_id_mode);
-        assert_eq!(waves.iter().map(Vec::len).sum::<usize>(), writes.len());
     }
     for sink in SINKS.iter() {
         let _ = sink.render(data).expect("a batch that decodes renders");
