@@ -45,6 +45,10 @@ pub enum SalesforceError {
     Timeout(Duration),
     #[error("connection failed: {0}")]
     Connection(String),
+    /// The server's certificate is not trusted (or TLS cannot be agreed): a setting to fix, not
+    /// a hiccup (salesforce.ssl.ca.pem / truststore, or a TLS-inspecting proxy).
+    #[error("TLS failed: {0}")]
+    Tls(String),
     #[error("unexpected response, HTTP {status}: {snippet}")]
     Unexpected { status: u16, snippet: String },
     #[error("OAuth token request refused (HTTP {status}): {error}: {description}")]
@@ -84,6 +88,7 @@ impl SalesforceError {
                 }
             }
             SalesforceError::Timeout(_) | SalesforceError::Connection(_) => ErrorClass::Recoverable,
+            SalesforceError::Tls(_) => ErrorClass::Fatal,
             SalesforceError::Unexpected { status, .. } => classify_status(*status),
             SalesforceError::BadAnswer(_) => ErrorClass::NonRecoverable,
             SalesforceError::TokenRefused { status, .. } => {
@@ -102,7 +107,10 @@ impl SalesforceError {
             SalesforceError::Rejected { status, .. }
             | SalesforceError::Unexpected { status, .. }
             | SalesforceError::TokenRefused { status, .. } => Some(*status),
-            SalesforceError::Timeout(_) | SalesforceError::Connection(_) | SalesforceError::BadAnswer(_) => None,
+            SalesforceError::Timeout(_)
+            | SalesforceError::Connection(_)
+            | SalesforceError::Tls(_)
+            | SalesforceError::BadAnswer(_) => None,
         }
     }
 
@@ -175,6 +183,7 @@ mod tests {
             (rejected(404, "NOT_FOUND", "The requested resource does not exist"), NonRecoverable),
             (SalesforceError::Timeout(Duration::from_secs(1)), Recoverable),
             (SalesforceError::Connection("reset".into()), Recoverable),
+            (SalesforceError::Tls("invalid peer certificate: UnknownIssuer".into()), Fatal),
             (SalesforceError::TokenRefused { status: 400, error: "invalid_client".into(), description: "x".into() }, Fatal),
             (SalesforceError::TokenRefused { status: 503, error: "".into(), description: "".into() }, Recoverable),
             // credentials and transport that no record caused: never the DLQ (issue 8, item 4)

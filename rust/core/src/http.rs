@@ -215,6 +215,10 @@ pub fn transport_error(e: reqwest::Error) -> SalesforceError {
         text.push_str(&s.to_string());
         source = s.source();
     }
+    // rustls names certificate problems in the error chain; they do not clear by themselves.
+    if text.contains("certificate") || text.contains("UnknownIssuer") {
+        return SalesforceError::Tls(text);
+    }
     SalesforceError::Connection(text)
 }
 

@@ -39,12 +39,17 @@ pub(crate) enum FieldCheck {
 }
 
 /// Checks credentials and, in External ID mode, the field; returns the field's kind, or `None`
-/// when Salesforce could not answer for a cause that may clear by itself. A task must not fail
-/// for good (Connect does not restart failed tasks) because Salesforce was busy when it started:
-/// the check is then made again before the first records are planned.
+/// when Salesforce was busy (it answered 5xx, 429 or a concurrency limit, or too slowly). A task
+/// must not fail for good (Connect does not restart failed tasks) because Salesforce was busy when
+/// it started: the check is then made again before the first records are planned. An address
+/// where nothing answers at all still fails the start.
 pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Logs) -> Result<Option<ExternalIdKind>, SinkError> {
     match with_retries(cfg, logs, "fetching an OAuth token", || client.tokens().token()).await {
         Ok(_) => logs.info(format!("OAuth token obtained from {}/services/oauth2/token", cfg.instance_url)),
+        // Nothing answers at that address: far more often a wrong salesforce.instance.url (or
+        // proxy) than an outage, and an operator must hear of it now, not find a silent task.
+        Err(e @ SalesforceError::Connection(_)) => return Err(SinkError::Startup(token_failure(cfg, &e))),
+        // Salesforce answered, but busy (5xx, 429, concurrency limit) or slow: start anyway.
         Err(e) if e.class() == ErrorClass::Recoverable => {
             logs.warn(format!(
                 "{}; the task starts anyway and keeps trying before it writes",

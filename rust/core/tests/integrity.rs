@@ -260,3 +260,30 @@ fn lock_errors_wrapped_by_triggers_and_unknown_exceptions_are_retried() {
     assert_eq!(redeliver(&sink, &records, 5).unwrap(), vec![Outcome::Written; 10]);
     assert_eq!(emu.records("Contact").len(), 10);
 }
+
+#[test]
+fn a_busy_salesforce_at_start_does_not_fail_the_task_for_good() {
+    let emu = Emulator::start();
+    emu.control("POST", "faults", json!({"rules": [
+        {"kind": "status", "status": 503, "error_code": "SERVER_UNAVAILABLE", "path_contains": "/describe"}
+    ]}));
+    let cfg = [("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation", "UPSERT"), ("salesforce.retry.max.attempts", "1")];
+    let sink = emu.sink(&cfg); // starts although describe answered 503 twice
+    let records = [rec(0, Value::String("k"), last_name("a"), None)];
+    match sink.write_records(&records) {
+        Err(SinkError::NotReady { message, .. }) => assert!(message.contains("describe"), "{message}"),
+        other => panic!("nothing can be planned before the field is known: {other:?}"),
+    }
+    emu.control("DELETE", "faults", Json::Null);
+    assert_eq!(redeliver(&sink, &records, 2).unwrap(), vec![Outcome::Written]);
+
+    // What is wrong stays wrong: the check made late still fails the task, with what to fix.
+    emu.control("POST", "faults", json!({"rules": [
+        {"kind": "status", "status": 503, "error_code": "SERVER_UNAVAILABLE", "path_contains": "/describe", "count": 2}
+    ]}));
+    let wrong = emu.sink(&[("salesforce.external.id.field", "NoSuch__c"), ("salesforce.operation", "UPSERT"), ("salesforce.retry.max.attempts", "1")]);
+    match wrong.write_records(&records) {
+        Err(SinkError::Fatal(e)) => assert!(e.0.contains("NoSuch__c") && e.0.contains("salesforce.external.id.field"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
