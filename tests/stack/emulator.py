@@ -73,9 +73,11 @@ class Emulator:
     def reset(self) -> None:
         self._call("POST", "/__emulator/reset")
 
-    def records(self, sobject: str, include_deleted: bool = False) -> list:
-        """Every stored record of ``sobject`` (``Id`` plus fields, canonical names), in insertion order."""
-        q = "?include_deleted=true" if include_deleted else ""
+    def records(self, sobject: str, include_deleted: bool = False, timestamps: bool = False) -> list:
+        """Every stored record of ``sobject`` (``Id`` plus fields, canonical names), in insertion order;
+        ``timestamps`` adds ``__created_us``, the emulator's microsecond creation time."""
+        params = [p for p, on in (("include_deleted=true", include_deleted), ("timestamps=true", timestamps)) if on]
+        q = "?" + "&".join(params) if params else ""
         body = self._call("GET", f"/__emulator/records/{quote(sobject, safe='')}{q}")
         return self._unwrap(body, "records") or []
 

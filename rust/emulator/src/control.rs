@@ -129,14 +129,15 @@ fn records(store: &Store, object: &str, query: Option<&str>) -> Reply {
     let Some(def) = store.object(object) else {
         return Reply::json(404, &json!({"error": format!("unknown sobject {object}")}));
     };
-    let include_deleted = param(query, "include_deleted").is_some_and(|v| v == "true" || v == "1");
+    let flag = |name: &str| param(query, name).is_some_and(|v| v == "true" || v == "1");
+    let (include_deleted, timed) = (flag("include_deleted"), flag("timestamps"));
     let table = store.table(&def.name);
     let list: Vec<Value> = table
         .order
         .iter()
         .filter_map(|id| table.records.get(id))
         .filter(|r| include_deleted || !r.deleted)
-        .map(|r| Store::record_view(r, include_deleted))
+        .map(|r| if timed { Store::record_view_timed(r, include_deleted) } else { Store::record_view(r, include_deleted) })
         .collect();
     ok(Value::Array(list))
 }

@@ -71,7 +71,7 @@ pub fn insert(store: &mut Store, def: &ObjectDef, p: &Prepared, undo: Option<&mu
     check_unique(store, def, None, &fields)?;
     let id = store.new_id(&def.key_prefix);
     let now = now_ms();
-    let rec = Record { id: id.clone(), fields, created_ms: now, modified_ms: now, deleted: false };
+    let rec = Record { id: id.clone(), fields, created_ms: now, created_us: crate::state::now_us(), modified_ms: now, deleted: false };
     if let Some(u) = undo {
         u.push(Undo { object: def.name.clone(), id: id.clone(), prev: None });
     }

@@ -27,6 +27,12 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Microseconds since the epoch: when a record was stored, for latency measurements finer than
+/// Salesforce's millisecond `CreatedDate` (control API only).
+pub fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Record Ids
 // ---------------------------------------------------------------------------------------------
@@ -564,6 +570,7 @@ pub struct Record {
     /// numbers as doubles or ints, references as 18-character Ids).
     pub fields: Map<String, Value>,
     pub created_ms: u64,
+    pub created_us: u64,
     pub modified_ms: u64,
     pub deleted: bool,
 }
@@ -843,6 +850,13 @@ impl Store {
             m.insert("IsDeleted".into(), Value::Bool(rec.deleted));
         }
         Value::Object(m)
+    }
+
+    /// `record_view` plus `__created_us`, the emulator's own microsecond creation time.
+    pub fn record_view_timed(rec: &Record, include_deleted_flag: bool) -> Value {
+        let mut v = Self::record_view(rec, include_deleted_flag);
+        v["__created_us"] = Value::from(rec.created_us);
+        v
     }
 
     pub fn push_log(&mut self, mut e: LogEntry) {
