@@ -58,7 +58,3 @@ class SalesforceRest:
             out.extend(body.get("records", []))
         return out
 
-
-def datetime_ms(text: str) -> int:
-    """Salesforce dateTime (``2024-05-01T12:34:56.789+0000``) to epoch milliseconds."""
-    return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000 + 0.5)
