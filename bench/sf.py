@@ -3,7 +3,6 @@ and a SOQL read of CreatedDate for the latency benchmark. These count as API req
 emulator too, so every measurement takes its counters around the connector's own run only."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Iterable, Optional
 
 import requests
