@@ -318,7 +318,11 @@ def test_bad_input_matrix_dlq(e2e):
         Case("native UPDATE (good)", victim_id, _j({"FirstName": "Updated"}), bad=False),
         Case("native UPSERT (no external ID field)", victim_id, _j({"FirstName": "x"}), op="UPSERT",
              expect="UPSERT needs an external ID field"),
-        Case("bad Id text for UPDATE", "not-an-id", _j({"FirstName": "x"}), expect="MALFORMED_ID"),
+        # refused by the connector itself: a key that is not an Id never reaches a request
+        Case("bad Id text for UPDATE", "not-an-id", _j({"FirstName": "x"}),
+             expect="needs a Salesforce record Id as the key"),
+        Case("two Ids in one key, DELETE", f"{victim_id},{account_id}", None, op="DELETE",
+             expect="needs a Salesforce record Id as the key"),
     ]
     c = e2e.create_connector(e2e.sink_config({
         "topics": topic3, "salesforce.operation": "UPDATE", "salesforce.operation.header.enabled": "true",

@@ -349,13 +349,17 @@ impl State {
     fn settle(&mut self, number: u64, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, now: Instant) {
         self.requests_in_flight -= 1;
         self.in_flight_requests.remove(&number);
-        let results = match results {
+        let results: Vec<Option<ItemResult>> = match results {
             Ok(results) => results.into_iter().map(Some).collect(),
             Err(fatal) => {
                 self.fatal.get_or_insert(fatal.0);
                 entries.iter().map(|_| None).collect::<Vec<_>>()
             }
         };
+        // Salesforce wrote other records of this request: a record's own transient failure (a row
+        // lock) is no sign of overload, and its first retry rides along with the next request of
+        // its operation instead of waiting out a backoff and travelling alone.
+        let request_went_through = results.iter().any(|r| matches!(r, Some(ItemResult::Written)));
         for (mut entry, result) in entries.into_iter().zip(results) {
             if let Some(key) = &entry.key {
                 self.busy_keys.remove(key);
@@ -374,6 +378,10 @@ impl State {
                 Some(ItemResult::WaitForQuota(_)) => {
                     entry.attempts += 1;
                     self.back(entry, Some(now + cfg.quota_check_interval));
+                }
+                Some(ItemResult::Retry(_)) if request_went_through && entry.attempts == 0 => {
+                    entry.attempts += 1;
+                    self.back(entry, None);
                 }
                 Some(ItemResult::Retry(_)) | None => {
                     entry.attempts += 1;

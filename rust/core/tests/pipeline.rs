@@ -170,11 +170,13 @@ fn mixed_operations_of_repeated_keys_travel_together() {
 }
 
 fn mixed_operations_with_latency(latency: u64) {
+    use rand::{Rng, SeedableRng};
     let emu = Emulator::start();
     emu.control("POST", "latency", json!({"ms": latency}));
     emu.control("POST", "faults", json!({"seed": 5, "rules": [
-        {"kind": "record_error", "error_code": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access to this record", "probability": 0.05}
+        {"kind": "record_error", "error_code": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access to this record", "probability": 0.1}
     ]}));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(latency);
     let sink = upsert_sink(&emu, &[
         ("salesforce.operation.header.enabled", "true"),
         ("salesforce.retry.initial.backoff.ms", "20"),
@@ -183,19 +185,28 @@ fn mixed_operations_with_latency(latency: u64) {
     let names: Vec<String> = (0..360).map(|i| format!("v{i}")).collect();
     let keys: Vec<String> = (0..30).map(|k| format!("m-{k}")).collect();
     let ops = ["UPSERT", "UPSERT", "UPDATE", "DELETE"];
+    // Keys drawn at random (some written far more often than others), operations at random.
+    let picks: Vec<(usize, usize)> = (0..360).map(|_| (rng.gen_range(0..30), rng.gen_range(0..4))).collect();
     let records: Vec<Record> = names
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let mut r = upsert(i as i64, &keys[(i * 7) % 30], n);
-            r.operation_header = OperationHeader::Text(ops[(i / 30) % 4]);
+            let mut r = upsert(i as i64, &keys[picks[i].0], n);
+            r.operation_header = OperationHeader::Text(ops[picks[i].1]);
             r
         })
         .collect();
+    let most = (0..30).map(|k| picks.iter().filter(|p| p.0 == k).count()).max().unwrap();
+    emu.control("DELETE", "requests", Json::Null);
     let before = emu.api_requests();
     sink.submit(&records, 0).unwrap();
     assert_eq!(sink.wait(Duration::from_secs(60)).unwrap().unfinished, 0);
     let requests = emu.api_requests() - before;
-    println!("{requests} requests for 360 mixed writes over 30 keys, +{latency} ms");
+    println!("{requests} requests for 360 mixed writes over 30 keys (the most written {most} times), +{latency} ms: {}", emu.control("GET", "stats", Json::Null)["by_kind"]);
+    if std::env::var("SHOW_REQUESTS").is_ok() {
+        for r in emu.control("GET", "requests", Json::Null).as_array().unwrap() {
+            println!("{} {} {} {}", r["seq"], r["method"], r["path"].as_str().unwrap_or("").rsplit('/').next().unwrap_or(""), r["records"]);
+        }
+    }
     assert!(requests * 3 < 360, "{requests} requests for 360 mixed writes over 30 keys, +{latency} ms");
 }

@@ -173,11 +173,9 @@ public class SalesforceSinkTask extends SinkTask {
         // One native call per chunk: a batch is cut only when its encoding would pass the size a
         // single call can carry; chunks go in order, so per-key order holds across them.
         for (EncodedBatch batch : encoder.encodeChunks(records)) {
-            for (EncodedBatch.Rejected rejected : batch.rejected()) {
-                handleFailure(rejected.record(), rejected.error(), reports);
-            }
             List<SinkRecord> sent = batch.sent();
             if (sent.isEmpty()) {
+                reportRejected(batch, reports);
                 continue;
             }
             long firstSeq = nextSeq;
@@ -195,9 +193,23 @@ public class SalesforceSinkTask extends SinkTask {
             for (SinkRecord record : sent) {
                 offsets.add(record, nextSeq++);
             }
+            // After the good records of the chunk were handed over, so that a failing task still
+            // writes them first (errors.tolerance=none).
+            reportRejected(batch, reports);
             apply(decode(progress), reports);
         }
         awaitReports(reports);
+    }
+
+    /** Records the encoder refused (they never cross JNI): DLQ, or the task fails. */
+    private void reportRejected(EncodedBatch batch, List<Future<Void>> reports) {
+        for (EncodedBatch.Rejected rejected : batch.rejected()) {
+            try {
+                handleFailure(rejected.record(), rejected.error(), reports);
+            } catch (ConnectException e) {
+                throw beforeFailing(e);
+            }
+        }
     }
 
     /**
