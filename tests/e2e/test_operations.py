@@ -317,7 +317,9 @@ def test_mixed_operations_match_model(e2e, mode, n, keys):
             if r["method"] == "DELETE" and "ids=" in (r.get("query") or ""):
                 ids = [x.lower() for x in parse_qs(r["query"])["ids"][0].split(",")]
                 assert len(ids) == len(set(ids)), f"one request deleted the same record twice: {r}"
-        assert len(api) * 3 < n, f"{len(api)} API requests for {n} records: {Counter(r['path'] for r in api)}"
+        # Keys repeat up to ~20 times and 10 % of the writes hit a lock error: rounds of one write
+        # per key, about 5 requests each (3 operations, 2 Id lookups). SINGLE needs > 1 per record.
+        assert len(api) * 2 < n, f"{len(api)} API requests for {n} records: {Counter(r['path'] for r in api)}"
     else:
         writes = [r for r in api if r["method"] in ("POST", "PATCH", "DELETE")]
         assert all("/composite/" not in r["path"] for r in api), Counter(r["path"] for r in api)

@@ -208,5 +208,8 @@ fn mixed_operations_with_latency(latency: u64) {
             println!("{} {} {} {}", r["seq"], r["method"], r["path"].as_str().unwrap_or("").rsplit('/').next().unwrap_or(""), r["records"]);
         }
     }
-    assert!(requests * 3 < 360, "{requests} requests for 360 mixed writes over 30 keys, +{latency} ms");
+    // Waves of one key at a time would take about 5 requests (3 operations, 2 Id lookups) per
+    // round, 22 rounds here; lock errors on 10 % of the writes add a few rounds. One request per
+    // record would be 360 and more.
+    assert!(requests * 2 < 360, "{requests} requests for 360 mixed writes over 30 keys, +{latency} ms");
 }
