@@ -43,6 +43,10 @@ static RUNTIME: Lazy<tokio::runtime::Runtime> = Lazy::new(|| {
         .expect("cannot start the tokio runtime")
 });
 
+/// The longest `close(partitions)` waits for the revoked partitions' requests in flight: below
+/// Connect's default graceful task shutdown (5 s), since `close` also runs when a task stops.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
 /// Native sinks alive in this copy of the library: +1 in `open`, −1 on drop. The leak check
 /// (1,000 open/close cycles from Java) asserts it comes back to where it started.
 static LIVE_SINKS: AtomicI64 = AtomicI64::new(0);
@@ -140,10 +144,11 @@ impl SalesforceSink {
         Ok(RUNTIME.block_on(self.pipeline.flush(timeout))?)
     }
 
-    /// Gives up the unfinished records among these sequence numbers (revoked partitions).
+    /// Gives up the unfinished records among these sequence numbers (revoked partitions), after
+    /// their requests in flight answered (at most [`CLOSE_WAIT`] or the request timeout).
     pub fn abandon(&self, seqs: &[u8]) -> Result<(), SinkError> {
         let seqs = wire::decode_seqs(seqs)?;
-        self.pipeline.abandon(&seqs);
+        RUNTIME.block_on(self.pipeline.abandon(&seqs, self.cfg.request_timeout.min(CLOSE_WAIT)));
         Ok(())
     }
 
@@ -180,7 +185,7 @@ impl SalesforceSink {
         collect(self.submit(records, first)?);
         collect(RUNTIME.block_on(self.pipeline.flush(self.cfg.put_time_budget))?);
         let unfinished: Vec<i64> = (first..first + records.len() as i64).collect();
-        self.pipeline.abandon(&unfinished);
+        RUNTIME.block_on(self.pipeline.abandon(&unfinished, self.cfg.request_timeout));
         let outcomes = outcomes
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Outcome::Retry("not finished within the put time budget".into())))

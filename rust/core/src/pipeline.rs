@@ -191,8 +191,9 @@ impl Pipeline {
 
     /// Gives up the unfinished records among `seqs` (their partitions were revoked): they never
     /// finish here, and their offsets are never committed by this task. Writes in flight cannot
-    /// be recalled; their keys stay busy until they answer, so nothing of this task overtakes them.
-    pub fn abandon(&self, seqs: &[i64]) {
+    /// be recalled: this waits up to `wait` for them to answer, so that the partitions' next
+    /// owner, which writes the same records again, is not overtaken by this task's old writes.
+    pub async fn abandon(&self, seqs: &[i64], wait: Duration) {
         let mut state = self.lock();
         let wanted: HashSet<i64> = seqs.iter().copied().collect();
         let before = state.unfinished;
@@ -225,6 +226,24 @@ impl Pipeline {
             self.shared.logs.debug(format!("abandoned {dropped} unfinished record(s) of revoked partitions"));
         }
         self.shared.progress.notify_waiters();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.shared.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let still = self.lock().in_flight.iter().filter(|s| wanted.contains(s)).count();
+            if still == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                self.shared.logs.warn(format!(
+                    "{still} write(s) of revoked partitions still had no answer after {} ms; the partitions' next \
+                     owner may write those records before these requests land",
+                    wait.as_millis()
+                ));
+                return;
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
