@@ -173,7 +173,7 @@ FAULT_RULES = [
     # the write lands after the client's timeout; DELETEs only, since a late UPSERT could
     # overwrite a newer write of its key, which no client can prevent
     {"kind": "commit_late", "method": "DELETE", "path_contains": "/composite/sobjects", "delay_ms": 3000,
-     "probability": 0.02},
+     "skip": 5, "count": 2},
     {"kind": "record_error", "path_contains": "/composite/sobjects", "status": 400,
      "error_code": "UNABLE_TO_LOCK_ROW", "message": "unable to obtain exclusive access to this record",
      "probability": 0.01},
