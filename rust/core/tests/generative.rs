@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{redeliver, Emulator};
+use common::{record_reliability, redeliver, Emulator};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -16,6 +16,44 @@ use salesforce_sink_core::record::{OperationHeader, Record, Value};
 use salesforce_sink_core::wire::outcome::Outcome;
 use serde_json::{json, Value as Json};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// What a generative test ran, for tests/RELIABILITY.md.
+struct Tally {
+    started: std::time::Instant,
+    cases: usize,
+    records: usize,
+    written: usize,
+    failed: usize,
+    faults: u64,
+    keys: BTreeSet<String>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally { started: std::time::Instant::now(), cases: 0, records: 0, written: 0, failed: 0, faults: 0, keys: BTreeSet::new() }
+    }
+
+    /// One case's outcomes, and the faults the emulator fired for it (read before the next reset).
+    fn case(&mut self, emu: &Emulator, outcomes: &[Outcome], keys: impl IntoIterator<Item = String>) {
+        self.cases += 1;
+        self.records += outcomes.len();
+        self.written += outcomes.iter().filter(|o| **o == Outcome::Written).count();
+        self.failed += outcomes.iter().filter(|o| matches!(o, Outcome::Failed(_))).count();
+        let rules = emu.control("GET", "faults", Json::Null);
+        self.faults += rules["rules"].as_array().into_iter().flatten().filter_map(|r| r["fired"].as_u64()).sum::<u64>();
+        self.keys.extend(keys);
+    }
+
+    fn record(&self, scenario: &str, seed: u64) {
+        record_reliability(scenario, json!({
+            "sent": self.records, "written": self.written, "dlq": self.failed, "duplicates": 0, "lost": 0,
+            "faults_injected": self.faults, "restarts": 0, "seconds": self.started.elapsed().as_secs(),
+            "notes": format!("{} cases, {} records, {} distinct keys (seed {seed}; rust/core/tests/generative.rs, \
+                              against the emulator without Kafka); outcomes and final state equal the one-by-one model",
+                             self.cases, self.records, self.keys.len()),
+        }));
+    }
+}
 
 fn cases() -> (u64, usize) {
     let seed = std::env::var("GEN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
@@ -194,8 +232,7 @@ fn external_id_streams_match_the_one_by_one_model() {
     println!("generative external ID: seed {seed}, {cases} cases (GEN_SEED={seed} to repeat)");
     let emu = Emulator::start();
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut records_total = 0;
-    let mut keys_total = BTreeSet::new();
+    let mut tally = Tally::new();
     for case in 0..cases {
         emu.control("POST", "reset", Json::Null);
         let keys = hostile_external_keys(&mut rng);
@@ -237,10 +274,10 @@ fn external_id_streams_match_the_one_by_one_model() {
             let key = r["ExternalId__c"].as_str().unwrap_or_default().to_lowercase();
             assert!(named.contains(&key), "{context}: a record the stream never named: {r}");
         }
-        records_total += msgs.len();
-        keys_total.extend(keys);
+        tally.case(&emu, &outcomes, keys);
     }
-    println!("generative external ID: {cases} cases, {records_total} records, {} distinct keys", keys_total.len());
+    println!("generative external ID: {cases} cases, {} records, {} distinct keys", tally.records, tally.keys.len());
+    tally.record("core generative: External ID mode, hostile keys, random ops and faults, Connect's redelivery", seed);
 }
 
 #[test]
@@ -249,6 +286,7 @@ fn native_id_streams_never_touch_a_record_they_do_not_name() {
     println!("generative Native ID: seed {seed}, {cases} cases (GEN_SEED={seed} to repeat)");
     let emu = Emulator::start();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x9E37_79B9);
+    let mut tally = Tally::new();
     for case in 0..cases {
         emu.control("POST", "reset", Json::Null);
         let mode = if rng.gen_bool(0.25) { "SINGLE" } else { "COLLECTIONS" };
@@ -330,7 +368,9 @@ fn native_id_streams_never_touch_a_record_they_do_not_name() {
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(live.get(id), expected[i].as_ref(), "{context}: record {i} ({id})");
         }
+        tally.case(&emu, &outcomes, msgs.iter().map(|(k, ..)| k.clone()));
     }
+    tally.record("core generative: Native ID mode, Ids in every spelling and near-Ids, random faults", seed);
 }
 
 /// The stream submitted in random `put()`-sized pieces without waiting in between (requests then
@@ -342,6 +382,7 @@ fn pipelined_streams_match_the_one_by_one_model() {
     println!("generative pipeline: seed {seed}, {cases} cases (GEN_SEED={seed} to repeat)");
     let emu = Emulator::start();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x51_7CC1);
+    let mut tally = Tally::new();
     for case in 0..cases {
         emu.control("POST", "reset", Json::Null);
         let keys = hostile_external_keys(&mut rng);
@@ -386,5 +427,8 @@ fn pipelined_streams_match_the_one_by_one_model() {
             assert!(deleted_anyway || (*o == Outcome::Written) == *written, "{context}: record {i} {:?}: {o:?}", msgs[i]);
         }
         assert_eq!(state_of(&emu), expected, "{context}");
+        let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
+        tally.case(&emu, &outcomes, keys);
     }
+    tally.record("core generative: pipelined puts (no waiting between them), random linger, in-flight and faults", seed);
 }

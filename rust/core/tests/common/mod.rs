@@ -101,3 +101,44 @@ pub fn redeliver(sink: &SalesforceSink, records: &[Record<'_>], rounds: usize) -
     assert!(pending.is_empty(), "records still pending after {rounds} redeliveries: {pending:?}");
     Ok(finals.into_iter().map(Option::unwrap).collect())
 }
+
+/// With `RELIABILITY=1`, merges one scenario's figures into the file `tests/reliability_report.py`
+/// renders into tests/RELIABILITY.md (`RELIABILITY_FIGURES`, default tests/.work/reliability.json).
+pub fn record_reliability(scenario: &str, figures: Json) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if std::env::var("RELIABILITY").as_deref() != Ok("1") {
+        return;
+    }
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let path = std::env::var("RELIABILITY_FIGURES").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/.work/reliability.json")
+    });
+    let mut data: serde_json::Map<String, Json> =
+        std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let mut figures = figures;
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    figures["recorded_at"] = Json::String(utc_text(secs));
+    data.insert(scenario.to_owned(), figures);
+    let _ = std::fs::create_dir_all(path.parent().expect("a file path"));
+    let tmp = path.with_extension("rust.tmp");
+    if std::fs::write(&tmp, serde_json::to_vec_pretty(&Json::Object(data)).unwrap()).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
+
+/// `YYYY-MM-DD hh:mm:ss` (UTC) of epoch seconds, as the Python side writes its timestamps.
+fn utc_text(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
+}
