@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Emulator;
+use common::{model, redeliver, state_of, Emulator, Msg};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use salesforce_sink_core::config::Config;
@@ -12,77 +12,7 @@ use salesforce_sink_core::record::{OperationHeader, Record, Value};
 use salesforce_sink_core::wire::outcome::Outcome;
 use salesforce_sink_core::SalesforceSink;
 use serde_json::{json, Value as Json};
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// One record of a generated stream, owned so batches can borrow from it.
-#[derive(Clone, Debug)]
-struct Msg {
-    key: String,
-    op: &'static str,
-    last_name: Option<String>,
-    email: Option<String>,
-}
-
-impl Msg {
-    fn record(&self, offset: i64) -> Record<'_> {
-        let mut fields = Vec::new();
-        if let Some(l) = &self.last_name {
-            fields.push(("LastName", Value::String(l)));
-        }
-        if let Some(e) = &self.email {
-            fields.push(("Email", Value::String(e)));
-        }
-        Record {
-            topic: "contacts",
-            partition: 0,
-            offset,
-            key: Value::String(&self.key),
-            value: if self.op == "TOMBSTONE" { Value::Null } else { Value::Map(fields) },
-            operation_header: if self.op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(self.op) },
-        }
-    }
-}
-
-/// Applies the stream one record at a time, as SPEC §2 says, giving the final state by external
-/// ID and whether each record should be written (true) or rejected (false).
-fn model(stream: &[Msg]) -> (BTreeMap<String, BTreeMap<String, String>>, Vec<bool>) {
-    let mut state: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut ok = Vec::new();
-    for m in stream {
-        let k = m.key.to_lowercase();
-        let fields = || {
-            let mut f = BTreeMap::new();
-            if let Some(l) = &m.last_name {
-                f.insert("LastName".to_string(), l.clone());
-            }
-            if let Some(e) = &m.email {
-                f.insert("Email".to_string(), e.clone());
-            }
-            f
-        };
-        match m.op {
-            "UPSERT" | "INSERT" => {
-                let exists = state.contains_key(&k);
-                if !exists && m.last_name.is_none() {
-                    ok.push(false); // REQUIRED_FIELD_MISSING on create
-                    continue;
-                }
-                state.entry(k).or_default().extend(fields());
-                ok.push(true);
-            }
-            "UPDATE" => match state.get_mut(&k) {
-                Some(existing) => {
-                    existing.extend(fields());
-                    ok.push(true);
-                }
-                None => ok.push(false),
-            },
-            "DELETE" | "TOMBSTONE" => ok.push(state.remove(&k).is_some()),
-            other => panic!("{other}"),
-        }
-    }
-    (state, ok)
-}
+use std::collections::{HashMap, HashSet};
 
 fn stream(seed: u64, n: usize, keys: usize) -> Vec<Msg> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -94,51 +24,8 @@ fn stream(seed: u64, n: usize, keys: usize) -> Vec<Msg> {
                 op,
                 last_name: if rng.gen_bool(0.85) { Some(format!("L{i}")) } else { None },
                 email: if rng.gen_bool(0.5) { Some(format!("u{i}@example.com")) } else { None },
+                reserved: false,
             }
-        })
-        .collect()
-}
-
-/// Feeds the stream in `put()` batches, redelivering RETRY records as Connect would.
-fn run(sink: &SalesforceSink, stream: &[Msg], batch: usize) -> Vec<Outcome> {
-    let mut outcomes = Vec::new();
-    for (b, chunk) in stream.chunks(batch).enumerate() {
-        let base = (b * batch) as i64;
-        let mut pending: Vec<usize> = (0..chunk.len()).collect();
-        let mut final_outcomes: Vec<Option<Outcome>> = vec![None; chunk.len()];
-        for _round in 0..20 {
-            let records: Vec<Record> = pending.iter().map(|&i| chunk[i].record(base + i as i64)).collect();
-            let (out, _backoff) = sink.write_records(&records).unwrap();
-            let mut still = Vec::new();
-            for (&i, o) in pending.iter().zip(out) {
-                if o.is_final() {
-                    final_outcomes[i] = Some(o);
-                } else {
-                    still.push(i);
-                }
-            }
-            pending = still;
-            if pending.is_empty() {
-                break;
-            }
-        }
-        assert!(pending.is_empty(), "records still pending after 20 redeliveries");
-        outcomes.extend(final_outcomes.into_iter().map(Option::unwrap));
-    }
-    outcomes
-}
-
-fn state_of(emu: &Emulator) -> BTreeMap<String, BTreeMap<String, String>> {
-    emu.records("Contact")
-        .into_iter()
-        .map(|r| {
-            let mut f = BTreeMap::new();
-            for k in ["LastName", "Email"] {
-                if let Some(v) = r.get(k).and_then(Json::as_str) {
-                    f.insert(k.to_string(), v.to_string());
-                }
-            }
-            (r["ExternalId__c"].as_str().unwrap().to_lowercase(), f)
         })
         .collect()
 }
@@ -178,6 +65,16 @@ fn collections_delete_ids(query: &str) -> Option<Vec<String>> {
     Some(ids.split("%2C").flat_map(|part| part.split(',')).map(str::to_string).collect())
 }
 
+/// Feeds the stream in `put()` batches, redelivering unfinished records as Connect would.
+fn run(sink: &SalesforceSink, stream: &[Msg], batch: usize) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for (b, chunk) in stream.chunks(batch).enumerate() {
+        let records: Vec<Record> = chunk.iter().enumerate().map(|(i, m)| m.record((b * batch + i) as i64)).collect();
+        outcomes.extend(redeliver(sink, &records, 20).unwrap());
+    }
+    outcomes
+}
+
 fn check_against_model(mode: &str, faults: Option<Json>, extra: &[(&str, &str)]) {
     let emu = Emulator::start();
     if let Some(rules) = faults {
@@ -194,7 +91,7 @@ fn check_against_model(mode: &str, faults: Option<Json>, extra: &[(&str, &str)])
     let sink = emu.sink(&settings);
     let msgs = stream(7, 1200, 60);
     let outcomes = run(&sink, &msgs, 300);
-    let (expected_state, expected_ok) = model(&msgs);
+    let (expected_state, expected_ok) = model(&msgs, mode == "SINGLE");
     // Late commits have landed by now (the run outlasts their delay); only then is the log complete.
     std::thread::sleep(std::time::Duration::from_millis(LATE_COMMIT_MS + 200));
     let lost_answers = deletes_with_lost_answers(&emu);
@@ -246,7 +143,7 @@ fn collections_survive_record_and_request_faults() {
 fn request_counts_per_write_mode() {
     let emu = Emulator::start();
     let msgs: Vec<Msg> = (0..1000)
-        .map(|i| Msg { key: format!("E-{i}"), op: "UPSERT", last_name: Some(format!("L{i}")), email: None })
+        .map(|i| Msg { key: format!("E-{i}"), op: "UPSERT", last_name: Some(format!("L{i}")), email: None, reserved: false })
         .collect();
     let collections = emu.sink(&[("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation", "UPSERT")]);
     let before = emu.api_requests();
@@ -283,14 +180,14 @@ fn stale_cached_id_is_evicted_and_resolved_again() {
         ("salesforce.external.id.field", "ExternalId__c"),
         ("salesforce.operation.header.enabled", "true"),
     ]);
-    let upsert = Msg { key: "S-1".into(), op: "UPSERT", last_name: Some("First".into()), email: None };
-    let update = Msg { key: "S-1".into(), op: "UPDATE", last_name: Some("Second".into()), email: None };
+    let upsert = Msg { key: "S-1".into(), op: "UPSERT", last_name: Some("First".into()), email: None, reserved: false };
+    let update = Msg { key: "S-1".into(), op: "UPDATE", last_name: Some("Second".into()), email: None, reserved: false };
     assert_eq!(run(&sink, &[upsert.clone(), update.clone()], 10), vec![Outcome::Written; 2]);
     // Behind the connector's back: the record is deleted and created again with a new Id.
     let other = emu.sink(&[("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation.header.enabled", "true")]);
-    let delete = Msg { key: "S-1".into(), op: "DELETE", last_name: None, email: None };
+    let delete = Msg { key: "S-1".into(), op: "DELETE", last_name: None, email: None, reserved: false };
     assert_eq!(run(&other, &[delete, upsert], 10), vec![Outcome::Written; 2]);
-    let third = Msg { key: "S-1".into(), op: "UPDATE", last_name: Some("Third".into()), email: None };
+    let third = Msg { key: "S-1".into(), op: "UPDATE", last_name: Some("Third".into()), email: None, reserved: false };
     assert_eq!(run(&sink, &[third], 10), vec![Outcome::Written]);
     let records = emu.records("Contact");
     assert_eq!(records.len(), 1);
@@ -302,7 +199,7 @@ fn revoked_tokens_are_replaced_without_losing_records() {
     let emu = Emulator::start();
     let sink = emu.sink(&[("salesforce.write.mode", "SINGLE")]);
     let msgs: Vec<Msg> = (0..20)
-        .map(|i| Msg { key: format!("{i}"), op: "INSERT", last_name: Some(format!("L{i}")), email: None })
+        .map(|i| Msg { key: format!("{i}"), op: "INSERT", last_name: Some(format!("L{i}")), email: None, reserved: false })
         .collect();
     let insert_only = |m: &Msg| Msg { op: "INSERT", ..m.clone() };
     let first: Vec<Msg> = msgs[..10].iter().map(insert_only).collect();
@@ -351,7 +248,7 @@ fn delete_whose_answer_was_lost_is_not_an_error_on_retry() {
             ("salesforce.request.timeout.ms", "300"),
         ]);
         let msgs: Vec<Msg> = (0..3)
-            .map(|i| Msg { key: format!("D-{mode}-{i}"), op: "UPSERT", last_name: Some(format!("L{i}")), email: None })
+            .map(|i| Msg { key: format!("D-{mode}-{i}"), op: "UPSERT", last_name: Some(format!("L{i}")), email: None, reserved: false })
             .collect();
         assert_eq!(run(&sink, &msgs, 10), vec![Outcome::Written; 3]);
         emu.control("POST", "faults", json!({"rules": [
@@ -374,7 +271,7 @@ fn a_deleted_external_id_stays_deleted_in_every_case_variant() {
     // it cannot have deleted anything.
     let emu = Emulator::start();
     let sink = emu.sink(&[("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation.header.enabled", "true")]);
-    let msg = |key: &str, op: &'static str| Msg { key: key.into(), op, last_name: Some("L".into()), email: None };
+    let msg = |key: &str, op: &'static str| Msg { key: key.into(), op, last_name: Some("L".into()), email: None, reserved: false };
     assert_eq!(run(&sink, &[msg("k-1", "UPSERT")], 10), vec![Outcome::Written]);
     assert_eq!(run(&sink, &[msg("K-1", "DELETE")], 10), vec![Outcome::Written]);
     emu.control("POST", "faults", json!({"rules": [{"kind": "reset", "method": "DELETE", "count": 1}]}));
@@ -414,7 +311,7 @@ fn records_wait_for_the_daily_quota_without_splitting_or_the_dlq() {
     let sink = emu.sink(&[("salesforce.startup.validation.enabled", "false"), ("put.time.budget.ms", "500")]);
     emu.control("POST", "limits", json!({"max": 1000, "used": 1000}));
     let msgs: Vec<Msg> = (0..50)
-        .map(|i| Msg { key: format!("{i}"), op: "INSERT", last_name: Some(format!("L{i}")), email: None })
+        .map(|i| Msg { key: format!("{i}"), op: "INSERT", last_name: Some(format!("L{i}")), email: None, reserved: false })
         .collect();
     let records: Vec<Record> = msgs.iter().enumerate().map(|(i, m)| m.record(i as i64)).collect();
     emu.control("DELETE", "requests", Json::Null);

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{record_reliability, redeliver, Emulator};
+use common::{model, record_reliability, redeliver, state_of, Emulator, Msg};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -80,89 +80,6 @@ fn hostile_external_keys(rng: &mut StdRng) -> Vec<String> {
     keys
 }
 
-#[derive(Clone, Debug)]
-struct Msg {
-    key: String,
-    /// UPSERT, INSERT, UPDATE, DELETE, TOMBSTONE, or a header value the connector must refuse.
-    op: &'static str,
-    last_name: Option<String>,
-    email: Option<String>,
-    /// A value field that may not be written (`attributes`).
-    reserved: bool,
-}
-
-impl Msg {
-    fn record(&self, offset: i64) -> Record<'_> {
-        let mut fields = Vec::new();
-        if let Some(l) = &self.last_name {
-            fields.push(("LastName", Value::String(l)));
-        }
-        if let Some(e) = &self.email {
-            fields.push(("Email", Value::String(e)));
-        }
-        if self.reserved {
-            fields.push(("attributes", Value::Map(vec![("type", Value::String("Account"))])));
-        }
-        Record {
-            topic: "gen",
-            partition: 0,
-            offset,
-            key: Value::String(&self.key),
-            value: if self.op == "TOMBSTONE" { Value::Null } else { Value::Map(fields) },
-            operation_header: if self.op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(self.op) },
-        }
-    }
-}
-
-type State = BTreeMap<String, BTreeMap<String, String>>;
-
-/// SPEC §2 one record at a time (External ID mode, tombstones delete): the final state by
-/// lower-cased key, and whether each record is written. SINGLE mode puts the key in a URL path,
-/// which cannot carry `.` or `..`.
-fn model(stream: &[Msg], single: bool) -> (State, Vec<bool>) {
-    let mut state = State::new();
-    let mut ok = Vec::new();
-    for m in stream {
-        let k = m.key.to_lowercase();
-        let path_safe = !(single && matches!(m.key.as_str(), "." | ".."));
-        let valid_key = !m.key.trim().is_empty() && m.key.chars().count() <= 255 && path_safe;
-        let fields = || {
-            let mut f = BTreeMap::new();
-            if let Some(l) = &m.last_name {
-                f.insert("LastName".to_string(), l.clone());
-            }
-            if let Some(e) = &m.email {
-                f.insert("Email".to_string(), e.clone());
-            }
-            f
-        };
-        let written = match m.op {
-            _ if !valid_key => false,
-            "UPSERT" | "INSERT" if m.reserved => false,
-            "UPSERT" | "INSERT" => {
-                if !state.contains_key(&k) && m.last_name.is_none() {
-                    false // REQUIRED_FIELD_MISSING on create
-                } else {
-                    state.entry(k).or_default().extend(fields());
-                    true
-                }
-            }
-            "UPDATE" if m.reserved => false,
-            "UPDATE" => match state.get_mut(&k) {
-                Some(existing) => {
-                    existing.extend(fields());
-                    true
-                }
-                None => false,
-            },
-            "DELETE" | "TOMBSTONE" => state.remove(&k).is_some(),
-            _ => false, // unknown header operation
-        };
-        ok.push(written);
-    }
-    (state, ok)
-}
-
 fn stream(rng: &mut StdRng, keys: &[String], n: usize) -> Vec<Msg> {
     (0..n)
         .map(|i| {
@@ -209,21 +126,6 @@ fn faults(rng: &mut StdRng) -> Json {
 /// a record that is already gone may then be reported written. The final state is still exact.
 fn unsure_delete(op: &str, expected_written: bool, outcome: &Outcome) -> bool {
     matches!(op, "DELETE" | "TOMBSTONE") && !expected_written && *outcome == Outcome::Written
-}
-
-fn state_of(emu: &Emulator) -> State {
-    emu.records("Contact")
-        .into_iter()
-        .map(|r| {
-            let mut f = BTreeMap::new();
-            for k in ["LastName", "Email"] {
-                if let Some(v) = r.get(k).and_then(Json::as_str) {
-                    f.insert(k.to_string(), v.to_string());
-                }
-            }
-            (r["ExternalId__c"].as_str().unwrap().to_lowercase(), f)
-        })
-        .collect()
 }
 
 #[test]

@@ -2,11 +2,11 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use salesforce_sink_core::config::Config;
-use salesforce_sink_core::record::Record;
+use salesforce_sink_core::record::{OperationHeader, Record, Value};
 use salesforce_sink_core::wire::outcome::Outcome;
 use salesforce_sink_core::{SalesforceSink, SinkError};
 use serde_json::Value as Json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub struct Emulator {
     pub rt: tokio::runtime::Runtime,
@@ -141,4 +141,104 @@ fn utc_text(secs: u64) -> String {
     let mo = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(mo <= 2);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
+}
+
+/// One record of a generated stream, owned so batches can borrow from it.
+#[derive(Clone, Debug, Default)]
+pub struct Msg {
+    pub key: String,
+    /// UPSERT, INSERT, UPDATE, DELETE, TOMBSTONE, or a header value the connector must refuse.
+    pub op: &'static str,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    /// A value field that may not be written (`attributes`).
+    pub reserved: bool,
+}
+
+impl Msg {
+    pub fn record(&self, offset: i64) -> Record<'_> {
+        let mut fields = Vec::new();
+        if let Some(l) = &self.last_name {
+            fields.push(("LastName", Value::String(l)));
+        }
+        if let Some(e) = &self.email {
+            fields.push(("Email", Value::String(e)));
+        }
+        if self.reserved {
+            fields.push(("attributes", Value::Map(vec![("type", Value::String("Account"))])));
+        }
+        Record {
+            topic: "t",
+            partition: 0,
+            offset,
+            key: Value::String(&self.key),
+            value: if self.op == "TOMBSTONE" { Value::Null } else { Value::Map(fields) },
+            operation_header: if self.op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(self.op) },
+        }
+    }
+}
+
+pub type State = BTreeMap<String, BTreeMap<String, String>>;
+
+/// SPEC §2 one record at a time (External ID mode, tombstones delete): the final state by
+/// lower-cased key, and whether each record is written. SINGLE mode puts the key in a URL path,
+/// which cannot carry `.` or `..`.
+pub fn model(stream: &[Msg], single: bool) -> (State, Vec<bool>) {
+    let mut state = State::new();
+    let mut ok = Vec::new();
+    for m in stream {
+        let k = m.key.to_lowercase();
+        let path_safe = !(single && matches!(m.key.as_str(), "." | ".."));
+        let valid_key = !m.key.trim().is_empty() && m.key.chars().count() <= 255 && path_safe;
+        let fields = || {
+            let mut f = BTreeMap::new();
+            if let Some(l) = &m.last_name {
+                f.insert("LastName".to_string(), l.clone());
+            }
+            if let Some(e) = &m.email {
+                f.insert("Email".to_string(), e.clone());
+            }
+            f
+        };
+        let written = match m.op {
+            _ if !valid_key => false,
+            "UPSERT" | "INSERT" if m.reserved => false,
+            "UPSERT" | "INSERT" => {
+                if !state.contains_key(&k) && m.last_name.is_none() {
+                    false // REQUIRED_FIELD_MISSING on create
+                } else {
+                    state.entry(k).or_default().extend(fields());
+                    true
+                }
+            }
+            "UPDATE" if m.reserved => false,
+            "UPDATE" => match state.get_mut(&k) {
+                Some(existing) => {
+                    existing.extend(fields());
+                    true
+                }
+                None => false,
+            },
+            "DELETE" | "TOMBSTONE" => state.remove(&k).is_some(),
+            _ => false, // unknown header operation
+        };
+        ok.push(written);
+    }
+    (state, ok)
+}
+
+/// The emulator's Contacts by lower-cased external ID: the fields the model tracks.
+pub fn state_of(emu: &Emulator) -> State {
+    emu.records("Contact")
+        .into_iter()
+        .map(|r| {
+            let mut f = BTreeMap::new();
+            for k in ["LastName", "Email"] {
+                if let Some(v) = r.get(k).and_then(Json::as_str) {
+                    f.insert(k.to_string(), v.to_string());
+                }
+            }
+            (r["ExternalId__c"].as_str().unwrap().to_lowercase(), f)
+        })
+        .collect()
 }
