@@ -69,6 +69,8 @@ struct State {
     requests_in_flight: usize,
     /// Numbers of the requests in flight, and the number the next one gets.
     in_flight_requests: std::collections::BTreeSet<u64>,
+    /// Per request in flight: its records and the flag that stops it when they are abandoned.
+    request_flags: HashMap<u64, (Vec<i64>, Arc<std::sync::atomic::AtomicBool>)>,
     next_request: u64,
     finished: Vec<(i64, Outcome)>,
     unfinished: usize,
@@ -213,6 +215,11 @@ impl Pipeline {
                 }
             }
         }
+        for (seqs, flag) in state.request_flags.values() {
+            if seqs.iter().any(|s| wanted.contains(s)) {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
         let in_flight: Vec<i64> = state.in_flight.iter().copied().filter(|s| wanted.contains(s)).collect();
         for seq in in_flight {
             if state.abandoned.insert(seq) {
@@ -284,7 +291,8 @@ impl State {
     }
 
     /// Requests to send now, and when to look again (`None`: only when woken).
-    fn take_requests(&mut self, cfg: &Config, now: Instant) -> (Vec<(u64, Operation, Vec<Entry>)>, Option<Instant>) {
+    #[allow(clippy::type_complexity)]
+    fn take_requests(&mut self, cfg: &Config, now: Instant) -> (Vec<(u64, Operation, Vec<Entry>, Arc<std::sync::atomic::AtomicBool>)>, Option<Instant>) {
         let batch_size = match cfg.write_mode {
             WriteMode::Single => 1,
             WriteMode::Collections => cfg.batch_size,
@@ -357,7 +365,10 @@ impl State {
                 let number = self.next_request;
                 self.next_request += 1;
                 self.in_flight_requests.insert(number);
-                requests.push((number, entries[0].item.write.op, entries));
+                let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let seqs = entries.iter().flat_map(|e| e.seqs.iter().copied()).collect();
+                self.request_flags.insert(number, (seqs, Arc::clone(&flag)));
+                requests.push((number, entries[0].item.write.op, entries, flag));
             }
         }
         self.requests_in_flight += requests.len();
@@ -368,6 +379,7 @@ impl State {
     fn settle(&mut self, number: u64, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, now: Instant) {
         self.requests_in_flight -= 1;
         self.in_flight_requests.remove(&number);
+        self.request_flags.remove(&number);
         let results: Vec<Option<ItemResult>> = match results {
             Ok(results) => results.into_iter().map(Some).collect(),
             Err(fatal) => {
@@ -476,11 +488,11 @@ async fn dispatch_loop(shared: Arc<Shared>) {
         {
             let mut running = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
             while running.try_join_next().is_some() {} // forget the requests that answered
-            for (number, op, entries) in requests {
+            for (number, op, entries, abandoned) in requests {
                 let shared = Arc::clone(&shared);
                 running.spawn(async move {
                     let mut items: Vec<Item> = entries.iter().map(|e| e.item.clone()).collect();
-                    let results = shared.writer.execute(op, &mut items).await;
+                    let results = shared.writer.execute(op, &mut items, &abandoned).await;
                     // What the request learnt (resolved Ids) stays with the write for its retries.
                     let entries: Vec<Entry> = entries.into_iter().zip(items).map(|(e, item)| Entry { item, ..e }).collect();
                     {

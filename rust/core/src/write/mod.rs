@@ -12,7 +12,7 @@ use crate::error::{ErrorClass, SalesforceError};
 use crate::http::SalesforceClient;
 use crate::keys::ExternalIdKind;
 use crate::plan::PlannedWrite;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -239,7 +239,16 @@ impl Writer {
     /// One try of `items`, all of operation `op`, as one request (the caller sizes it): Ids are
     /// resolved first where needed, then the request is sent. One result per item, in order; the
     /// items keep what was learnt (resolved Ids) for a retry.
-    pub async fn execute(self: &Arc<Self>, op: Operation, items: &mut [Item]) -> Result<Vec<ItemResult>, FatalError> {
+    ///
+    /// `abandoned`: set when the records' partitions were revoked meanwhile; no further HTTP call
+    /// of this request starts then (an Id lookup is not followed by its write, a split half is not
+    /// sent), so the partitions' next owner is never overtaken by more than the call in flight.
+    pub async fn execute(
+        self: &Arc<Self>,
+        op: Operation,
+        items: &mut [Item],
+        abandoned: &Arc<AtomicBool>,
+    ) -> Result<Vec<ItemResult>, FatalError> {
         let mut results: Vec<Option<SendResult>> = (0..items.len()).map(|_| None).collect();
         let needs_id: Vec<usize> = (0..items.len())
             .filter(|&i| self.external_id_mode() && matches!(op, Operation::Update | Operation::Delete) && items[i].id.is_none())
@@ -258,6 +267,9 @@ impl Writer {
         }
         let ready: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
         if !ready.is_empty() {
+            if abandoned.load(Ordering::SeqCst) {
+                return Ok(items.iter().map(|_| ItemResult::Retry("abandoned: the partition was revoked".into())).collect());
+            }
             let request: Vec<RequestItem> = ready
                 .iter()
                 .map(|&i| RequestItem {
@@ -268,7 +280,7 @@ impl Writer {
                 })
                 .collect();
             let budget = Arc::new(AtomicUsize::new(request.len().max(MIN_SPLIT_BUDGET)));
-            let sent = Arc::clone(self).send(op, request, budget).await?;
+            let sent = Arc::clone(self).send(op, request, budget, Arc::clone(abandoned)).await?;
             for (i, result) in ready.into_iter().zip(sent) {
                 results[i] = Some(result);
             }
@@ -308,8 +320,12 @@ impl Writer {
         op: Operation,
         request: Vec<RequestItem>,
         budget: Arc<AtomicUsize>,
+        abandoned: Arc<AtomicBool>,
     ) -> futures_lite::BoxFuture<Result<Vec<SendResult>, FatalError>> {
         Box::pin(async move {
+            if abandoned.load(Ordering::SeqCst) {
+                return Ok(request.iter().map(|_| SendResult::Retry("abandoned: the partition was revoked".into())).collect());
+            }
             let outcome = match self.cfg.write_mode {
                 WriteMode::Single => single::send(&self, op, &request[0]).await.map(|r| vec![r]),
                 WriteMode::Collections => collections::send(&self, op, &request).await,
@@ -328,7 +344,7 @@ impl Writer {
                         Ok(request.iter().map(|_| SendResult::Retry(e.to_string())).collect())
                     }
                     ErrorClass::NonRecoverable if request.len() > 1 && e.status() == Some(400) => {
-                        self.isolate(op, request, e, budget).await
+                        self.isolate(op, request, e, budget, abandoned).await
                     }
                     // Other refusals (quota, permissions, unknown object) hold for every record alike.
                     ErrorClass::NonRecoverable => Ok(request.iter().map(|item| self.classify_single(op, item, &e)).collect()),
@@ -347,6 +363,7 @@ impl Writer {
         request: Vec<RequestItem>,
         e: SalesforceError,
         budget: Arc<AtomicUsize>,
+        abandoned: Arc<AtomicBool>,
     ) -> Result<Vec<SendResult>, FatalError> {
         let named = named_fields(&e);
         let carrying: Vec<bool> = request.iter().map(|item| carries_any(&item.fields, &named)).collect();
@@ -361,7 +378,7 @@ impl Writer {
             }
             let rest: Vec<RequestItem> =
                 request.iter().zip(&carrying).filter(|(_, &c)| !c).map(|(item, _)| item.clone()).collect();
-            let mut rest_results = Arc::clone(&self).send(op, rest, budget).await?.into_iter();
+            let mut rest_results = Arc::clone(&self).send(op, rest, budget, abandoned).await?.into_iter();
             return Ok(carrying
                 .iter()
                 .map(|&c| if c { failed(e.to_string()) } else { rest_results.next().expect("one result per record") })
@@ -372,8 +389,8 @@ impl Writer {
         }
         let mut left = request;
         let right = left.split_off(left.len() / 2);
-        let mut results = Arc::clone(&self).send(op, left, Arc::clone(&budget)).await?;
-        results.extend(self.send(op, right, budget).await?);
+        let mut results = Arc::clone(&self).send(op, left, Arc::clone(&budget), Arc::clone(&abandoned)).await?;
+        results.extend(self.send(op, right, budget, abandoned).await?);
         Ok(results)
     }
 
