@@ -147,13 +147,14 @@ def _backlog(b, log, n: int) -> dict:
     cfg = b.config(topic, "UPSERT", True, "COLLECTIONS")
     name = b.name("pipe-backlog")
     peak = fresh
+    base = b.written()
     try:
         b.connect.create(name, cfg)
         t0 = time.monotonic()
         while time.monotonic() - t0 < 60:
             peak = max(peak, b.worker_rss_mib())
             time.sleep(1.0)
-        written = b.written()
+        written = b.written() - base
         lag = n - written
     finally:
         b.drop_connector(name)
