@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 import time
 
+from .arrivals import Arrivals
+
 
 def _upserts(n: int, keys: int | None = None, zipf: bool = False, seed: int = 7):
     rnd = random.Random(seed)
@@ -79,23 +81,12 @@ def _rate(b, log, n: int, latency_ms: int) -> dict:
     topic = b.name(f"pipe-rate-{latency_ms}")
     b.produce(topic, _upserts(n))
     b.emu.set_latency(latency_ms)
-    seen = {"t_first": None, "n_first": 0, "t_last": None}
-    base = b.written()
-
-    def on_poll(w: int) -> None:
-        now = time.monotonic()
-        done = w - base
-        if done > 0 and seen["t_first"] is None:
-            seen["t_first"], seen["n_first"] = now, done
-        if done >= n and seen["t_last"] is None:
-            seen["t_last"] = now
-
+    arrivals = Arrivals(b.written(), n)
     try:
-        _run_connector(b, topic, {}, "pipe-rate", n, 900, on_poll)
+        _run_connector(b, topic, {}, "pipe-rate", n, 900, arrivals.on_poll)
     finally:
         b.emu.set_latency(0)
-    span = max(seen["t_last"] - seen["t_first"], 1e-3)
-    rate = (n - seen["n_first"]) / span
+    _, _, rate = arrivals.rate()
     log(f"pipeline rate +{latency_ms} ms: {n} records -> {rate:,.0f} records/s")
     return {"records": n, "rate": rate, "latency_ms": latency_ms}
 

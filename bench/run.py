@@ -21,6 +21,7 @@ from tests.stack import Stack
 from tests.stack.util import REPO_ROOT
 
 from . import conversion, machine
+from .arrivals import Arrivals
 from . import pipeline as pipeline_measures
 from .sf import SalesforceRest
 
@@ -230,22 +231,11 @@ class Bench:
             cfg["salesforce.max.in.flight.requests"] = str(TUNED_IN_FLIGHT)
         name = self.name(f"tp-{tag}")
         base = self.written()
-        seen = {"t_first": None, "n_first": 0, "t_last": None}
-
-        def on_poll(w: int) -> None:
-            now = time.monotonic()
-            done = w - base
-            if done > 0 and seen["t_first"] is None:
-                seen["t_first"], seen["n_first"] = now, done
-            if done >= n and seen["t_last"] is None:
-                seen["t_last"] = now
-
+        arrivals = Arrivals(base, n)
         self.connect.create(name, cfg)
-        self.wait_written(base + n, 600, name, on_poll=on_poll, interval=0.02)
+        self.wait_written(base + n, 600, name, on_poll=arrivals.on_poll, interval=0.02)
         self.drop_connector(name)
-        span = max(seen["t_last"] - seen["t_first"], 1e-3)
-        counted = n - seen["n_first"]
-        rate = counted / span if counted > 0 else n / span
+        span, counted, rate = arrivals.rate()
         log(f"throughput {tag}: {n} records, {counted} after the first arrival in {span:.2f}s "
             f"-> {rate:,.0f} records/s")
         return {"records": n, "seconds": span, "rate": rate}
