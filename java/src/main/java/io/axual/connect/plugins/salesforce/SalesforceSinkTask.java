@@ -125,9 +125,11 @@ public class SalesforceSinkTask extends SinkTask {
             throw e;
         }
         log.info("{}Salesforce sink task started: SObject {}, operation {}, write mode {}, DLQ reporter {}, "
-                        + "errors.tolerance {}", logPrefix, config.getString(SalesforceSinkConfig.SOBJECT_TYPE),
+                        + "errors.tolerance {}, preCommit {}", logPrefix, config.getString(SalesforceSinkConfig.SOBJECT_TYPE),
                 config.getString(SalesforceSinkConfig.OPERATION), config.getString(SalesforceSinkConfig.WRITE_MODE),
-                reporter == null ? "absent" : "present", tolerateAll ? "all" : "none");
+                reporter == null ? "absent" : "present", tolerateAll ? "all" : "none",
+                OffsetTracker.originalCoordinatesKnown() ? "asynchronous (original record coordinates)"
+                        : "synchronous (worker before Kafka 3.6: no SinkRecord.originalTopic())");
     }
 
     /**

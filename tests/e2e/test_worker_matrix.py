@@ -1,0 +1,333 @@
+"""Worker-version matrix (issue 10): the plugin on Kafka Connect workers of other versions and JDKs.
+
+Each case starts one more worker of Kafka ``version`` on ``JDK`` (its jars fetched from Maven Central
+once, into ``tests/.kafka/worker-<version>/``), in a Connect cluster of its own against the pinned
+4.1.1 broker, and runs five connectors on it at once:
+
+* insert     INSERT into Contact: exactly the produced records arrive;
+* upsert+dlq UPSERT by external ID; a record with a field the SObject lacks goes to the DLQ
+             (ErrantRecordReporter) with Salesforce's cause, the others are written;
+* header     ``salesforce.operation.header.enabled``: UPDATE / DELETE routed by the record header;
+* tombstone  ``salesforce.tombstone.delete=true``: a null value deletes the record of its key;
+* fail       ``errors.tolerance=none``: the bad record fails the task, its cause in the status trace.
+
+It also checks what degrades by version (before 3.6 preCommit is synchronous: no
+``SinkRecord.originalTopic()``), and on JDK 24+ whether the JVM warns about ``System.load``.
+
+Which cases run (``WORKER_MATRIX``):
+
+* unset, with ``RELIABILITY=1`` (CI), or ``ci``: the oldest and the newest version on JDK 17, and
+  the newest on the newest JDK;
+* ``full``: every version of ``VERSIONS`` on JDK 17, and the 4.x versions on the newest JDK; writes
+  ``tests/WORKER_MATRIX.md`` (the table the README quotes);
+* ``off`` (or unset without ``RELIABILITY=1``): skipped.
+
+``WORKER_MATRIX_VERSIONS=3.6.2,4.4.0`` / ``WORKER_MATRIX_JDKS=17,25`` narrow any selection.
+
+    SKIP_BUILD=1 WORKER_MATRIX=full bin/test tests/e2e/test_worker_matrix.py
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from tests.stack import kafka_libs
+from tests.stack.util import TESTS_DIR, java_bin, wait_until
+
+from .test_operations import dlq_by_offset, records_exact
+
+# Oldest first. 2.8 is the oldest line whose clients a Kafka 4.x broker still serves (KIP-896
+# removed the protocol versions of clients before 2.1; 2.6/2.7 are not tried here).
+VERSIONS = ("2.8.2", "3.0.2", "3.6.2", "3.9.2", kafka_libs.KAFKA_VERSION, "4.4.0")
+OLDEST, NEWEST = VERSIONS[0], VERSIONS[-1]
+BASE_JDK = 17
+RESULTS_MD = TESTS_DIR / "WORKER_MATRIX.md"
+NATIVE_ACCESS_WARNING = "WARNING: java.lang.System::load has been called by"
+EXT = "ExternalId__c"
+OBJ = "MyObject__c"
+
+
+# ---------------------------------------------------------------------------------------------
+# JDKs and the selection
+# ---------------------------------------------------------------------------------------------
+def _java_major(home: Path) -> Optional[int]:
+    release = home / "release"
+    if not release.is_file():
+        return None
+    m = re.search(r'^JAVA_VERSION="(\d+)', release.read_text(errors="replace"), re.M)
+    return int(m.group(1)) if m else None
+
+
+def find_jdks() -> dict:
+    """{major: JAVA_HOME}: the JDK the other tests use (JAVA_HOME or ``java`` on the PATH) and every
+    JDK under /usr/lib/jvm (one per major version)."""
+    found = {}
+    java = java_bin() if os.path.isabs(java_bin()) else (shutil.which("java") or "/nonexistent/bin/java")
+    default = Path(os.path.realpath(java)).parent.parent
+    for home in [default] + sorted(Path("/usr/lib/jvm").glob("*")):
+        if (home / "bin" / "java").exists() and not home.is_symlink():
+            major = _java_major(home)
+            if major and major not in found:
+                found[major] = str(home)
+    return found
+
+
+JDKS = find_jdks()
+NEWEST_JDK = max(JDKS) if JDKS else BASE_JDK
+
+
+def _selection() -> list:
+    mode = os.environ.get("WORKER_MATRIX") or ("ci" if os.environ.get("RELIABILITY") == "1" else "off")
+    if mode == "full":
+        cases = [(v, BASE_JDK) for v in VERSIONS]
+        cases += [(v, NEWEST_JDK) for v in VERSIONS if v.startswith("4.") and NEWEST_JDK != BASE_JDK]
+    elif mode == "ci":
+        cases = [(OLDEST, BASE_JDK), (NEWEST, BASE_JDK)]
+        if NEWEST_JDK != BASE_JDK:
+            cases.append((NEWEST, NEWEST_JDK))
+    else:
+        return []
+    only_v = os.environ.get("WORKER_MATRIX_VERSIONS")
+    only_j = os.environ.get("WORKER_MATRIX_JDKS")
+    if only_v:
+        cases = [c for c in cases if c[0] in only_v.split(",")]
+    if only_j:
+        cases = [c for c in cases if str(c[1]) in only_j.split(",")]
+    return cases
+
+
+MODE = os.environ.get("WORKER_MATRIX") or ("ci" if os.environ.get("RELIABILITY") == "1" else "off")
+CASES = _selection()
+
+pytestmark = pytest.mark.skipif(
+    not CASES, reason="worker-version matrix: set WORKER_MATRIX=ci|full (CI runs it with RELIABILITY=1)")
+
+
+# ---------------------------------------------------------------------------------------------
+# results table
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    version: str
+    jdk: int
+    jdk_version: str = ""
+    checks: dict = field(default_factory=dict)   # name -> "pass" | failure text
+    precommit: str = ""
+    native_access_warning: Optional[bool] = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(v == "pass" for v in self.checks.values())
+
+
+RESULTS: list = []
+CHECKS = ("insert", "upsert+dlq", "header", "tombstone", "fail")
+
+
+def render_table(results: list) -> str:
+    lines = ["| Connect worker | JDK | " + " | ".join(CHECKS) + " | preCommit | JDK native-access warning | s |",
+             "|---|---|" + "---|" * len(CHECKS) + "---|---|---|"]
+    for r in sorted(results, key=lambda r: (kafka_libs.version_tuple(r.version), r.jdk)):
+        cells = ["pass" if r.checks.get(c) == "pass" else ("FAIL" if c in r.checks else "-") for c in CHECKS]
+        warn = "-" if r.native_access_warning is None else ("yes" if r.native_access_warning else "no")
+        lines.append(f"| {r.version} | {r.jdk_version or r.jdk} | " + " | ".join(cells)
+                     + f" | {r.precommit or '-'} | {warn} | {r.seconds:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_table():
+    yield
+    if not RESULTS:
+        return
+    table = render_table(RESULTS)
+    failures = "".join(f"\n* {r.version} on JDK {r.jdk}: {name}: {text[:400]}"
+                       for r in RESULTS for name, text in r.checks.items() if text != "pass")
+    out = TESTS_DIR / ".work" / "worker-matrix.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table + failures + "\n")
+    print(f"\n[worker-matrix] {out}\n{table}{failures}", flush=True)
+    if MODE == "full" and not os.environ.get("WORKER_MATRIX_VERSIONS") and not os.environ.get("WORKER_MATRIX_JDKS"):
+        RESULTS_MD.write_text(
+            "# Kafka Connect worker-version matrix\n\n"
+            f"Generated by `WORKER_MATRIX=full bin/test tests/e2e/test_worker_matrix.py` on "
+            f"{datetime.date.today().isoformat()} (broker: Apache Kafka {kafka_libs.KAFKA_VERSION}, KRaft).\n"
+            "Each row is one worker of that version on that JDK running five connectors at once "
+            "(see the module docstring); `pass` = the emulator and the DLQ hold exactly what was expected.\n\n"
+            + table + (("\nFailures:\n" + failures + "\n") if failures else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# the smoke
+# ---------------------------------------------------------------------------------------------
+def _wait_consumed(connect, kafka, name: str, topic: str, timeout: float = 90) -> None:
+    group = f"connect-{name}"
+    seen = {}
+
+    def done():
+        end = kafka.end_offsets(topic)
+        committed = kafka.committed(group, topic)
+        seen.update(end=end, committed=committed)
+        return bool(end) and all(committed.get(p, -1) >= hi for p, hi in end.items())
+
+    wait_until(done, timeout, 0.3, lambda: f"{name} to commit the end of {topic}: {seen}\n{connect.describe(name)}")
+
+
+def _live(e2e, prefix: str) -> dict:
+    return {r[EXT]: r for r in records_exact(e2e, OBJ) if str(r.get(EXT, "")).startswith(prefix)}
+
+
+def _deleted(e2e, prefix: str) -> set:
+    return {r[EXT] for r in records_exact(e2e, OBJ, include_deleted=True)
+            if r.get("IsDeleted") and str(r.get(EXT, "")).startswith(prefix)}
+
+
+@pytest.mark.parametrize("version,jdk", CASES, ids=[f"kafka-{v}-jdk{j}" for v, j in CASES])
+def test_worker_version_smoke(stack, e2e, version, jdk):
+    if jdk not in JDKS:
+        pytest.skip(f"no JDK {jdk} on this machine (found {sorted(JDKS)})")
+    result = Result(version, jdk, jdk_version=_jdk_version(JDKS[jdk]))
+    RESULTS.append(result)
+    t0 = time.monotonic()
+    tag = f"m{uuid.uuid4().hex[:6]}"
+    w = stack.add_worker(kafka_version=version, java_home=JDKS[jdk], group_id=f"connect-{tag}")
+    try:
+        info = w.connect.info()
+        assert info.get("version") == version, f"the worker reports {info}, expected Kafka {version}"
+        _run_checks(e2e, w, tag, result)
+        result.native_access_warning = NATIVE_ACCESS_WARNING in w.out_file.read_text(errors="replace") \
+            if jdk >= 24 else None
+    finally:
+        result.seconds = time.monotonic() - t0
+        stack.remove_worker(w)
+    failed = {k: v for k, v in result.checks.items() if v != "pass"}
+    assert not failed, f"Kafka {version} on JDK {jdk}: " + "\n\n".join(f"{k}: {v}" for k, v in failed.items())
+
+
+def _jdk_version(home: str) -> str:
+    m = re.search(r'^JAVA_VERSION="([^"]+)"', (Path(home) / "release").read_text(errors="replace"), re.M)
+    return m.group(1) if m else "?"
+
+
+def _run_checks(e2e, w, tag: str, result: Result) -> None:
+    connect, kafka = w.connect, e2e.kafka
+    topics = {c: f"{tag}-{c.replace('+', '-')}" for c in CHECKS}
+    dlq = f"{tag}-dlq"
+    for t in topics.values():
+        kafka.create_topic(t, 1)
+    ext = {"salesforce.sobject.type": OBJ, "salesforce.external.id.field": EXT, "salesforce.operation": "UPSERT"}
+    configs = {
+        "insert": {},
+        "upsert+dlq": {**ext, **e2e.dlq_config(dlq)},
+        "header": {**ext, "salesforce.operation.header.enabled": "true"},
+        "tombstone": {**ext, "salesforce.tombstone.delete": "true"},
+        "fail": {"errors.tolerance": "none"},
+    }
+    names = {c: f"{tag}-{c.replace('+', '-')}" for c in CHECKS}
+    for c in CHECKS:
+        connect.create(names[c], e2e.stack.sink_config(topics[c], configs[c]))
+    for c in CHECKS:
+        connect.wait_running(names[c], tasks=1, timeout=90)
+
+    k = lambda s: f"{tag}-{s}"  # noqa: E731 - external IDs of this case
+    e2e.produce([(f"i{i}", {"FirstName": tag, "LastName": f"{tag}-ins-{i}"}) for i in range(4)],
+                topic=topics["insert"])
+    e2e.produce([
+        (k("u1"), {"Name": "one"}),
+        (k("u2"), {"Name": "two"}),
+        (k("u1"), {"Name": "one-b"}),
+        (k("u3"), {"Name": "bad", "NoSuchField__c": "x"}),   # 3: DLQ, INVALID_FIELD
+    ], topic=topics["upsert+dlq"])
+    e2e.produce([
+        (k("h1"), {"Name": "h1"}),
+        (k("h2"), {"Name": "h2"}),
+        (k("h1"), {"Notes__c": "routed"}, {"operation": "UPDATE"}),
+        (k("h2"), {"Name": "ignored"}, {"operation": "DELETE"}),
+    ], topic=topics["header"])
+    e2e.produce([
+        (k("t1"), {"Name": "t1"}),
+        (k("t2"), {"Name": "t2"}),
+        (k("t1"), None),                                    # tombstone: DELETE
+    ], topic=topics["tombstone"])
+    e2e.produce([
+        ("f1", {"FirstName": tag, "LastName": f"{tag}-fail-ok"}),
+        ("f2", {"FirstName": tag, "LastName": f"{tag}-fail-bad", "NoSuchField__c": "x"}),
+    ], topic=topics["fail"])
+
+    def check(name, fn):
+        try:
+            fn()
+            result.checks[name] = "pass"
+        except Exception as exc:  # every check runs; the test fails at the end with all of them
+            result.checks[name] = f"{type(exc).__name__}: {exc}"
+
+    def insert():
+        _wait_consumed(connect, kafka, names["insert"], topics["insert"])
+        got = sorted(r["LastName"] for r in e2e.emu.records("Contact")
+                     if str(r.get("LastName", "")).startswith(f"{tag}-ins-"))
+        assert got == [f"{tag}-ins-{i}" for i in range(4)], got
+
+    def upsert_dlq():
+        _wait_consumed(connect, kafka, names["upsert+dlq"], topics["upsert+dlq"])
+        live = {x: r.get("Name") for x, r in _live(e2e, k("u")).items()}
+        assert live == {k("u1"): "one-b", k("u2"): "two"}, live
+        dead = dlq_by_offset(e2e, dlq)
+        assert sorted(dead) == [3], dead
+        assert "INVALID_FIELD" in dead[3] and "NoSuchField__c" in dead[3], dead[3]
+
+    def header():
+        _wait_consumed(connect, kafka, names["header"], topics["header"])
+        live = {x: (r.get("Name"), r.get("Notes__c")) for x, r in _live(e2e, k("h")).items()}
+        assert live == {k("h1"): ("h1", "routed")}, live
+        assert _deleted(e2e, k("h")) == {k("h2")}
+
+    def tombstone():
+        _wait_consumed(connect, kafka, names["tombstone"], topics["tombstone"])
+        assert set(_live(e2e, k("t"))) == {k("t2")}, _live(e2e, k("t"))
+        assert _deleted(e2e, k("t")) == {k("t1")}
+
+    def fail():
+        failed = connect.wait_failed(names["fail"], task=0, timeout=90)
+        trace = failed.get("trace") or ""
+        assert "INVALID_FIELD" in trace and "NoSuchField__c" in trace, (
+            f"the task trace should carry Salesforce's cause:\n{trace[:3000]}")
+        bad = [r for r in e2e.emu.records("Contact") if r.get("LastName") == f"{tag}-fail-bad"]
+        assert not bad, bad
+
+    check("insert", insert)
+    check("upsert+dlq", upsert_dlq)
+    check("header", header)
+    check("tombstone", tombstone)
+    check("fail", fail)
+
+    # What degrades on this worker: the task says how it commits offsets; the DLQ reporter is
+    # present from 2.6 on (every version here).
+    started = [ln for ln in _grep(w.log_file, "Salesforce sink task started") if names["insert"] in ln]
+    assert started, f"no 'Salesforce sink task started' line for {names['insert']} in {w.log_file}"
+    line = started[-1]
+    assert "DLQ reporter present" in line, line
+    synchronous = kafka_libs.version_tuple(result.version) < (3, 6)
+    result.precommit = "synchronous" if "preCommit synchronous" in line else "asynchronous"
+    assert result.precommit == ("synchronous" if synchronous else "asynchronous"), line
+
+    for c in CHECKS:
+        try:
+            connect.delete(names[c])
+        except Exception:
+            pass
+
+
+def _grep(path: Path, needle: str) -> list:
+    if not path.is_file():
+        return []
+    return [ln for ln in path.read_text(errors="replace").splitlines() if needle in ln]
