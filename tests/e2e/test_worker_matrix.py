@@ -312,10 +312,13 @@ def _run_checks(e2e, w, tag: str, result: Result) -> None:
 
     # What degrades on this worker: the task says how it commits offsets; the DLQ reporter is
     # present from 2.6 on (every version here).
-    started = [ln for ln in _grep(w.log_file, "Salesforce sink task started") if names["insert"] in ln]
-    assert started, f"no 'Salesforce sink task started' line for {names['insert']} in {w.log_file}"
-    line = started[-1]
-    assert "DLQ reporter present" in line, line
+    def started(name: str) -> str:
+        lines = [ln for ln in _grep(w.log_file, "Salesforce sink task started") if f"[{name}|task-0]" in ln]
+        assert lines, f"no 'Salesforce sink task started' line for {name} in {w.log_file}"
+        return lines[-1]
+
+    assert "DLQ reporter present" in started(names["upsert+dlq"]), started(names["upsert+dlq"])
+    line = started(names["insert"])
     synchronous = kafka_libs.version_tuple(result.version) < (3, 6)
     result.precommit = "synchronous" if "preCommit synchronous" in line else "asynchronous"
     assert result.precommit == ("synchronous" if synchronous else "asynchronous"), line
