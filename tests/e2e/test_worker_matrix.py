@@ -205,8 +205,9 @@ def test_worker_version_smoke(stack, e2e, version, jdk):
         info = w.connect.info()
         assert info.get("version") == version, f"the worker reports {info}, expected Kafka {version}"
         _run_checks(e2e, w, tag, result)
-        result.native_access_warning = NATIVE_ACCESS_WARNING in w.out_file.read_text(errors="replace") \
-            if jdk >= 24 else None
+        if jdk >= 24:  # JEP 472: the JVM warns on stderr, the connector in the worker log
+            result.native_access_warning = NATIVE_ACCESS_WARNING in w.out_file.read_text(errors="replace")
+            assert _grep(w.log_file, NATIVE_ACCESS_LOG), f"no '{NATIVE_ACCESS_LOG}' WARN in {w.log_file}"
     finally:
         result.seconds = time.monotonic() - t0
         stack.remove_worker(w)
@@ -334,3 +335,43 @@ def _grep(path: Path, needle: str) -> list:
     if not path.is_file():
         return []
     return [ln for ln in path.read_text(errors="replace").splitlines() if needle in ln]
+
+
+# ---------------------------------------------------------------------------------------------
+# Java 24+ native access (JEP 472)
+# ---------------------------------------------------------------------------------------------
+NATIVE_ACCESS_FLAG = "--enable-native-access=ALL-UNNAMED"
+NATIVE_ACCESS_LOG = "restricts native access (JEP 472)"
+
+
+@pytest.mark.skipif(NEWEST_JDK < 24 or not any(j >= 24 for _, j in CASES),
+                    reason="needs a JDK 24+ (JEP 472) among the selected cases")
+@pytest.mark.parametrize("mode", ["enable", "deny"])
+def test_native_access_on_newest_jdk(stack, e2e, mode):
+    """With the flag the README gives, nothing warns and records arrive; under
+    ``--illegal-native-access=deny`` (a later Java's default) the task fails naming the flag."""
+    opts = [NATIVE_ACCESS_FLAG] if mode == "enable" else ["--illegal-native-access=deny"]
+    tag = f"n{uuid.uuid4().hex[:6]}"
+    w = stack.add_worker(kafka_version=NEWEST, java_home=JDKS[NEWEST_JDK], group_id=f"connect-{tag}",
+                         jvm_opts=opts)
+    try:
+        topic, name = f"{tag}-in", f"{tag}-insert"
+        e2e.kafka.create_topic(topic, 1)
+        w.connect.create(name, e2e.stack.sink_config(topic))
+        e2e.produce([("k", {"FirstName": tag, "LastName": f"{tag}-x"})], topic=topic)
+        if mode == "enable":
+            _wait_consumed(w.connect, e2e.kafka, name, topic)
+            got = [r for r in e2e.emu.records("Contact") if r.get("LastName") == f"{tag}-x"]
+            assert len(got) == 1, got
+            out = w.out_file.read_text(errors="replace")
+            assert "java.lang.System::load" not in out, out[-3000:]
+            assert not _grep(w.log_file, NATIVE_ACCESS_LOG), _grep(w.log_file, NATIVE_ACCESS_LOG)
+        else:
+            failed = w.connect.wait_failed(name, task=0, timeout=90)
+            trace = failed.get("trace") or ""
+            assert "refused to load the Salesforce sink native library" in trace and NATIVE_ACCESS_FLAG in trace, \
+                trace[:3000]
+            assert w.running, "the worker must survive: only the task fails"
+        w.connect.delete(name)
+    finally:
+        stack.remove_worker(w)
