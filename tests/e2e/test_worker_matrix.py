@@ -18,8 +18,9 @@ Which cases run (``WORKER_MATRIX``):
 
 * unset, with ``RELIABILITY=1`` (CI), or ``ci``: the oldest and the newest version on JDK 17, and
   the newest on the newest JDK;
-* ``full``: every version of ``VERSIONS`` on JDK 17, and the 4.x versions on the newest JDK; writes
-  ``tests/WORKER_MATRIX.md`` (the table the README quotes);
+* ``full``: every version of ``VERSIONS`` on every JDK found (``JAVA_HOME`` or ``java`` on the
+  PATH, and each JDK under /usr/lib/jvm); writes ``tests/WORKER_MATRIX.md`` (the table the README
+  quotes);
 * ``off`` (or unset without ``RELIABILITY=1``): skipped.
 
 ``WORKER_MATRIX_VERSIONS=3.6.2,4.4.0`` / ``WORKER_MATRIX_JDKS=17,25`` narrow any selection.
@@ -88,8 +89,7 @@ NEWEST_JDK = max(JDKS) if JDKS else BASE_JDK
 def _selection() -> list:
     mode = os.environ.get("WORKER_MATRIX") or ("ci" if os.environ.get("RELIABILITY") == "1" else "off")
     if mode == "full":
-        cases = [(v, BASE_JDK) for v in VERSIONS]
-        cases += [(v, NEWEST_JDK) for v in VERSIONS if v.startswith("4.") and NEWEST_JDK != BASE_JDK]
+        cases = [(v, j) for j in sorted(JDKS) for v in VERSIONS]
     elif mode == "ci":
         cases = [(OLDEST, BASE_JDK), (NEWEST, BASE_JDK)]
         if NEWEST_JDK != BASE_JDK:
