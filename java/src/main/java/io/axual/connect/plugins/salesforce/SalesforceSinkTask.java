@@ -368,8 +368,8 @@ public class SalesforceSinkTask extends SinkTask {
         String where = "topic " + record.topic() + ", partition " + record.kafkaPartition() + ", offset "
                 + record.kafkaOffset();
         if (tolerateAll) {
-            log.warn("{}Skipping the record at {} (errors.tolerance=all, no dead letter queue configured): {}",
-                    logPrefix, where, error.getMessage());
+            log.warn("{}Skipping the record at {} (errors.tolerance=all and no dead letter queue: none configured, "
+                    + "or a worker before Kafka 2.6): {}", logPrefix, where, error.getMessage());
             return;
         }
         throw new ConnectException(error.getMessage() + " (record at " + where + ")", error);
