@@ -79,6 +79,34 @@ pub enum Auth {
 pub enum WriteMode {
     Single,
     Collections,
+    /// Bulk API 2.0 ingest jobs (SPEC §7).
+    Bulk,
+    /// Collections while little waits, a Bulk job once `bulk.threshold` writes of one operation wait.
+    Auto,
+}
+
+impl WriteMode {
+    /// Whether this mode ever writes through Bulk API 2.0 jobs.
+    pub fn uses_bulk(self) -> bool {
+        matches!(self, WriteMode::Bulk | WriteMode::Auto)
+    }
+}
+
+/// The `salesforce.bulk.*` keys (SPEC §7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkConfig {
+    /// `AUTO`: writes of one operation waiting before a job is used.
+    pub threshold: usize,
+    pub max_records_per_job: usize,
+    /// An open job is closed this long after its last record arrived.
+    pub linger: Duration,
+    /// The first status poll; later ones back off to [`BulkConfig::MAX_POLL_INTERVAL`].
+    pub poll_interval: Duration,
+    pub hard_delete: bool,
+}
+
+impl BulkConfig {
+    pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +153,7 @@ pub struct Config {
     pub coalesce_updates: bool,
     /// `salesforce.api.quota.check.interval.ms`: how long writes refused for the daily quota wait.
     pub quota_check_interval: Duration,
+    pub bulk: BulkConfig,
     /// Test-only hook from [`TEST_PANIC_ENV`]: the native entry point that must panic.
     pub test_panic: Option<String>,
     pub proxy: Option<Proxy>,
@@ -245,15 +274,11 @@ impl Config {
             ));
         }
 
-        let write_mode = match v.choice("salesforce.write.mode", "COLLECTIONS", &["SINGLE", "COLLECTIONS", "BULK"])? {
+        let write_mode = match v.choice("salesforce.write.mode", "COLLECTIONS", &["SINGLE", "COLLECTIONS", "BULK", "AUTO"])? {
             "SINGLE" => WriteMode::Single,
             "COLLECTIONS" => WriteMode::Collections,
-            _ => {
-                return Err(err(
-                    "salesforce.write.mode",
-                    "BULK is not available in this version; use COLLECTIONS (200 records a request)",
-                ))
-            }
+            "BULK" => WriteMode::Bulk,
+            _ => WriteMode::Auto,
         };
 
         let max_backoff_ms = v.int("salesforce.retry.max.backoff.ms", 30_000, 0, i32::MAX as u64)?;
@@ -291,6 +316,13 @@ impl Config {
             max_buffered_records: v.int("salesforce.max.buffered.records", 20_000, 1, 10_000_000)? as usize,
             coalesce_updates: v.boolean("salesforce.coalesce.updates", false)?,
             quota_check_interval: Duration::from_millis(v.int("salesforce.api.quota.check.interval.ms", 60_000, 1, i32::MAX as u64)?),
+            bulk: BulkConfig {
+                threshold: v.int("salesforce.bulk.threshold", 2_000, 1, 10_000_000)? as usize,
+                max_records_per_job: v.int("salesforce.bulk.max.records.per.job", 100_000, 1, 150_000_000)? as usize,
+                linger: Duration::from_millis(v.int("salesforce.bulk.linger.ms", 5_000, 0, 3_600_000)?),
+                poll_interval: Duration::from_millis(v.int("salesforce.bulk.poll.interval.ms", 2_000, 1, 3_600_000)?),
+                hard_delete: v.boolean("salesforce.bulk.hard.delete", false)?,
+            },
             test_panic: test_panic_from_env(&v.string("connector.name", "salesforce-sink")),
             proxy: v.opt("salesforce.proxy.url").map(|url| Proxy {
                 url: Secret::new(url),

@@ -3,11 +3,12 @@
 //! and the classification of every record's result. Which writes form a request, in which order
 //! and when they are retried is the [`crate::pipeline`]'s business.
 
+mod bulk;
 mod collections;
 mod resolve;
 mod single;
 
-use crate::config::{Config, Operation, WriteMode};
+use crate::config::{Config, Operation};
 use crate::error::{ErrorClass, SalesforceError};
 use crate::http::SalesforceClient;
 use crate::keys::ExternalIdKind;
@@ -107,6 +108,17 @@ impl Item {
     }
 }
 
+/// How a request reaches Salesforce (the pipeline picks it per request in AUTO mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Single,
+    Collections,
+    /// One Bulk API 2.0 ingest job.
+    Bulk,
+}
+
+pub use bulk::MAX_UPLOAD_BYTES as MAX_BULK_UPLOAD_BYTES;
+
 /// What one request said about one of its writes.
 #[derive(Debug)]
 pub enum ItemResult {
@@ -120,6 +132,12 @@ pub enum ItemResult {
     WaitForQuota(String),
     /// The cached Id no longer names a record: resolve again, no backoff needed.
     StaleId,
+    /// The write was not sent (it did not fit into the Bulk job): it goes with the next request,
+    /// as if it had never left.
+    NotSent,
+    /// A Bulk job refused this write with others for a cause it did not attribute: the write goes
+    /// next through Collections, which answers per record.
+    ViaCollections(String),
 }
 
 /// What a request learnt about one write, before it is turned into an [`ItemResult`].
@@ -130,6 +148,8 @@ enum SendResult {
     Retry(String),
     WaitForQuota(String),
     StaleId,
+    NotSent,
+    ViaCollections(String),
 }
 
 /// The part of a write a request needs, owned so requests can run on other threads.
@@ -150,6 +170,8 @@ pub struct Writer {
     /// Keys of DELETEs whose request got no answer (timeout, broken connection): Salesforce may
     /// have done them. A later not-found for such a key is that DELETE's own effect, not an error.
     unsure_deletes: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Bulk jobs created and not yet finished, so that stopping the task can abort them.
+    open_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Bound of `Writer::unsure_deletes` (it is emptied when full: at worst a retried DELETE of a
@@ -158,7 +180,14 @@ const MAX_UNSURE_DELETES: usize = 10_000;
 
 impl Writer {
     pub fn new(cfg: Arc<Config>, client: Arc<SalesforceClient>) -> Arc<Self> {
-        Arc::new(Writer { cfg, client, ids: IdCache::new(), external_id: OnceLock::new(), unsure_deletes: Default::default() })
+        Arc::new(Writer {
+            cfg,
+            client,
+            ids: IdCache::new(),
+            external_id: OnceLock::new(),
+            unsure_deletes: Default::default(),
+            open_jobs: Default::default(),
+        })
     }
 
     /// What startup validation learned about the External ID field.
@@ -216,6 +245,26 @@ impl Writer {
         out
     }
 
+    fn open_job(&self, id: &str) {
+        self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned());
+    }
+
+    fn close_job(&self, id: &str) {
+        self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    /// Bulk jobs created and not finished yet.
+    pub fn open_jobs(&self) -> usize {
+        self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Aborts and deletes the Bulk jobs still running (the task stops): Salesforce would otherwise
+    /// go on writing records whose offsets were never committed, behind the back of the next owner.
+    pub async fn abort_open_jobs(&self) {
+        let ids: Vec<String> = self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        bulk::abort(self, ids).await;
+    }
+
     /// Keeps the Id cache in step with what Salesforce just confirmed.
     fn remember(&self, item: &Item) {
         if let Some(key) = &item.write.key {
@@ -246,6 +295,7 @@ impl Writer {
     pub async fn execute(
         self: &Arc<Self>,
         op: Operation,
+        via: Via,
         items: &mut [Item],
         abandoned: &Arc<AtomicBool>,
     ) -> Result<Vec<ItemResult>, FatalError> {
@@ -254,7 +304,7 @@ impl Writer {
             .filter(|&i| self.external_id_mode() && matches!(op, Operation::Update | Operation::Delete) && items[i].id.is_none())
             .collect();
         if !needs_id.is_empty() {
-            for (i, resolution) in self.resolve(items, &needs_id).await? {
+            for (i, resolution) in self.resolve(items, &needs_id, via).await? {
                 match resolution {
                     resolve::Resolution::Found { id, from_cache } => {
                         items[i].id = Some(id);
@@ -280,7 +330,10 @@ impl Writer {
                 })
                 .collect();
             let budget = Arc::new(AtomicUsize::new(request.len().max(MIN_SPLIT_BUDGET)));
-            let sent = Arc::clone(self).send(op, request, budget, Arc::clone(abandoned)).await?;
+            let sent = match via {
+                Via::Bulk => self.send_job(op, request, abandoned).await?,
+                _ => Arc::clone(self).send(op, via, request, budget, Arc::clone(abandoned)).await?,
+            };
             for (i, result) in ready.into_iter().zip(sent) {
                 results[i] = Some(result);
             }
@@ -308,8 +361,40 @@ impl Writer {
                     item.re_resolved = true;
                     ItemResult::StaleId
                 }
+                SendResult::NotSent => ItemResult::NotSent,
+                SendResult::ViaCollections(cause) => ItemResult::ViaCollections(self.describe(item, &cause)),
             })
             .collect())
+    }
+
+    /// One Bulk API 2.0 job for `request`; one result per write in request order.
+    async fn send_job(&self, op: Operation, request: Vec<RequestItem>, abandoned: &AtomicBool) -> Result<Vec<SendResult>, FatalError> {
+        let error = match bulk::run(self, op, &request, abandoned).await {
+            Ok(results) => return Ok(results),
+            Err(bulk::JobError::Abandoned) => {
+                if op == Operation::Delete {
+                    self.mark_unsure_deletes(&request);
+                }
+                return Ok(request.iter().map(|_| SendResult::Retry("abandoned: the partition was revoked".into())).collect());
+            }
+            Err(bulk::JobError::NotStarted(e)) => e,
+        };
+        if op == Operation::Delete {
+            self.mark_unsure_deletes(&request);
+        }
+        let result = |e: &SalesforceError| match e.class() {
+            ErrorClass::Fatal => unreachable!("handled below"),
+            // The org's daily Bulk allowance (records or batches) is quota, never a record error (SPEC §7).
+            _ if e.is_daily_quota() || e.code().is_some_and(|c| c.contains("LIMIT_EXCEEDED")) => {
+                SendResult::WaitForQuota(format!("Bulk job refused: {e}"))
+            }
+            ErrorClass::Recoverable => SendResult::Retry(format!("Bulk job not started: {e}")),
+            ErrorClass::NonRecoverable => SendResult::ViaCollections(format!("Bulk job refused: {e}")),
+        };
+        if error.class() == ErrorClass::Fatal {
+            return Err(self.fatal(&error));
+        }
+        Ok(request.iter().map(|_| result(&error)).collect())
     }
 
     /// One request, returning one result per write in request order. A Collections request that
@@ -318,6 +403,7 @@ impl Writer {
     fn send(
         self: Arc<Self>,
         op: Operation,
+        via: Via,
         request: Vec<RequestItem>,
         budget: Arc<AtomicUsize>,
         abandoned: Arc<AtomicBool>,
@@ -326,9 +412,9 @@ impl Writer {
             if abandoned.load(Ordering::SeqCst) {
                 return Ok(request.iter().map(|_| SendResult::Retry("abandoned: the partition was revoked".into())).collect());
             }
-            let outcome = match self.cfg.write_mode {
-                WriteMode::Single => single::send(&self, op, &request[0]).await.map(|r| vec![r]),
-                WriteMode::Collections => collections::send(&self, op, &request).await,
+            let outcome = match via {
+                Via::Single => single::send(&self, op, &request[0]).await.map(|r| vec![r]),
+                Via::Collections | Via::Bulk => collections::send(&self, op, &request).await,
             };
             match outcome {
                 Ok(results) => Ok(results),
@@ -344,7 +430,7 @@ impl Writer {
                         Ok(request.iter().map(|_| SendResult::Retry(e.to_string())).collect())
                     }
                     ErrorClass::NonRecoverable if request.len() > 1 && e.status() == Some(400) => {
-                        self.isolate(op, request, e, budget, abandoned).await
+                        self.isolate(op, via, request, e, budget, abandoned).await
                     }
                     // Other refusals (quota, permissions, unknown object) hold for every record alike.
                     ErrorClass::NonRecoverable => Ok(request.iter().map(|item| self.classify_single(op, item, &e)).collect()),
@@ -360,6 +446,7 @@ impl Writer {
     async fn isolate(
         self: Arc<Self>,
         op: Operation,
+        via: Via,
         request: Vec<RequestItem>,
         e: SalesforceError,
         budget: Arc<AtomicUsize>,
@@ -378,7 +465,7 @@ impl Writer {
             }
             let rest: Vec<RequestItem> =
                 request.iter().zip(&carrying).filter(|(_, &c)| !c).map(|(item, _)| item.clone()).collect();
-            let mut rest_results = Arc::clone(&self).send(op, rest, budget, abandoned).await?.into_iter();
+            let mut rest_results = Arc::clone(&self).send(op, via, rest, budget, abandoned).await?.into_iter();
             return Ok(carrying
                 .iter()
                 .map(|&c| if c { failed(e.to_string()) } else { rest_results.next().expect("one result per record") })
@@ -389,8 +476,8 @@ impl Writer {
         }
         let mut left = request;
         let right = left.split_off(left.len() / 2);
-        let mut results = Arc::clone(&self).send(op, left, Arc::clone(&budget), Arc::clone(&abandoned)).await?;
-        results.extend(self.send(op, right, budget, abandoned).await?);
+        let mut results = Arc::clone(&self).send(op, via, left, Arc::clone(&budget), Arc::clone(&abandoned)).await?;
+        results.extend(self.send(op, via, right, budget, abandoned).await?);
         Ok(results)
     }
 

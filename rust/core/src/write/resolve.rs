@@ -2,8 +2,8 @@
 //! (10,000 entries, 7-day TTL), then one SOQL query per up to 200 keys (COLLECTIONS) or one GET by
 //! external ID per key (SINGLE, as the seed).
 
-use super::{FatalError, Item, SendResult, Writer};
-use crate::config::WriteMode;
+use super::{FatalError, Item, SendResult, Via, Writer};
+
 use crate::error::{ErrorClass, SalesforceError};
 use crate::http::percent_encode;
 use crate::keys::ExternalIdKind;
@@ -53,7 +53,7 @@ pub(super) enum Resolution {
 }
 
 impl Writer {
-    pub(super) async fn resolve(&self, items: &[Item], which: &[usize]) -> Result<Vec<(usize, Resolution)>, FatalError> {
+    pub(super) async fn resolve(&self, items: &[Item], which: &[usize], via: Via) -> Result<Vec<(usize, Resolution)>, FatalError> {
         let mut out = Vec::with_capacity(which.len());
         let mut unknown: Vec<usize> = Vec::new();
         for &i in which {
@@ -67,9 +67,9 @@ impl Writer {
             return Ok(out);
         }
         let keys: Vec<&str> = unknown.iter().map(|&i| items[i].write.key.as_deref().unwrap_or_default()).collect();
-        let found = match self.cfg.write_mode {
-            WriteMode::Single => self.lookup_each(&keys).await,
-            WriteMode::Collections => self.query_ids(&keys).await,
+        let found = match via {
+            Via::Single => self.lookup_each(&keys).await,
+            Via::Collections | Via::Bulk => self.query_ids(&keys).await,
         };
         for (i, key) in unknown.into_iter().zip(keys) {
             let resolution = match found.get(&key.to_lowercase()) {

@@ -73,6 +73,12 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String MAX_BUFFERED_RECORDS = "salesforce.max.buffered.records";
     public static final String COALESCE_UPDATES = "salesforce.coalesce.updates";
     public static final String API_QUOTA_CHECK_INTERVAL_MS = "salesforce.api.quota.check.interval.ms";
+    // Bulk API 2.0 (write modes BULK and AUTO)
+    public static final String BULK_THRESHOLD = "salesforce.bulk.threshold";
+    public static final String BULK_MAX_RECORDS_PER_JOB = "salesforce.bulk.max.records.per.job";
+    public static final String BULK_LINGER_MS = "salesforce.bulk.linger.ms";
+    public static final String BULK_POLL_INTERVAL_MS = "salesforce.bulk.poll.interval.ms";
+    public static final String BULK_HARD_DELETE = "salesforce.bulk.hard.delete";
 
     static final String CLIENT_CREDENTIALS = "CLIENT_CREDENTIALS";
     static final String JWT_BEARER = "JWT_BEARER";
@@ -83,10 +89,11 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     static final String GROUP_MAPPING = "SObject Mapping";
     static final String GROUP_ERRORS = "Error Handling and Retries";
     static final String GROUP_ADVANCED = "Advanced";
+    static final String GROUP_BULK = "Bulk API 2.0";
 
     static final List<String> AUTH_TYPES = List.of(CLIENT_CREDENTIALS, JWT_BEARER);
     static final List<String> OPERATIONS = List.of("INSERT", "UPDATE", "DELETE", UPSERT);
-    static final List<String> WRITE_MODES = List.of("SINGLE", "COLLECTIONS");
+    static final List<String> WRITE_MODES = List.of("SINGLE", "COLLECTIONS", "BULK", "AUTO");
     static final List<String> NULL_FIELDS_MODES = List.of("SEND", "SKIP");
     static final List<String> DELETE_MISSING_MODES = List.of("FAIL", "IGNORE");
 
@@ -237,8 +244,10 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 GROUP_ADVANCED, ++order, Width.SHORT, "Compression");
         def.define(WRITE_MODE, Type.STRING, "COLLECTIONS", enumValidator(WRITE_MODES), Importance.MEDIUM,
                 "SINGLE: one REST request per record (as the original connector). COLLECTIONS: sObject "
-                        + "Collections, up to salesforce.batch.size records per request (Bulk API 2.0 is not "
-                        + "available yet).",
+                        + "Collections, up to salesforce.batch.size records per request. BULK: Bulk API 2.0 ingest "
+                        + "jobs (a few API requests per job of up to salesforce.bulk.max.records.per.job records). "
+                        + "AUTO: Collections while few records wait, a Bulk job once salesforce.bulk.threshold "
+                        + "records of one operation wait.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Write mode", new EnumRecommender(WRITE_MODES));
         def.define(BATCH_SIZE, Type.INT, 200, ConfigDef.Range.between(1, 200), Importance.LOW,
                 "Records per sObject Collections request (1..200).",
@@ -264,7 +273,45 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 Importance.LOW, "While the org's daily API quota is spent (REQUEST_LIMIT_EXCEEDED TotalRequests), "
                         + "how often waiting records are tried again. They never go to the DLQ for it.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Quota check interval (ms)");
+        defineBulk(def);
         return def;
+    }
+
+    private static void defineBulk(ConfigDef def) {
+        int order = 0;
+        def.define(BULK_THRESHOLD, Type.INT, 2_000, ConfigDef.Range.between(1, 10_000_000), Importance.LOW,
+                "AUTO: records of one operation waiting before they go as a Bulk API 2.0 job instead of "
+                        + "Collections requests.",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk threshold");
+        def.define(BULK_MAX_RECORDS_PER_JOB, Type.INT, 100_000, ConfigDef.Range.between(1, 150_000_000),
+                Importance.LOW, "Records per Bulk API 2.0 job at most; a job's CSV also stays below Salesforce's "
+                        + "100 MB upload limit.",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk max records per job");
+        def.define(BULK_LINGER_MS, Type.INT, 5_000, ConfigDef.Range.between(0, 3_600_000), Importance.LOW,
+                "BULK: a job is closed and sent this long after its last record arrived (or when full; the "
+                        + "oldest record waits at most 12 times this long).",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk linger (ms)");
+        def.define(BULK_POLL_INTERVAL_MS, Type.INT, 2_000, ConfigDef.Range.between(1, 3_600_000), Importance.LOW,
+                "First poll of a Bulk job's status; later polls back off to 30 s.",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk poll interval (ms)");
+        def.define(BULK_HARD_DELETE, Type.BOOLEAN, false, null, Importance.LOW,
+                "DELETE through Bulk jobs as hardDelete: records skip the recycle bin (the integration user "
+                        + "needs the Bulk API Hard Delete permission).",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk hard delete");
+    }
+
+    /**
+     * Unfinished records at which the task pauses its partitions. Bulk modes hold at least two jobs'
+     * worth, so one job can fill while the previous one runs.
+     */
+    int effectiveMaxBufferedRecords() {
+        int configured = getInt(MAX_BUFFERED_RECORDS);
+        String mode = upper(getString(WRITE_MODE));
+        if ("BULK".equals(mode) || "AUTO".equals(mode)) {
+            long twoJobs = 2L * getInt(BULK_MAX_RECORDS_PER_JOB);
+            return (int) Math.min(Integer.MAX_VALUE, Math.max(configured, twoJobs));
+        }
+        return configured;
     }
 
     private static ConfigDef.Validator enumValidator(List<String> values) {

@@ -104,7 +104,7 @@ public class SalesforceSinkTask extends SinkTask {
         tolerateAll = "all".equals(props.getOrDefault(ERRORS_TOLERANCE_PROP, "none").trim().toLowerCase(Locale.ROOT));
         reporter = errantRecordReporter();
         encoder = new RecordBatchEncoder(config.operationHeaderNameIfEnabled(), chunkBytes);
-        maxBuffered = config.getInt(SalesforceSinkConfig.MAX_BUFFERED_RECORDS);
+        maxBuffered = config.effectiveMaxBufferedRecords();
         flushTimeoutMs = putTimeBudgetMs(props);
         offsets.clear();
         paused = false;
