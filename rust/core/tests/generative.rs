@@ -343,6 +343,7 @@ fn bulk_and_auto_streams_match_the_one_by_one_model() {
     let emu = Emulator::start();
     let mut rng = StdRng::seed_from_u64(seed ^ 0xB01C);
     let mut tally = Tally::new();
+    let (mut jobs, mut failed_jobs, mut processed) = (0, 0, 0);
     for case in 0..cases {
         emu.control("POST", "reset", Json::Null);
         let keys = hostile_external_keys(&mut rng);
@@ -403,8 +404,15 @@ fn bulk_and_auto_streams_match_the_one_by_one_model() {
             assert!(deleted_anyway || (*o == Outcome::Written) == *written, "{context}: record {i} {:?}: {o:?}", msgs[i]);
         }
         assert_eq!(state_of(&emu), expected, "{context}");
+        let bulk = emu.control("GET", "bulk", Json::Null);
+        jobs += bulk["jobs_created"].as_u64().unwrap_or(0);
+        failed_jobs += bulk["jobs_failed"].as_u64().unwrap_or(0);
+        processed += bulk["records_processed"].as_u64().unwrap_or(0);
         let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
         tally.case(&emu, &outcomes, keys);
     }
+    println!("bulk jobs created {jobs}, ended Failed {failed_jobs}, records processed by jobs {processed}");
+    assert!(jobs > 0 && processed > 0, "no Bulk job ran: the test tested Collections only");
+    assert!(cases < 4 || failed_jobs > 0, "no Bulk job failed: the retry path went untested");
     tally.record("core generative: BULK and AUTO (jobs that fail or leave records unprocessed, random thresholds and job sizes)", seed);
 }
