@@ -128,7 +128,7 @@ def test_bulk_fault_run_loses_and_duplicates_nothing(e2e):
     records, model = _upserts(n, keys=n // 2)
     e2e.kafka.create_topic(e2e.topic, partitions=2)
     dlq = e2e.new_topic("dlq")
-    e2e.emu.bulk({"records_per_second": 5000, "fail_next_jobs": 1, "unprocessed_next_jobs": 1, "process_first": 700})
+    e2e.emu.set_bulk(records_per_second=5000, fail_next_jobs=1, unprocessed_next_jobs=1, process_first=700)
     rules = [
         {"kind": "status", "method": "GET", "path_contains": "/jobs/ingest/", "status": 503,
          "error_code": "SERVER_UNAVAILABLE", "probability": 0.3},
@@ -190,7 +190,7 @@ def test_kill_worker_while_bulk_jobs_run_loses_nothing(e2e, stack):
     records, model = _upserts(n, keys=n)
     e2e.kafka.create_topic(e2e.topic, partitions=2)
     dlq = e2e.new_topic("dlq")
-    e2e.emu.bulk({"records_per_second": 2000})
+    e2e.emu.set_bulk(records_per_second=2000)
     cfg = e2e.sink_config({
         "salesforce.operation": "UPSERT",
         "salesforce.external.id.field": EXT,

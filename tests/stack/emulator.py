@@ -174,12 +174,6 @@ class Emulator:
         """The org's My Domain login URL, a JWT audience accepted besides login/test.salesforce.com."""
         self._call("POST", "/__emulator/my_domain", json={"login_url": login_url})
 
-    def bulk(self, settings: Optional[dict] = None) -> dict:
-        """Bulk API 2.0 settings and counters (POST with ``settings`` changes them first)."""
-        if settings:
-            self._call("POST", "/__emulator/bulk", json=settings)
-        return self._call("GET", "/__emulator/bulk")
-
     def set_limits(self, max: int, used: int = 0) -> None:  # noqa: A002 - mirrors the API
         self._call("POST", "/__emulator/limits", json={"max": max, "used": used})
 
