@@ -126,10 +126,14 @@ pub struct Config {
     pub auth: Auth,
     pub api_version: String,
     pub request_timeout: Duration,
+    /// The SObject API name, or [`SOBJECT_BY_TOPIC`] (see [`Config::sobject_by_topic`]).
     pub sobject: String,
     pub operation: Operation,
     pub external_id_field: Option<String>,
     pub header_routing: Option<String>,
+    /// `salesforce.operation.header.mapping`: header values (lower-cased) and the operation each
+    /// stands for; values not listed keep their usual meaning (INSERT, UPDATE, DELETE, UPSERT).
+    pub header_mapping: Vec<(String, Operation)>,
     pub tombstone_delete: bool,
     pub retry: RetryPolicy,
     pub startup_validation: bool,
@@ -167,6 +171,31 @@ pub struct Proxy {
     pub url: Secret,
     pub username: Option<String>,
     pub password: Option<Secret>,
+}
+
+/// `salesforce.sobject.type=${topic}`: each record's SObject is its topic after SMTs (SPEC §9).
+pub const SOBJECT_BY_TOPIC: &str = "${topic}";
+
+/// Parses `salesforce.operation.header.mapping` (`c:UPSERT,u:UPSERT,d:DELETE`): comma-separated
+/// `value:OPERATION` pairs; values match case-insensitively, so one value may appear only once.
+pub fn parse_header_mapping(text: &str) -> Result<Vec<(String, Operation)>, String> {
+    let mut mapping: Vec<(String, Operation)> = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((value, op)) = pair.rsplit_once(':') else {
+            return Err(format!("'{pair}' is not of the form value:OPERATION (e.g. c:UPSERT,d:DELETE)"));
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(format!("'{pair}' has an empty header value"));
+        }
+        let op = Operation::parse(op).ok_or_else(|| format!("'{pair}': '{}' is not INSERT, UPDATE, DELETE or UPSERT", op.trim()))?;
+        let value = value.to_lowercase();
+        if mapping.iter().any(|(v, _)| *v == value) {
+            return Err(format!("header value '{value}' is mapped more than once (values match case-insensitively)"));
+        }
+        mapping.push((value, op));
+    }
+    Ok(mapping)
 }
 
 /// A quarter of Connect's default `max.poll.interval.ms` (5 minutes), when Java did not say.
@@ -207,6 +236,26 @@ impl Values<'_> {
             .find(|a| a.eq_ignore_ascii_case(v))
             .copied()
             .ok_or_else(|| err(key, format!("'{v}' is not one of {}", allowed.join(", "))))
+    }
+}
+
+/// Whether `name` can be an SObject API name: a letter, then letters, digits and underscores, no
+/// trailing underscore and no more than 3 parts joined by `__` (namespace, name, suffix such as
+/// `__c`). It goes into URL paths and SOQL's `FROM`, so nothing else may pass.
+pub fn check_sobject_name(name: &str) -> Result<(), String> {
+    let well_formed = name.len() <= 255
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.ends_with('_')
+        && name.split("__").all(|part| !part.is_empty() && !part.starts_with('_'))
+        && name.split("__").count() <= 3;
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not a Salesforce API name (a letter, then letters, digits and single underscores, e.g. Contact or MyObject__c)",
+            name.chars().take(100).collect::<String>().escape_debug()
+        ))
     }
 }
 
@@ -281,6 +330,8 @@ impl Config {
             _ => WriteMode::Auto,
         };
 
+        let sobject = v.required("salesforce.sobject.type")?.to_owned();
+
         let max_backoff_ms = v.int("salesforce.retry.max.backoff.ms", 30_000, 0, i32::MAX as u64)?;
         Ok(Config {
             connector_name: v.string("connector.name", "salesforce-sink"),
@@ -290,7 +341,7 @@ impl Config {
             auth,
             api_version,
             request_timeout: Duration::from_millis(v.int("salesforce.request.timeout.ms", 30_000, 1, i32::MAX as u64)?),
-            sobject: v.required("salesforce.sobject.type")?.to_owned(),
+            sobject,
             operation,
             external_id_field,
             header_routing: if v.boolean("salesforce.operation.header.enabled", false)? {
@@ -298,6 +349,8 @@ impl Config {
             } else {
                 None
             },
+            header_mapping: parse_header_mapping(&v.string("salesforce.operation.header.mapping", ""))
+                .map_err(|reason| err("salesforce.operation.header.mapping", reason))?,
             tombstone_delete: v.boolean("salesforce.tombstone.delete", false)?,
             retry: RetryPolicy {
                 max_attempts: v.int("salesforce.retry.max.attempts", 3, 0, 100)? as u32,
@@ -331,6 +384,11 @@ impl Config {
             }),
             ca_pem: v.opt("salesforce.ssl.ca.pem").map(str::to_owned),
         })
+    }
+
+    /// `salesforce.sobject.type=${topic}`: the SObject is each record's topic.
+    pub fn sobject_by_topic(&self) -> bool {
+        self.sobject == SOBJECT_BY_TOPIC
     }
 
     /// `https://host/services/data/v62.0`
@@ -397,6 +455,36 @@ pub(crate) mod tests {
         }
         for bad in ["http://10.0.0.1", "http://localhost.evil.com", "ftp://x", "https://", "http://127.0.0.1.nip.io"] {
             assert!(check_instance_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sobject_by_topic_and_names() {
+        assert!(with(&[("salesforce.sobject.type", "${topic}")]).unwrap().sobject_by_topic());
+        assert!(!with(&[]).unwrap().sobject_by_topic());
+        for ok in ["Contact", "MyObject__c", "ns__Obj__c", "Account2"] {
+            assert!(check_sobject_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["crm.Contact", "crm-Contact", "1Contact", "Contact_", "a___b", "a__b__c__d", "", "Con tact", "${topic"] {
+            assert!(check_sobject_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_mapping() {
+        let c = with(&[("salesforce.operation.header.mapping", " c:UPSERT, r:upsert,U:UPSERT ,d:Delete")]).unwrap();
+        assert_eq!(
+            c.header_mapping,
+            vec![
+                ("c".into(), Operation::Upsert),
+                ("r".into(), Operation::Upsert),
+                ("u".into(), Operation::Upsert),
+                ("d".into(), Operation::Delete)
+            ]
+        );
+        assert!(with(&[]).unwrap().header_mapping.is_empty());
+        for bad in ["c", "c:MERGE", ":UPSERT", "c:UPSERT,C:DELETE"] {
+            assert_eq!(with(&[("salesforce.operation.header.mapping", bad)]).unwrap_err().key, "salesforce.operation.header.mapping", "{bad}");
         }
     }
 

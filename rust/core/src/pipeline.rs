@@ -136,7 +136,8 @@ impl Pipeline {
 
     /// Plans `records` (sequence numbers `first_seq..`) and adds their writes to the buffer.
     /// Records that need no request (skipped, refused) finish at once.
-    pub fn submit(&self, records: &[Record<'_>], first_seq: i64, external_id: crate::keys::ExternalIdKind) -> Result<Progress, FatalError> {
+    /// `targets`: where each record goes (its SObject and External ID field kind), or why it cannot.
+    pub fn submit(&self, records: &[Record<'_>], first_seq: i64, targets: &plan::Targets) -> Result<Progress, FatalError> {
         let cfg = &self.shared.cfg;
         let external_id_mode = cfg.external_id_field.is_some();
         let now = Instant::now();
@@ -146,7 +147,11 @@ impl Pipeline {
             let mut state = self.lock();
             for (i, record) in records.iter().enumerate() {
                 let seq = first_seq + i as i64;
-                match plan::plan_record(cfg, external_id, record) {
+                let planned = match targets.for_topic(record.topic) {
+                    Ok(target) => plan::plan_record_for(cfg, target, record),
+                    Err(why) => Plan::Reject(why.to_owned()),
+                };
+                match planned {
                     Plan::Skip => {
                         skipped += 1;
                         state.finished.push((seq, Outcome::Skipped));
@@ -324,9 +329,11 @@ impl State {
         if free == 0 {
             return (vec![], None);
         }
-        // The first waiting write of each key that is not in flight, by operation, in offset order.
+        // The first waiting write of each key that is not in flight, by operation and SObject, in offset order.
         let mut seen: HashSet<&str> = HashSet::new();
-        let mut ready: BTreeMap<u8, Vec<i64>> = BTreeMap::new();
+        // By operation and SObject: a request writes one SObject (Collections upsert names it in
+        // its path), so `${topic}` records of different topics never share one.
+        let mut ready: BTreeMap<(u8, Arc<str>), Vec<i64>> = BTreeMap::new();
         for (&id, entry) in &self.waiting {
             if let Some(key) = &entry.key {
                 if self.busy_keys.contains(key) || !seen.insert(key.as_str()) {
@@ -337,7 +344,7 @@ impl State {
                 wake_at(t);
                 continue;
             }
-            ready.entry(op_rank(entry.item.write.op)).or_default().push(id);
+            ready.entry((op_rank(entry.item.write.op), Arc::clone(&entry.item.write.sobject))).or_default().push(id);
         }
         for ids in ready.values() {
             for id in ids {
@@ -586,7 +593,7 @@ fn coalesce(earlier: &PlannedWrite, later: &PlannedWrite, earlier_origin: &Origi
         return None;
     }
     let fields = crate::convert::merge_fragments(&earlier.fields, &later.fields)?;
-    Some(PlannedWrite { op: earlier.op, key: earlier.key.clone(), fields: Arc::new(fields) })
+    Some(PlannedWrite { sobject: Arc::clone(&earlier.sobject), op: earlier.op, key: earlier.key.clone(), fields: Arc::new(fields) })
 }
 
 async fn dispatch_loop(shared: Arc<Shared>) {

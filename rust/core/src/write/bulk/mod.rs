@@ -82,7 +82,8 @@ pub(super) async fn run(
     for result in results.iter_mut().skip(upload.rows) {
         result.get_or_insert(SendResult::NotSent);
     }
-    let job = Job::start(w, op, &upload, abandoned).await?;
+    let Some(first) = items.first() else { return Ok(vec![]) };
+    let job = Job::start(w, op, &first.sobject, &upload, abandoned).await?;
     let info = job.wait(abandoned).await?;
     job.collect(op, items, &upload, &info, &mut results, abandoned).await?;
     Ok(results.into_iter().map(|r| r.unwrap_or(SendResult::NotSent)).collect())
@@ -151,9 +152,9 @@ struct Job<'w> {
 }
 
 impl<'w> Job<'w> {
-    async fn start(w: &'w Writer, op: Operation, upload: &Upload, abandoned: &AtomicBool) -> Result<Job<'w>, JobError> {
+    async fn start(w: &'w Writer, op: Operation, sobject: &str, upload: &Upload, abandoned: &AtomicBool) -> Result<Job<'w>, JobError> {
         let mut spec = serde_json::json!({
-            "object": w.cfg.sobject,
+            "object": sobject,
             "operation": operation_name(op, &w.cfg.bulk),
             "contentType": "CSV",
             "lineEnding": "LF",

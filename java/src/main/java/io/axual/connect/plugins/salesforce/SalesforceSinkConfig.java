@@ -56,6 +56,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String EXTERNAL_ID_FIELD = "salesforce.external.id.field";
     public static final String OPERATION_HEADER_ENABLED = "salesforce.operation.header.enabled";
     public static final String OPERATION_HEADER_NAME = "salesforce.operation.header.name";
+    public static final String OPERATION_HEADER_MAPPING = "salesforce.operation.header.mapping";
     public static final String TOMBSTONE_DELETE = "salesforce.tombstone.delete";
     public static final String NULL_FIELDS = "salesforce.null.fields";
     // Error Handling and Retries
@@ -83,6 +84,8 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     static final String CLIENT_CREDENTIALS = "CLIENT_CREDENTIALS";
     static final String JWT_BEARER = "JWT_BEARER";
     static final String UPSERT = "UPSERT";
+    /** {@code salesforce.sobject.type=${topic}}: each record's SObject is its topic after SMTs (SPEC §9). */
+    public static final String SOBJECT_BY_TOPIC = "${topic}";
 
     static final String GROUP_AUTHENTICATION = "Authentication";
     static final String GROUP_CONNECTION = "Connection";
@@ -189,8 +192,12 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 GROUP_CONNECTION, ++order, Width.MEDIUM, "Trust store password");
 
         order = 0;
-        def.define(SOBJECT_TYPE, Type.STRING, ConfigDef.NO_DEFAULT_VALUE, new ApiNameValidator(), Importance.HIGH,
-                "API name of the target SObject, e.g. Contact, Account or MyObject__c.",
+        def.define(SOBJECT_TYPE, Type.STRING, ConfigDef.NO_DEFAULT_VALUE, new SObjectTypeValidator(), Importance.HIGH,
+                "API name of the target SObject, e.g. Contact, Account or MyObject__c, or ${topic}: each "
+                        + "record's topic (after SMTs, e.g. a RegexRouter from crm.Contact to Contact) is its "
+                        + "SObject. With ${topic} the SObject and the external ID field cannot be checked here; "
+                        + "each SObject is checked (describe) when its first record arrives, and records of a "
+                        + "topic that is no SObject API name or names an unknown SObject go to the DLQ.",
                 GROUP_MAPPING, ++order, Width.MEDIUM, "SObject type");
         def.define(OPERATION, Type.STRING, "INSERT", enumValidator(OPERATIONS), Importance.HIGH,
                 "Write operation for every record (unless header routing overrides it): INSERT, UPDATE, DELETE or "
@@ -209,6 +216,13 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         def.define(OPERATION_HEADER_NAME, Type.STRING, "operation", new ConfigDef.NonEmptyString(), Importance.LOW,
                 "Name of the header that carries the per-record operation (the last one counts).",
                 GROUP_MAPPING, ++order, Width.MEDIUM, "Operation header name", new VisibleWhenTrue(OPERATION_HEADER_ENABLED));
+        def.define(OPERATION_HEADER_MAPPING, Type.STRING, "", new HeaderMappingValidator(), Importance.LOW,
+                "Maps operation header values to operations, as comma-separated value:OPERATION pairs, e.g. "
+                        + "c:UPSERT,r:UPSERT,u:UPSERT,d:DELETE for Debezium's __op header (ExtractNewRecordState "
+                        + "with add.headers=op). Values and operations are case-insensitive; values not listed "
+                        + "keep their usual meaning (INSERT, UPDATE, DELETE, UPSERT); any other value is a record "
+                        + "error.",
+                GROUP_MAPPING, ++order, Width.LONG, "Operation header mapping", new VisibleWhenTrue(OPERATION_HEADER_ENABLED));
         def.define(TOMBSTONE_DELETE, Type.BOOLEAN, false, null, Importance.MEDIUM,
                 "When true, a record with a null value deletes the Salesforce record named by its key. When false, "
                         + "tombstones are skipped.",
@@ -559,6 +573,63 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         @Override
         public String toString() {
             return "Salesforce API name, e.g. Contact or MyObject__c";
+        }
+    }
+
+    /** An API name, or {@code ${topic}}. */
+    static final class SObjectTypeValidator extends ApiNameValidator {
+        @Override
+        public void ensureValid(String name, Object value) {
+            if (value != null && SOBJECT_BY_TOPIC.equals(value.toString().trim())) {
+                return;
+            }
+            super.ensureValid(name, value);
+        }
+
+        @Override
+        public String toString() {
+            return "Salesforce API name, e.g. Contact or MyObject__c, or ${topic}";
+        }
+    }
+
+    /** {@code value:OPERATION,...}; a value may be mapped once (values match case-insensitively). */
+    static final class HeaderMappingValidator implements ConfigDef.Validator {
+        @Override
+        public void ensureValid(String name, Object value) {
+            if (value == null) {
+                return;
+            }
+            List<String> seen = new ArrayList<>();
+            for (String pair : value.toString().split(",")) {
+                String trimmed = pair.trim();
+                if (trimmed.isEmpty()) {
+                    continue;
+                }
+                int colon = trimmed.lastIndexOf(':');
+                if (colon < 0) {
+                    throw new ConfigException(name, value, "'" + trimmed + "' is not of the form value:OPERATION "
+                            + "(e.g. c:UPSERT,u:UPSERT,d:DELETE)");
+                }
+                String headerValue = trimmed.substring(0, colon).trim().toLowerCase(Locale.ROOT);
+                String operation = trimmed.substring(colon + 1).trim().toUpperCase(Locale.ROOT);
+                if (headerValue.isEmpty()) {
+                    throw new ConfigException(name, value, "'" + trimmed + "' has an empty header value");
+                }
+                if (!OPERATIONS.contains(operation)) {
+                    throw new ConfigException(name, value, "'" + trimmed + "': " + operation
+                            + " is not INSERT, UPDATE, DELETE or UPSERT");
+                }
+                if (seen.contains(headerValue)) {
+                    throw new ConfigException(name, value, "header value '" + headerValue + "' is mapped more than "
+                            + "once (values match case-insensitively)");
+                }
+                seen.add(headerValue);
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "comma-separated value:OPERATION pairs, e.g. c:UPSERT,r:UPSERT,u:UPSERT,d:DELETE";
         }
     }
 
