@@ -428,9 +428,10 @@ impl State {
         }
     }
 
-    /// Bulk API 2.0 jobs from one operation's ready writes (SPEC §7). BULK closes a job when it is
-    /// full or `bulk.linger.ms` after its last write arrived; AUTO sends its job at once, since
-    /// `bulk.threshold` writes are already waiting.
+    /// Bulk API 2.0 jobs from one operation's ready writes (SPEC §7). A job is closed when it is
+    /// full, `bulk.linger.ms` after its last write arrived, or when its oldest write has waited
+    /// `MAX_BULK_LINGERS` lingers. AUTO gets here once `bulk.threshold` writes wait, and then
+    /// fills its jobs the same way: a backlog becomes a few full jobs, not many small ones.
     fn take_jobs(
         &mut self,
         ids: &[i64],
@@ -461,7 +462,7 @@ impl State {
             // at most this long.
             let oldest_due = first_arrived + cfg.bulk.linger * MAX_BULK_LINGERS;
             let quiet_due = last_arrived + cfg.bulk.linger;
-            let due = full || self.flushing > 0 || cfg.write_mode == WriteMode::Auto || quiet_due <= now || oldest_due <= now;
+            let due = full || self.flushing > 0 || quiet_due <= now || oldest_due <= now;
             if !due {
                 wake_at(quiet_due.min(oldest_due));
                 return;
