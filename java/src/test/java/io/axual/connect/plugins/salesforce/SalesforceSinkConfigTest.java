@@ -258,12 +258,14 @@ class SalesforceSinkConfigTest {
                 "salesforce.batch.size", "salesforce.max.in.flight.requests", "salesforce.null.fields",
                 "salesforce.linger.ms", "salesforce.max.buffered.records", "salesforce.coalesce.updates",
                 "salesforce.api.quota.check.interval.ms",
+                "salesforce.bulk.threshold", "salesforce.bulk.max.records.per.job", "salesforce.bulk.linger.ms",
+                "salesforce.bulk.poll.interval.ms", "salesforce.bulk.hard.delete",
                 "salesforce.delete.missing", "salesforce.proxy.url",
                 "salesforce.proxy.username", "salesforce.proxy.password", "salesforce.ssl.ca.pem",
                 "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password");
         assertEquals(expected, def.names());
         Set<String> groups = Set.of("Authentication", "Connection", "SObject Mapping", "Error Handling and Retries",
-                "Advanced");
+                "Advanced", "Bulk API 2.0");
         for (ConfigDef.ConfigKey key : def.configKeys().values()) {
             assertTrue(groups.contains(key.group), key.name);
             assertNotNull(key.documentation, key.name);
