@@ -43,14 +43,18 @@ def _backlog(b, log, n: int, mode: str) -> dict:
     b.connect.create(name, cfg)
     b.wait_written(base + n, 1800, name, interval=0.5)
     seconds = time.monotonic() - t0
-    # trailing requests (the last job's results) land, then the counters are read
-    last = -1
-    while True:
-        s = b.stats()
-        if s["api_requests"] == last:
+    # The last job's results are read before its offsets commit: the counters are read after that.
+    group = f"connect-{name}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        end = b.stack.kafka.end_offsets(topic)
+        committed = b.stack.kafka.committed(group, topic)
+        if end and all(committed.get(p, -1) >= off for p, off in end.items()):
             break
-        last = s["api_requests"]
-        time.sleep(1.0)
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"bulk {mode}: offsets not committed within 10 min\n" + b.connect.describe(name))
+    s = b.stats()
     b.drop_connector(name)
     api = int(s["api_requests"]) - int(before["api_requests"])
     kinds = {k: int(v) - int(before["by_kind"].get(k, 0)) for k, v in s["by_kind"].items()
