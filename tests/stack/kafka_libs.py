@@ -52,6 +52,36 @@ def ensure_kafka_libs(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
     return target
 
 
+DEBEZIUM_VERSION = "3.6.1.Final"
+DEBEZIUM_POM = TESTS_DIR / "debezium" / "pom.xml"
+# The worker provides Kafka's jars (and their compression codecs, and SLF4J): a plugin must not
+# bring its own copies of the Connect API.
+_WORKER_PROVIDED = "org.apache.kafka,org.lz4,org.xerial.snappy,com.github.luben,org.slf4j"
+
+
+def ensure_debezium_smt(version: str = DEBEZIUM_VERSION, quiet: bool = True) -> Path:
+    """Debezium's SMT jars (ExtractNewRecordState) with their dependencies, fetched once into
+    ``tests/.kafka/debezium-<version>/`` from ``tests/debezium/pom.xml``."""
+    target = TESTS_DIR / ".kafka" / f"debezium-{version}"
+    if (target / ".complete").exists():
+        return target
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-B", "-f", str(DEBEZIUM_POM), "dependency:copy-dependencies",
+           f"-DoutputDirectory={tmp}", "-DincludeScope=runtime", f"-DexcludeGroupIds={_WORKER_PROVIDED}"]
+    if quiet:
+        cmd.insert(2, "-q")
+    print(f"[stack] fetching Debezium {version} SMT jars from Maven Central into {target}", file=sys.stderr)
+    subprocess.run(cmd, check=True, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
+    jars = sorted(j.name for j in tmp.glob("*.jar"))
+    if not any(j.startswith("debezium-connect-plugins-") for j in jars):
+        raise RuntimeError(f"debezium-connect-plugins jar missing in {tmp}: {jars}")
+    (tmp / ".complete").write_text(f"{len(jars)} jars\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
 def classpath(version: str = KAFKA_VERSION) -> str:
     return str(ensure_kafka_libs(version) / "*")
 

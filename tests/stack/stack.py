@@ -128,6 +128,11 @@ class Stack:
             return
         self.plugin_dir = unpack_plugin(zip_path, self.plugins_dir)
         self._log(f"plugin {zip_path.name} unpacked into {self.plugin_dir}")
+        # Debezium's SMTs (ExtractNewRecordState), a plugin of their own: CDC tests unwrap
+        # Debezium envelopes in the sink connector, as operators do.
+        debezium = self.plugins_dir / "debezium-smt"
+        shutil.copytree(kafka_libs.ensure_debezium_smt(), debezium, ignore=shutil.ignore_patterns(".complete"))
+        self._log(f"Debezium SMT jars installed into {debezium}")
 
     def add_worker(self, wait: bool = True, kafka_version: Optional[str] = None,
                    java_home: Optional[str] = None, group_id: Optional[str] = None,

@@ -91,6 +91,10 @@ class Worker(Service):
             # sink tasks' consumers: a kill -9'd worker's partitions move on after 6 s, not 45 s
             "consumer.session.timeout.ms": "6000",
             "consumer.heartbeat.interval.ms": "1000",
+            # Secrets as ${file:/path:key} in connector configs (tests/e2e/test_secrets.py): only
+            # configs that use that syntax are affected.
+            "config.providers": "file",
+            "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
         }
         props.update(self.extra_props)
         write_properties(self.config_file, props)

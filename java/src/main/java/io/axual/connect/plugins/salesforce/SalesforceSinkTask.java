@@ -52,6 +52,12 @@ public class SalesforceSinkTask extends SinkTask {
     static final long RETRIABLE_BACKOFF_MS = 1_000L;
     /** The consumer's default {@code max.poll.interval.ms}. */
     static final long DEFAULT_MAX_POLL_INTERVAL_MS = 300_000L;
+    /**
+     * How long the commit before {@code close(partitions)} waits for buffered records: the group's
+     * rebalance waits for it (and a stopping task has 5 s in all: this, then close() waits up to
+     * 3 s for requests in flight); what does not finish is written again by the next owner.
+     */
+    static final long CLOSING_COMMIT_WAIT_MS = 2_000L;
 
     private final Function<byte[], NativeWriter> opener;
     private final int chunkBytes;
@@ -104,7 +110,7 @@ public class SalesforceSinkTask extends SinkTask {
         tolerateAll = "all".equals(props.getOrDefault(ERRORS_TOLERANCE_PROP, "none").trim().toLowerCase(Locale.ROOT));
         reporter = errantRecordReporter();
         encoder = new RecordBatchEncoder(config.operationHeaderNameIfEnabled(), chunkBytes);
-        maxBuffered = config.getInt(SalesforceSinkConfig.MAX_BUFFERED_RECORDS);
+        maxBuffered = config.effectiveMaxBufferedRecords();
         flushTimeoutMs = putTimeBudgetMs(props);
         offsets.clear();
         paused = false;
@@ -228,7 +234,8 @@ public class SalesforceSinkTask extends SinkTask {
         List<Future<Void>> reports = new ArrayList<>();
         try {
             boolean synchronous = !OffsetTracker.originalCoordinatesKnown();
-            apply(call(() -> w.flush(synchronous ? flushTimeoutMs : 0)), reports);
+            long wait = synchronous ? flushTimeoutMs : closingCommit() ? Math.min(flushTimeoutMs, CLOSING_COMMIT_WAIT_MS) : 0;
+            apply(call(() -> w.flush(wait)), reports);
             awaitReports(reports);
             if (synchronous) {
                 return offsets.unfinished() == 0 ? currentOffsets : Collections.emptyMap();
@@ -241,6 +248,23 @@ public class SalesforceSinkTask extends SinkTask {
             return offsets.takeCommittable();
         }
     }
+
+    /**
+     * Whether Connect calls preCommit for the commit it makes right before {@code close(partitions)}
+     * (partitions revoked, or the task stopping). Connect passes no flag for it, so the call stack
+     * tells: {@code WorkerSinkTask.closePartitions}/{@code onPartitionsRevoked} (Kafka 2.x to 4.x).
+     * That commit is the last this task makes for those partitions; records written after an
+     * unfinished one would otherwise be written again by the next owner, and a replayed UPDATE or
+     * DELETE whose key a later, already applied DELETE removed would reach the DLQ as NOT_FOUND.
+     */
+    static boolean closingCommit() {
+        return StackWalker.getInstance().walk(frames -> frames.limit(64).anyMatch(f ->
+                f.getClassName().startsWith("org.apache.kafka.connect.runtime.WorkerSinkTask")
+                        && CLOSING_FRAMES.contains(f.getMethodName())));
+    }
+
+    private static final Set<String> CLOSING_FRAMES = Set.of("closePartitions", "closeAllPartitions",
+            "onPartitionsRevoked");
 
     /** Waits for everything buffered (bounded); outcomes are applied as in {@link #put}. */
     @Override
