@@ -53,11 +53,16 @@ public class SalesforceSinkTask extends SinkTask {
     /** The consumer's default {@code max.poll.interval.ms}. */
     static final long DEFAULT_MAX_POLL_INTERVAL_MS = 300_000L;
     /**
-     * How long the commit before {@code close(partitions)} waits for buffered records: the group's
-     * rebalance waits for it (and a stopping task has 5 s in all: this, then close() waits up to
-     * 3 s for requests in flight); what does not finish is written again by the next owner.
+     * How long the commit before {@code close(partitions)} waits for buffered records when the
+     * partitions are revoked: the rebalance waits for it (bounded by the consumer's
+     * max.poll.interval.ms); what does not finish is written again by the next owner.
      */
-    static final long CLOSING_COMMIT_WAIT_MS = 2_000L;
+    static final long REVOKING_COMMIT_WAIT_MS = 15_000L;
+    /**
+     * The same when the task stops: Connect gives a stopping task 5 s in all
+     * (task.shutdown.graceful.timeout.ms), and close() then waits up to 3 s for requests in flight.
+     */
+    static final long STOPPING_COMMIT_WAIT_MS = 2_000L;
 
     private final Function<byte[], NativeWriter> opener;
     private final int chunkBytes;
@@ -234,8 +239,18 @@ public class SalesforceSinkTask extends SinkTask {
         List<Future<Void>> reports = new ArrayList<>();
         try {
             boolean synchronous = !OffsetTracker.originalCoordinatesKnown();
-            long wait = synchronous ? flushTimeoutMs : closingCommit() ? Math.min(flushTimeoutMs, CLOSING_COMMIT_WAIT_MS) : 0;
+            Closing closing = synchronous ? Closing.NO : closingCommit();
+            long wait = synchronous ? flushTimeoutMs : Math.min(flushTimeoutMs, closing.waitMs);
+            int before = offsets.unfinished();
+            long started = System.nanoTime();
             apply(call(() -> w.flush(wait)), reports);
+            if (closing != Closing.NO && before > 0) {
+                int left = offsets.unfinished();
+                log.info("{}Last commit before {} partitions {}: {} of {} buffered records finished in {} ms{}",
+                        logPrefix, closing == Closing.REVOKING ? "revoking" : "closing", currentOffsets.keySet(),
+                        before - left, before, (System.nanoTime() - started) / 1_000_000,
+                        left == 0 ? "" : "; the partitions' next owner writes the " + left + " others again");
+            }
             awaitReports(reports);
             if (synchronous) {
                 return offsets.unfinished() == 0 ? currentOffsets : Collections.emptyMap();
@@ -257,14 +272,27 @@ public class SalesforceSinkTask extends SinkTask {
      * unfinished one would otherwise be written again by the next owner, and a replayed UPDATE or
      * DELETE whose key a later, already applied DELETE removed would reach the DLQ as NOT_FOUND.
      */
-    static boolean closingCommit() {
-        return StackWalker.getInstance().walk(frames -> frames.limit(64).anyMatch(f ->
-                f.getClassName().startsWith("org.apache.kafka.connect.runtime.WorkerSinkTask")
-                        && CLOSING_FRAMES.contains(f.getMethodName())));
+    static Closing closingCommit() {
+        Set<String> frames = StackWalker.getInstance().walk(stack -> stack.limit(64)
+                .filter(f -> f.getClassName().startsWith("org.apache.kafka.connect.runtime.WorkerSinkTask"))
+                .map(StackWalker.StackFrame::getMethodName)
+                .collect(java.util.stream.Collectors.toSet()));
+        if (frames.contains("onPartitionsRevoked")) {
+            return Closing.REVOKING;
+        }
+        return frames.contains("closePartitions") || frames.contains("closeAllPartitions") ? Closing.STOPPING : Closing.NO;
     }
 
-    private static final Set<String> CLOSING_FRAMES = Set.of("closePartitions", "closeAllPartitions",
-            "onPartitionsRevoked");
+    /** Which commit a preCommit call is, and how long it may wait for buffered records. */
+    enum Closing {
+        NO(0), REVOKING(REVOKING_COMMIT_WAIT_MS), STOPPING(STOPPING_COMMIT_WAIT_MS);
+
+        final long waitMs;
+
+        Closing(long waitMs) {
+            this.waitMs = waitMs;
+        }
+    }
 
     /** Waits for everything buffered (bounded); outcomes are applied as in {@link #put}. */
     @Override
