@@ -148,3 +148,49 @@ fn auto_uses_collections_for_a_trickle_and_a_job_for_a_backlog() {
     assert_eq!(backlog["bulk_create"], 1, "1,000 waiting records: one job ({backlog})");
     assert_eq!(emu.records("Contact").len(), 1_010);
 }
+
+#[test]
+fn deletes_go_as_hard_deletes_when_configured() {
+    let emu = Emulator::start();
+    let sink = bulk_sink(&emu, &[("salesforce.bulk.hard.delete", "true"), ("salesforce.operation.header.enabled", "true")]);
+    let keys: Vec<String> = (0..20).map(|i| format!("h-{i}")).collect();
+    let records: Vec<Record> = keys.iter().enumerate().map(|(i, k)| upsert(i as i64, k, vec![("LastName", Value::String(k))])).collect();
+    sink.submit(&records, 0).unwrap();
+    assert_eq!(sink.wait(Duration::from_secs(20)).unwrap().unfinished, 0);
+    let deletes: Vec<Record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Record { operation_header: OperationHeader::Text("DELETE"), ..upsert(20 + i as i64, k, vec![]) })
+        .collect();
+    sink.submit(&deletes, 20).unwrap();
+    let progress = sink.wait(Duration::from_secs(20)).unwrap();
+    assert_eq!(progress.unfinished, 0);
+    assert!(progress.finished.iter().all(|(_, o)| *o == Outcome::Written), "{:?}", progress.finished);
+    assert!(emu.records("Contact").is_empty());
+    // The org's job list, as Salesforce serves it: the delete job ran as hardDelete.
+    let operations: Vec<String> = emu.rt.block_on(async {
+        let http = reqwest::Client::new();
+        let token: Json = http
+            .post(format!("{}/services/oauth2/token", emu.base))
+            .form(&[("grant_type", "client_credentials"), ("client_id", "test-client-id"), ("client_secret", "test-client-secret")])
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap();
+        let jobs: Json = http
+            .get(format!("{}/services/data/v62.0/jobs/ingest", emu.base))
+            .bearer_auth(token["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap();
+        jobs["records"].as_array().unwrap().iter().map(|j| j["operation"].as_str().unwrap_or("").to_owned()).collect()
+    });
+    assert!(operations.contains(&"upsert".to_owned()) && operations.contains(&"hardDelete".to_owned()), "{operations:?}");
+}
