@@ -85,6 +85,8 @@ struct State {
     requests_in_flight: usize,
     /// Numbers of the requests in flight, and the number the next one gets.
     in_flight_requests: std::collections::BTreeSet<u64>,
+    /// Numbers of the Bulk jobs in flight.
+    jobs_in_flight: HashSet<u64>,
     /// Per request in flight: its records and the flag that stops it when they are abandoned.
     request_flags: HashMap<u64, (Vec<i64>, Arc<std::sync::atomic::AtomicBool>)>,
     next_request: u64,
@@ -429,8 +431,8 @@ impl State {
     }
 
     /// Bulk API 2.0 jobs from one operation's ready writes (SPEC §7). A job is closed when it is
-    /// full, `bulk.linger.ms` after its last write arrived, or when its oldest write has waited
-    /// `MAX_BULK_LINGERS` lingers. AUTO gets here once `bulk.threshold` writes wait, and then
+    /// full, `bulk.linger.ms` after its last write arrived with no other job running, or when its
+    /// oldest write has waited `MAX_BULK_LINGERS` lingers. AUTO gets here once `bulk.threshold` writes wait, and then
     /// fills its jobs the same way: a backlog becomes a few full jobs, not many small ones.
     fn take_jobs(
         &mut self,
@@ -462,7 +464,10 @@ impl State {
             // at most this long.
             let oldest_due = first_arrived + cfg.bulk.linger * MAX_BULK_LINGERS;
             let quiet_due = last_arrived + cfg.bulk.linger;
-            let due = full || self.flushing > 0 || quiet_due <= now || oldest_due <= now;
+            // A part-filled job also waits for the jobs in flight: while they run, the task is
+            // often paused for back-pressure, and the quiet that follows is no end of the stream.
+            let quiet = quiet_due <= now && self.jobs_in_flight.is_empty();
+            let due = full || self.flushing > 0 || quiet || oldest_due <= now;
             if !due {
                 wake_at(quiet_due.min(oldest_due));
                 return;
@@ -487,7 +492,9 @@ impl State {
         let number = self.next_request;
         self.next_request += 1;
         // Jobs run for minutes: part-filled requests do not wait for their answers (see `take_batches`).
-        if via != Via::Bulk {
+        if via == Via::Bulk {
+            self.jobs_in_flight.insert(number);
+        } else {
             self.in_flight_requests.insert(number);
         }
         let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -500,6 +507,7 @@ impl State {
     fn settle(&mut self, number: u64, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, now: Instant) {
         self.requests_in_flight -= 1;
         self.in_flight_requests.remove(&number);
+        self.jobs_in_flight.remove(&number);
         self.request_flags.remove(&number);
         let results: Vec<Option<ItemResult>> = match results {
             Ok(results) => results.into_iter().map(Some).collect(),

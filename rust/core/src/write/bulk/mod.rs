@@ -84,7 +84,7 @@ pub(super) async fn run(
     }
     let Some(first) = items.first() else { return Ok(vec![]) };
     let job = Job::start(w, op, &first.sobject, &upload, abandoned).await?;
-    let info = job.wait(abandoned).await?;
+    let info = job.wait(upload.rows as u64, abandoned).await?;
     job.collect(op, items, &upload, &info, &mut results, abandoned).await?;
     Ok(results.into_iter().map(|r| r.unwrap_or(SendResult::NotSent)).collect())
 }
@@ -206,22 +206,28 @@ impl<'w> Job<'w> {
         serde_json::from_slice(&answer.body).map_err(|e| SalesforceError::BadAnswer(format!("Bulk job status is not a job: {e}")))
     }
 
-    /// Polls until the job is over: first after `bulk.poll.interval.ms`, then backing off to 30 s.
-    /// Failed polls are polled again: the job runs on at Salesforce whatever the connection does.
-    async fn wait(&self, abandoned: &AtomicBool) -> Result<JobInfo, JobError> {
-        let mut interval = self.w.cfg.bulk.poll_interval;
+    /// Polls until the job is over: first after `bulk.poll.interval.ms`, then when the job should
+    /// be done at the rate it has shown so far (doubling the wait while it shows none), between
+    /// `bulk.poll.interval.ms` and 30 s. Failed polls are polled again: the job runs on at
+    /// Salesforce whatever the connection does.
+    async fn wait(&self, rows: u64, abandoned: &AtomicBool) -> Result<JobInfo, JobError> {
+        let first = self.w.cfg.bulk.poll_interval;
+        let started = tokio::time::Instant::now();
+        let mut interval = first;
         loop {
             self.sleep(interval, abandoned).await?;
-            interval = (interval * 2).min(BulkConfig::MAX_POLL_INTERVAL);
             match self.info().await {
                 Ok(info) if matches!(info.state.as_str(), "JobComplete" | "Failed" | "Aborted") => return Ok(info),
-                Ok(_) => {}
+                Ok(info) => interval = next_poll(interval, first, started.elapsed(), info.number_records_processed, rows),
                 Err(e) if e.class() == ErrorClass::Fatal => {
                     // Credentials went away mid-job: the task fails; the job finishes at Salesforce
                     // and its records are written again by the next run (not committed here).
                     return Err(JobError::NotStarted(e));
                 }
-                Err(e) => self.w.client.logs().debug(format!("Bulk job {}: status poll failed ({e}); polling again", self.id)),
+                Err(e) => {
+                    interval = (interval * 2).min(BulkConfig::MAX_POLL_INTERVAL);
+                    self.w.client.logs().debug(format!("Bulk job {}: status poll failed ({e}); polling again", self.id));
+                }
             }
         }
     }
@@ -392,6 +398,18 @@ impl<'u> Matcher<'u> {
     }
 }
 
+/// The wait before the next status poll: when the rows left should be done at the rate seen so far
+/// (plus a tenth), else twice the last wait; never below the first wait nor above 30 s.
+fn next_poll(last: Duration, first: Duration, elapsed: Duration, processed: u64, rows: u64) -> Duration {
+    let wait = if processed > 0 && processed < rows && !elapsed.is_zero() {
+        let per_row = elapsed.as_secs_f64() / processed as f64;
+        Duration::from_secs_f64(per_row * (rows - processed) as f64 * 1.1)
+    } else {
+        last * 2
+    };
+    wait.clamp(first, BulkConfig::MAX_POLL_INTERVAL.max(first))
+}
+
 fn operation_name(op: Operation, bulk: &BulkConfig) -> &'static str {
     match op {
         Operation::Insert => "insert",
@@ -411,6 +429,19 @@ fn blamed_column(message: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn polls_come_when_the_job_should_be_done() {
+        use std::time::Duration;
+        let s = Duration::from_secs;
+        // 20,000 of 100,000 rows in 2 s: the rest takes 8 s more.
+        assert_eq!(super::next_poll(s(2), s(2), s(2), 20_000, 100_000), Duration::from_millis(8_800));
+        // Nothing processed yet: back off.
+        assert_eq!(super::next_poll(s(2), s(2), s(2), 0, 100_000), s(4));
+        // Never below the first interval, never above 30 s.
+        assert_eq!(super::next_poll(s(2), s(2), s(2), 99_999, 100_000), s(2));
+        assert_eq!(super::next_poll(s(2), s(2), s(2), 1, 100_000), s(30));
+    }
+
     #[test]
     fn blamed_column_from_salesforce_messages() {
         assert_eq!(super::blamed_column("InvalidBatch : Field name not found : Foo__c").as_deref(), Some("Foo__c"));
