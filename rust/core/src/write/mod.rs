@@ -161,6 +161,10 @@ impl Writer {
         Arc::new(Writer { cfg, client, ids: IdCache::new(), external_id: OnceLock::new(), unsure_deletes: Default::default() })
     }
 
+    pub fn client(&self) -> &Arc<SalesforceClient> {
+        &self.client
+    }
+
     /// What startup validation learned about the External ID field.
     pub fn learned_external_id_kind(&self, kind: ExternalIdKind) {
         let _ = self.external_id.set(kind);

@@ -59,8 +59,14 @@ impl Writer {
         for &i in which {
             let key = items[i].write.key.as_deref().unwrap_or_default();
             match self.ids.get(key).filter(|_| !items[i].re_resolved) {
-                Some(id) => out.push((i, Resolution::Found { id, from_cache: true })),
-                None => unknown.push(i),
+                Some(id) => {
+                    self.client.metrics().id_cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    out.push((i, Resolution::Found { id, from_cache: true }))
+                }
+                None => {
+                    self.client.metrics().id_cache_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    unknown.push(i)
+                }
             }
         }
         if unknown.is_empty() {
