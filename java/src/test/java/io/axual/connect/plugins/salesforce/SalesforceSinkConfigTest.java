@@ -228,7 +228,7 @@ class SalesforceSinkConfigTest {
                 "salesforce.startup.validation.enabled", "salesforce.compression.enabled", "salesforce.write.mode",
                 "salesforce.batch.size", "salesforce.max.in.flight.requests", "salesforce.null.fields",
                 "salesforce.linger.ms", "salesforce.max.buffered.records", "salesforce.coalesce.updates",
-                "salesforce.api.quota.check.interval.ms",
+                "salesforce.api.quota.check.interval.ms", "salesforce.api.quota.reserve.percent",
                 "salesforce.delete.missing", "salesforce.proxy.url",
                 "salesforce.proxy.username", "salesforce.proxy.password", "salesforce.ssl.ca.pem",
                 "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password");
