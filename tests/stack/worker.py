@@ -29,7 +29,8 @@ class Worker(Service):
 
     def __init__(self, work_dir: Path, index: int, bootstrap_servers: str, plugin_path: Path,
                  group_id: str, heap: str = "1g", extra_props: Optional[dict] = None,
-                 log_levels: Optional[dict] = None, env: Optional[dict] = None):
+                 log_levels: Optional[dict] = None, env: Optional[dict] = None,
+                 jvm_args: Optional[list] = None):
         self.index = index
         self.name = f"worker-{index}"
         self.dir = Path(work_dir) / self.name
@@ -39,6 +40,8 @@ class Worker(Service):
         self.group_id = group_id
         self.heap = heap
         self.extra_props = dict(extra_props or {})
+        # e.g. a -javaagent (tests/stack/jmx_exporter.py), placed before the class path
+        self.jvm_args = list(jvm_args or [])
         self.log_levels = {**DEFAULT_LOG_LEVELS, **(log_levels or {})}
         # Test-only switch outside the connector config: connectors named native-panic-put-* panic in put().
         self.env = {"RUST_BACKTRACE": "1", "SALESFORCE_SINK_TEST_NATIVE_PANIC": "put:native-panic-put-*", **(env or {})}
@@ -93,6 +96,7 @@ class Worker(Service):
             java_bin(), f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={self.log4j_file}",
             f"-Dkafka.logs.dir={self.dir}", f"-XX:ErrorFile={self.dir}/hs_err_%p.log",
+            *self.jvm_args,
             "-cp", kafka_libs.classpath(),
             "org.apache.kafka.connect.cli.ConnectDistributed", str(self.config_file),
         ]
