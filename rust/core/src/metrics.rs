@@ -336,6 +336,9 @@ fn epoch_ms() -> i64 {
 /// `Sforce-Limit-Info: api-usage=USED/MAX` → usage figures, the WARNs below 20 % and 5 %
 /// remaining, and the quota guard (SPEC §8): once the remaining share falls below
 /// `reserve_percent`, the pipeline sends nothing but `GET /limits` until it is back above.
+/// `salesforce.max.in.flight.requests` is at most 64: older answers lag by no more.
+const MAX_OUT_OF_ORDER: u64 = 64;
+
 #[derive(Default)]
 pub struct QuotaGuard {
     pub reserve_percent: u64,
@@ -359,7 +362,12 @@ impl QuotaGuard {
     /// answers of requests sent before the line was crossed may arrive later and must not lift it.
     fn observe(&self, header: &str, logs: &Logs) -> bool {
         let Some((used, max)) = crate::http::parse_api_usage(header) else { return false };
-        self.used.store(used, Ordering::Relaxed);
+        // Answers of concurrent requests arrive in any order: a smaller count than the last one is
+        // an older answer, unless it is smaller by more than requests can be in flight (a new day).
+        let known = self.used.load(Ordering::Relaxed);
+        if used >= known || known - used > MAX_OUT_OF_ORDER || max != self.max.load(Ordering::Relaxed) {
+            self.used.store(used, Ordering::Relaxed);
+        }
         self.max.store(max, Ordering::Relaxed);
         if max == 0 {
             return false;
@@ -418,9 +426,10 @@ mod tests {
         m.observe_api_usage("api-usage=9001/10000");
         assert!(m.quota.active());
         assert_eq!(m.health().state, HealthState::QuotaReserve);
-        // A late answer of an earlier request does not lift it.
+        // A late answer of an earlier request does not lift it, nor lower the count.
         m.observe_api_usage("api-usage=8999/10000");
         assert!(m.quota.active());
+        assert_eq!(m.quota.used.load(Ordering::Relaxed), 9001);
         m.observe_limits(9500, 10000);
         assert!(m.quota.active());
         m.observe_limits(0, 10000);
