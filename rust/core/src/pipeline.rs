@@ -416,15 +416,18 @@ impl State {
                 continue;
             }
             let counter = match &result {
-                Some(ItemResult::Written) => &metrics.records_written,
-                Some(ItemResult::Failed(_)) => &metrics.records_failed,
-                _ => &metrics.records_retried,
+                Some(ItemResult::Written) => Some(&metrics.records_written),
+                Some(ItemResult::Failed(_)) => Some(&metrics.records_failed),
+                Some(ItemResult::Held) => None, // never sent
+                _ => Some(&metrics.records_retried),
             };
-            counter.fetch_add(entry.seqs.len() as u64, Relaxed);
+            if let Some(counter) = counter {
+                counter.fetch_add(entry.seqs.len() as u64, Relaxed);
+            }
             match result {
                 Some(ItemResult::Written) => self.finish(&entry.seqs, Outcome::Written),
                 Some(ItemResult::Failed(message)) => self.finish(&entry.seqs, Outcome::Failed(message)),
-                Some(ItemResult::StaleId) => self.back(entry, None),
+                Some(ItemResult::StaleId) | Some(ItemResult::Held) => self.back(entry, None),
                 Some(ItemResult::WaitForQuota(_)) => {
                     entry.attempts += 1;
                     self.back(entry, Some(now + cfg.quota_check_interval));
@@ -509,11 +512,6 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                 state.take_requests(&shared.cfg, now)
             }
         };
-        if !requests.is_empty() {
-            shared.metrics.write_requests.fetch_add(requests.len() as u64, Relaxed);
-            let records: usize = requests.iter().flat_map(|r| r.2.iter()).map(|e| e.seqs.len()).sum();
-            shared.metrics.write_records.fetch_add(records as u64, Relaxed);
-        }
         {
             let mut running = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
             while running.try_join_next().is_some() {} // forget the requests that answered

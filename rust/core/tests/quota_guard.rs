@@ -123,3 +123,55 @@ fn unavailable_salesforce_shows_in_the_health_and_clears() {
     assert_eq!(sink.metrics().health().state, HealthState::Ok);
     assert_eq!(emu.records("Contact").len(), 1);
 }
+
+#[test]
+fn an_id_lookup_is_not_followed_by_its_write_once_the_guard_holds() {
+    let emu = Emulator::start();
+    let keys: Vec<String> = (0..1_000).map(|i| format!("K{i}")).collect();
+    let upsert = |sink: &salesforce_sink_core::SalesforceSink, op_names: &[String]| {
+        let records: Vec<Record> = keys
+            .iter()
+            .zip(op_names)
+            .enumerate()
+            .map(|(i, (k, n))| Record {
+                topic: "q",
+                partition: 0,
+                offset: i as i64,
+                key: Value::String(k),
+                value: Value::Map(vec![("LastName", Value::String(n))]),
+                operation_header: OperationHeader::Absent,
+            })
+            .collect();
+        sink.submit(&records, 0).unwrap();
+    };
+    let first: Vec<String> = keys.iter().map(|k| format!("first {k}")).collect();
+    let seed = emu.sink(&[("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation", "UPSERT"), ("salesforce.linger.ms", "0")]);
+    upsert(&seed, &first);
+    assert_eq!(seed.wait(Duration::from_secs(30)).unwrap().unfinished, 0);
+    // Every UPDATE request is a SOQL lookup and a write: two calls per pipeline request.
+    emu.control("POST", "limits", json!({"max": 10_000, "used": 8_900}));
+    let sink = emu.sink(&[
+        ("salesforce.external.id.field", "ExternalId__c"),
+        ("salesforce.operation", "UPDATE"),
+        ("salesforce.batch.size", "5"),
+        ("salesforce.linger.ms", "0"),
+        ("salesforce.max.in.flight.requests", "4"),
+        ("salesforce.api.quota.check.interval.ms", "300"),
+    ]);
+    emu.control("DELETE", "requests", Json::Null);
+    let second: Vec<String> = keys.iter().map(|k| format!("second {k}")).collect();
+    upsert(&sink, &second);
+    wait_for("the quota guard", Duration::from_secs(30), || sink.metrics().quota.active());
+    wait_for("requests in flight to finish", Duration::from_secs(10), || sink.wait(Duration::ZERO).unwrap().requests_in_flight == 0);
+    std::thread::sleep(Duration::from_millis(400));
+    let used = emu.control("GET", "limits", Json::Null)["used"].as_u64().unwrap();
+    let limits = limits_requests(&emu) as u64;
+    assert!(used <= 9_000 + 1 + 4 + limits, "used {used} ({limits} /limits reads)");
+    emu.control("POST", "limits", json!({"used": 0}));
+    assert_eq!(sink.wait(Duration::from_secs(30)).unwrap().unfinished, 0);
+    let updated = emu.records("Contact").iter().filter(|r| r["LastName"].as_str().unwrap_or("").starts_with("second")).count();
+    assert_eq!(updated, 1_000);
+    let snapshot: std::collections::HashMap<_, _> = sink.metrics().snapshot(0, 0).into_iter().collect();
+    assert!(snapshot["id.cache.misses"] >= 1_000, "{snapshot:?}");
+    assert_eq!(snapshot["requests.query"] as usize, emu.data_requests().iter().filter(|r| r["path"].as_str().unwrap().ends_with("/query")).count());
+}

@@ -120,6 +120,8 @@ pub enum ItemResult {
     WaitForQuota(String),
     /// The cached Id no longer names a record: resolve again, no backoff needed.
     StaleId,
+    /// Not sent: the API quota guard holds (SPEC §8). Waits, without a backoff, until it lets go.
+    Held,
 }
 
 /// What a request learnt about one write, before it is turned into an [`ItemResult`].
@@ -130,6 +132,7 @@ enum SendResult {
     Retry(String),
     WaitForQuota(String),
     StaleId,
+    Held,
 }
 
 /// The part of a write a request needs, owned so requests can run on other threads.
@@ -253,6 +256,9 @@ impl Writer {
         items: &mut [Item],
         abandoned: &Arc<AtomicBool>,
     ) -> Result<Vec<ItemResult>, FatalError> {
+        if self.client.metrics().quota.active() {
+            return Ok(items.iter().map(|_| ItemResult::Held).collect());
+        }
         let mut results: Vec<Option<SendResult>> = (0..items.len()).map(|_| None).collect();
         let needs_id: Vec<usize> = (0..items.len())
             .filter(|&i| self.external_id_mode() && matches!(op, Operation::Update | Operation::Delete) && items[i].id.is_none())
@@ -303,6 +309,7 @@ impl Writer {
                 SendResult::Failed(cause) => ItemResult::Failed(self.describe(item, &cause)),
                 SendResult::Retry(cause) => ItemResult::Retry(self.describe(item, &cause)),
                 SendResult::WaitForQuota(cause) => ItemResult::WaitForQuota(self.describe(item, &cause)),
+                SendResult::Held => ItemResult::Held,
                 SendResult::StaleId => {
                     if let Some(key) = &item.write.key {
                         self.ids.evict(key);
@@ -330,6 +337,14 @@ impl Writer {
             if abandoned.load(Ordering::SeqCst) {
                 return Ok(request.iter().map(|_| SendResult::Retry("abandoned: the partition was revoked".into())).collect());
             }
+            // The guard turned on while this request looked Ids up or split a refused request: the
+            // write waits, so no more than the requests in flight go past the reserve line.
+            if self.client.metrics().quota.active() {
+                return Ok(request.iter().map(|_| SendResult::Held).collect());
+            }
+            let metrics = self.client.metrics();
+            metrics.write_requests.fetch_add(1, Ordering::Relaxed);
+            metrics.write_records.fetch_add(request.len() as u64, Ordering::Relaxed);
             let outcome = match self.cfg.write_mode {
                 WriteMode::Single => single::send(&self, op, &request[0]).await.map(|r| vec![r]),
                 WriteMode::Collections => collections::send(&self, op, &request).await,
