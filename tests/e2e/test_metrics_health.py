@@ -29,7 +29,7 @@ def observed(stack):
     port = free_port()
     worker = Worker(stack.dir, 90, stack.broker.bootstrap_servers, stack.plugins_dir, group,
                     extra_props={**stack.worker_props, "rest.extension.classes": EXTENSION},
-                    jvm_args=jmx_exporter.agent_args(port, stack.dir / "worker-90"))
+                    jvm_args=jmx_exporter.agent_args(port, stack.dir / "worker-90", plugin_metrics=True))
     worker.start()
     worker.exporter_port = port
     try:
@@ -120,6 +120,11 @@ def test_exported_metrics_equal_what_the_emulator_saw(observed, sink, e2e):
     assert 0 < got["requestlatencyp50ms"] <= got["requestlatencyp99ms"] < 10_000
     assert got["recordswrittenrate"] > 0
     assert health(observed, name)["state"] == "OK"
+    # The same figures as plugin metrics of the 4.1 worker (KIP-877).
+    plugin = {k: v for k, v in scrape(observed).items()
+              if k[0].startswith("kafka_connect_plugins") and ("connector", name) in k[1]}
+    written = [v for k, v in plugin.items() if "records_written" in k[0] and "rate" not in k[0]]
+    assert written == [n], f"plugin metrics: {sorted(plugin)[:8]}"
 
 
 def test_connector_restarts_leave_no_stale_mbeans(observed, sink, e2e):

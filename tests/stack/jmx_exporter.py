@@ -49,10 +49,18 @@ def ensure_agent() -> Path:
     return jar
 
 
-def agent_args(port: int, work_dir: Path) -> list:
+# Also the worker's plugin metrics (KIP-877, Kafka 4.1+), in the exporter's default naming: tests
+# check that the task publishes there too.
+PLUGIN_METRICS_CONFIG = EXPORTER_CONFIG.replace(
+    'includeObjectNames: ["io.axual.connect.salesforce:type=sink-task-metrics,*"]',
+    'includeObjectNames: ["io.axual.connect.salesforce:type=sink-task-metrics,*", "kafka.connect:type=plugins,*"]',
+) + "  - pattern: 'kafka.connect<type=plugins, .*'\n"
+
+
+def agent_args(port: int, work_dir: Path, plugin_metrics: bool = False) -> list:
     work_dir.mkdir(parents=True, exist_ok=True)
     config = work_dir / "jmx-exporter.yaml"
-    config.write_text(EXPORTER_CONFIG)
+    config.write_text(PLUGIN_METRICS_CONFIG if plugin_metrics else EXPORTER_CONFIG)
     return [f"-javaagent:{ensure_agent()}=127.0.0.1:{port}:{config}"]
 
 
