@@ -216,3 +216,35 @@ def test_status_without_the_extension_is_connects_own(stack, e2e):
     e2e.produce([("k", {"LastName": "L"})])
     e2e.wait_records("Contact", 1)
     assert "salesforce" not in e2e.status(name)["tasks"][0]
+
+
+def test_status_shows_the_health_of_tasks_on_other_workers(observed, sink, stack, e2e):
+    """Two workers with the extension: either one's status answer carries both tasks' health."""
+    second = Worker(stack.dir, 91, stack.broker.bootstrap_servers, stack.plugins_dir, observed.group_id,
+                    extra_props={**stack.worker_props, "rest.extension.classes": EXTENSION})
+    second.start()
+    try:
+        topic = e2e.new_topic("two")
+        e2e.kafka.create_topic(topic, partitions=2)
+        name = sink(e2e.sink_config({"topics": topic, "tasks.max": "2"}), wait=False)
+        observed.connect.wait_running(name, tasks=2, timeout=60)
+
+        def spread():
+            tasks = observed.connect.status(name)["tasks"]
+            return len({t["worker_id"] for t in tasks}) == 2 and all(t["state"] == "RUNNING" for t in tasks)
+
+        wait_until(spread, 60, message=lambda: f"tasks on two workers: {observed.connect.status(name)}")
+        e2e.emu.add_fault({"kind": "status", "status": 503, "error_code": "SERVER_UNAVAILABLE",
+                           "message": "maintenance", "path_contains": "/services/"})
+        e2e.produce([{"key": f"k{i}", "value": {"LastName": f"L{i}"}, "partition": i % 2} for i in range(20)],
+                    topic=topic)
+        for client in (observed.connect, second.connect):
+            def both_unavailable():
+                tasks = client.status(name)["tasks"]
+                return all((t.get("salesforce") or {}).get("state") == "SALESFORCE_UNAVAILABLE" for t in tasks)
+
+            wait_until(both_unavailable, 60, message=lambda: f"status {json.dumps(client.status(name))}")
+        e2e.emu.clear_faults()
+        e2e.wait_records("Contact", 20, timeout=60, connector=name)
+    finally:
+        second.stop()
