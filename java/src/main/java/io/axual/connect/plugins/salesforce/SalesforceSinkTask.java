@@ -197,14 +197,15 @@ public class SalesforceSinkTask extends SinkTask {
         }
         SinkTaskMetrics m = metrics;
         metrics = null;
+        boolean owner = true;
         if (m != null) {
             try {
-                m.unregister();
+                owner = m.unregister();
             } catch (RuntimeException e) {
                 log.warn("{}Could not unregister the task's metrics MBean: {}", logPrefix, e.toString());
             }
         }
-        if (connectorName != null) {
+        if (connectorName != null && owner) { // a newer instance of this task keeps its health entry
             TaskHealthRegistry.remove(connectorName, taskNumber);
         }
     }

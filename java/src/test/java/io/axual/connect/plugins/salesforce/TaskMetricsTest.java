@@ -84,6 +84,20 @@ class TaskMetricsTest {
     }
 
     @Test
+    void aLateStopOfAnOldInstanceLeavesTheNewInstancesMBean() throws Exception {
+        SalesforceSinkTask old = new SalesforceSinkTask(config -> new SalesforceSinkTaskTest.FakeWriter());
+        old.initialize(new SalesforceSinkTaskTest.FakeContext(null));
+        old.start(props("late-stop"));
+        SalesforceSinkTask successor = new SalesforceSinkTask(config -> new SalesforceSinkTaskTest.FakeWriter());
+        successor.initialize(new SalesforceSinkTaskTest.FakeContext(null));
+        successor.start(props("late-stop"));
+        old.stop();
+        assertTrue(SERVER.isRegistered(SinkTaskMetrics.objectName("late-stop", "0")));
+        successor.stop();
+        assertFalse(SERVER.isRegistered(SinkTaskMetrics.objectName("late-stop", "0")));
+    }
+
+    @Test
     void manyStartStopCyclesAndFailedStartsLeaveNoMBean() throws Exception {
         Set<ObjectName> before = ourMBeans();
         for (int i = 0; i < 100; i++) {

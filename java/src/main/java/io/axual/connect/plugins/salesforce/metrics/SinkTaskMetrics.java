@@ -46,6 +46,8 @@ public final class SinkTaskMetrics implements DynamicMBean {
             "records.retried", "records.skipped");
     private static final long RATE_WINDOW_NANOS = 60_000_000_000L;
     private static final Pattern PLAIN = Pattern.compile("[A-Za-z0-9._-]+");
+    /** The instance each registered name belongs to: a task instance stopping late must not remove its successor's MBean. */
+    private static final Map<ObjectName, SinkTaskMetrics> OWNERS = new ConcurrentHashMap<>();
 
     private final ObjectName name;
     private final Map<String, Long> values = new ConcurrentHashMap<>();
@@ -85,23 +87,35 @@ public final class SinkTaskMetrics implements DynamicMBean {
     public static SinkTaskMetrics register(String connector, String taskId) throws JMException {
         MBeanServer server = ManagementFactory.getPlatformMBeanServer();
         SinkTaskMetrics metrics = new SinkTaskMetrics(objectName(connector, taskId));
-        try {
-            server.unregisterMBean(metrics.name);
-        } catch (InstanceNotFoundException e) {
-            // the usual case
+        synchronized (OWNERS) {
+            try {
+                server.unregisterMBean(metrics.name);
+            } catch (InstanceNotFoundException e) {
+                // the usual case
+            }
+            server.registerMBean(metrics, metrics.name);
+            OWNERS.put(metrics.name, metrics);
         }
-        server.registerMBean(metrics, metrics.name);
         return metrics;
     }
 
-    /** Removes the MBean; safe to call twice. */
-    public void unregister() {
-        try {
-            ManagementFactory.getPlatformMBeanServer().unregisterMBean(name);
-        } catch (InstanceNotFoundException e) {
-            // already gone
-        } catch (JMException e) {
-            throw new IllegalStateException("cannot unregister " + name, e);
+    /**
+     * Removes the MBean unless a newer instance of the same task registered the name since; safe
+     * to call twice. Returns whether this instance still owned the name.
+     */
+    public boolean unregister() {
+        synchronized (OWNERS) {
+            if (!OWNERS.remove(name, this)) {
+                return false;
+            }
+            try {
+                ManagementFactory.getPlatformMBeanServer().unregisterMBean(name);
+            } catch (InstanceNotFoundException e) {
+                // already gone
+            } catch (JMException e) {
+                throw new IllegalStateException("cannot unregister " + name, e);
+            }
+            return true;
         }
     }
 
