@@ -29,7 +29,7 @@ def observed(stack):
     port = free_port()
     worker = Worker(stack.dir, 90, stack.broker.bootstrap_servers, stack.plugins_dir, group,
                     extra_props={**stack.worker_props, "rest.extension.classes": EXTENSION},
-                    jvm_args=jmx_exporter.agent_args(port, stack.dir / "worker-90", plugin_metrics=True))
+                    jvm_opts=jmx_exporter.agent_args(port, stack.dir / "worker-90", plugin_metrics=True))
     worker.start()
     worker.exporter_port = port
     try:

@@ -118,3 +118,40 @@ def test_coalescing_on_and_off_match_the_model(e2e):
         assert not diff, f"coalesce={coalesce}: emulator vs model ({len(diff)} keys differ): {diff}"
         counts[coalesce] = len(_api_writes(e2e))
     assert counts["true"] < counts["false"], f"coalescing saved no requests: {counts}"
+
+
+def test_a_rebalance_mid_stream_replays_nothing_already_written(e2e, stack):
+    """Mixed operations while requests are slow, and a second worker joins mid-stream: the revoked
+    partitions' last commit waits (briefly) for their buffered records, so the next owner does not
+    replay records already written — a replayed UPDATE or DELETE of a key that a later, applied
+    DELETE removed would reach the DLQ as NOT_FOUND."""
+    from .checks import dlq_entries
+    from .test_reliability import EXT, compare, fault_stream, live_state, wait_drained
+
+    records, model, ops = fault_stream(4000, keys=200, seed=23)
+    e2e.kafka.create_topic(e2e.topic, partitions=4)
+    dlq = e2e.new_topic("dlq")
+    cfg = e2e.sink_config({
+        "tasks.max": "2",
+        "salesforce.operation": "UPSERT",
+        "salesforce.external.id.field": EXT,
+        "salesforce.operation.header.enabled": "true",
+        "salesforce.tombstone.delete": "true",
+        "salesforce.batch.size": "50",
+        **e2e.dlq_config(dlq),
+    })
+    name = e2e.create_connector(cfg, tasks=2)
+    e2e.emu.set_latency(300)
+    try:
+        e2e.produce(records[:2500])
+        time.sleep(3)  # requests in flight, records waiting behind them
+        stack.add_worker()
+        e2e.produce(records[2500:])
+        wait_drained(e2e, name, e2e.topic, timeout=240)
+    finally:
+        e2e.emu.set_latency(0)
+    dead = dlq_entries(e2e, dlq, timeout=5, rebalanced=True)
+    assert not dead, f"written records replayed into the DLQ after the rebalance: {list(dead.items())[:5]}"
+    actual, dups = live_state(e2e.emu.records("Contact"))
+    lost, examples = compare(model, actual)
+    assert dups == 0 and lost == 0, examples

@@ -1,7 +1,7 @@
 """The Salesforce emulator (``sf-emulator``): process management and control-API client.
 
 Control API (ARCHITECTURE.md): ``/__emulator/{reset,records/{type},requests,clients,latency,faults,
-tokens/revoke,session,my_domain,limits,sobjects}``. The client passes rule/definition dicts through
+tokens/revoke,session,my_domain,limits,sobjects,bulk}``. The client passes rule/definition dicts through
 unchanged, so tests follow the emulator's own JSON shapes.
 """
 from __future__ import annotations
@@ -179,6 +179,17 @@ class Emulator:
 
     def define_sobject(self, definition: dict) -> Any:
         return self._call("POST", "/__emulator/sobjects", json=definition)
+
+    def bulk(self) -> dict:
+        """``GET /__emulator/bulk``: Bulk API 2.0 settings plus counters (jobs_created,
+        jobs_completed, jobs_failed, jobs_aborted, records_processed, uploads)."""
+        return self._call("GET", "/__emulator/bulk")
+
+    def set_bulk(self, **settings: Any) -> dict:
+        """``POST /__emulator/bulk`` (records_per_second, fail_next_jobs, fail_message,
+        unprocessed_next_jobs, process_first, max_upload_bytes, daily_records_limit,
+        daily_batches_limit, daily_records_used, seed); returns the new settings."""
+        return self._call("POST", "/__emulator/bulk", json=settings)
 
     # -- waiting -----------------------------------------------------------------------------
     def wait_records(self, sobject: str, count: int, timeout: float = 60,

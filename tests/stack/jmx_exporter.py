@@ -3,7 +3,7 @@
 ``agent_args(port, work_dir)`` fetches ``io.prometheus.jmx:jmx_prometheus_javaagent`` from Maven
 Central (once, into ``tests/.kafka/agents/``), writes an exporter config that exports the sink's
 task MBeans (the README's example) and returns the ``-javaagent`` JVM argument for
-``Worker(jvm_args=...)``. ``scrape(port)`` reads the endpoint into {(name, labels): value}.
+``Worker(jvm_opts=...)``. ``scrape(port)`` reads the endpoint into {(name, labels): value}.
 """
 from __future__ import annotations
 

@@ -2,6 +2,10 @@
 
 ``python -m tests.stack.kafka_libs`` prints the folder. The jars land in
 ``tests/.kafka/libs-<version>/`` (gitignored) and are reused while ``.complete`` exists there.
+
+Workers of other Kafka versions (the worker-version matrix) get only the worker's jars, from
+``tests/kafka/worker-pom.xml``, in ``tests/.kafka/worker-<version>/``:
+``python -m tests.stack.kafka_libs 2.8.2``.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from .util import REPO_ROOT, TESTS_DIR
 
 KAFKA_VERSION = "4.1.1"
 POM = TESTS_DIR / "kafka" / "pom.xml"
+WORKER_POM = TESTS_DIR / "kafka" / "worker-pom.xml"
 
 
 def libs_dir(version: str = KAFKA_VERSION) -> Path:
@@ -47,9 +52,81 @@ def ensure_kafka_libs(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
     return target
 
 
+DEBEZIUM_VERSION = "3.6.1.Final"
+DEBEZIUM_POM = TESTS_DIR / "debezium" / "pom.xml"
+# The worker provides Kafka's jars (and their compression codecs, and SLF4J): a plugin must not
+# bring its own copies of the Connect API.
+_WORKER_PROVIDED = "org.apache.kafka,org.lz4,org.xerial.snappy,com.github.luben,org.slf4j"
+
+
+def ensure_debezium_smt(version: str = DEBEZIUM_VERSION, quiet: bool = True) -> Path:
+    """Debezium's SMT jars (ExtractNewRecordState) with their dependencies, fetched once into
+    ``tests/.kafka/debezium-<version>/`` from ``tests/debezium/pom.xml``."""
+    target = TESTS_DIR / ".kafka" / f"debezium-{version}"
+    if (target / ".complete").exists():
+        return target
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-B", "-f", str(DEBEZIUM_POM), "dependency:copy-dependencies",
+           f"-DoutputDirectory={tmp}", "-DincludeScope=runtime", f"-DexcludeGroupIds={_WORKER_PROVIDED}"]
+    if quiet:
+        cmd.insert(2, "-q")
+    print(f"[stack] fetching Debezium {version} SMT jars from Maven Central into {target}", file=sys.stderr)
+    subprocess.run(cmd, check=True, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
+    jars = sorted(j.name for j in tmp.glob("*.jar"))
+    if not any(j.startswith("debezium-connect-plugins-") for j in jars):
+        raise RuntimeError(f"debezium-connect-plugins jar missing in {tmp}: {jars}")
+    (tmp / ".complete").write_text(f"{len(jars)} jars\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
 def classpath(version: str = KAFKA_VERSION) -> str:
     return str(ensure_kafka_libs(version) / "*")
 
 
+def version_tuple(version: str) -> tuple:
+    """``"3.6.2"`` -> ``(3, 6, 2)`` (a suffix such as ``-rc1`` is ignored)."""
+    return tuple(int(part) for part in version.split("-", 1)[0].split("."))
+
+
+def log_family(version: str) -> str:
+    """How a worker of ``version`` logs: ``log4j2`` from Kafka 4.0 on, ``log4j1`` (log4j 1.x API,
+    configured by ``-Dlog4j.configuration``) before."""
+    return "log4j2" if version_tuple(version) >= (4, 0) else "log4j1"
+
+
+def ensure_worker_libs(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
+    """The jars of a Connect worker of Kafka ``version``: the pinned broker's folder for the pinned
+    version, else ``tests/.kafka/worker-<version>/`` fetched from Maven Central once."""
+    if version == KAFKA_VERSION:
+        return ensure_kafka_libs(version, quiet)
+    target = TESTS_DIR / ".kafka" / f"worker-{version}"
+    if (target / ".complete").exists():
+        return target
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-B", "-f", str(WORKER_POM), "dependency:copy-dependencies",
+           f"-Dkafka.version={version}", f"-P{log_family(version)}",
+           f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
+    if quiet:
+        cmd.insert(2, "-q")
+    print(f"[stack] fetching Kafka Connect {version} worker jars from Maven Central into {target}",
+          file=sys.stderr)
+    subprocess.run(cmd, check=True, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
+    jars = list(tmp.glob("*.jar"))
+    if not any(j.name == f"connect-runtime-{version}.jar" for j in jars):
+        raise RuntimeError(f"connect-runtime-{version}.jar missing in {tmp}: {sorted(j.name for j in jars)}")
+    (tmp / ".complete").write_text(f"{len(jars)} jars\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def worker_classpath(version: str = KAFKA_VERSION) -> str:
+    return str(ensure_worker_libs(version) / "*")
+
+
 if __name__ == "__main__":
-    print(ensure_kafka_libs())
+    print(ensure_worker_libs(sys.argv[1]) if len(sys.argv) > 1 else ensure_kafka_libs())

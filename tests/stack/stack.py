@@ -128,13 +128,26 @@ class Stack:
             return
         self.plugin_dir = unpack_plugin(zip_path, self.plugins_dir)
         self._log(f"plugin {zip_path.name} unpacked into {self.plugin_dir}")
+        # Debezium's SMTs (ExtractNewRecordState), a plugin of their own: CDC tests unwrap
+        # Debezium envelopes in the sink connector, as operators do.
+        debezium = self.plugins_dir / "debezium-smt"
+        shutil.copytree(kafka_libs.ensure_debezium_smt(), debezium, ignore=shutil.ignore_patterns(".complete"))
+        self._log(f"Debezium SMT jars installed into {debezium}")
 
-    def add_worker(self, wait: bool = True, **props) -> Worker:
-        """Start one more worker in the same Connect group (same internal topics)."""
+    def add_worker(self, wait: bool = True, kafka_version: Optional[str] = None,
+                   java_home: Optional[str] = None, group_id: Optional[str] = None,
+                   jvm_opts: Optional[list] = None, **props) -> Worker:
+        """Start one more worker, by default in the same Connect group (same internal topics).
+        ``kafka_version`` / ``java_home`` run another Kafka version's worker (its jars fetched from
+        Maven Central once) or JDK; ``group_id`` makes it a Connect cluster of its own (a worker of
+        another version must not join the pinned workers' group)."""
         assert self.broker is not None, "start() the stack first"
         self._worker_seq += 1
         w = Worker(self.dir, self._worker_seq, self.broker.bootstrap_servers, self.plugins_dir,
-                   self.group_id, heap=self.worker_heap, extra_props={**self.worker_props, **props})
+                   group_id or self.group_id, heap=self.worker_heap,
+                   extra_props={**self.worker_props, **props},
+                   kafka_version=kafka_version or kafka_libs.KAFKA_VERSION, java_home=java_home,
+                   jvm_opts=jvm_opts)
         self.workers.append(w)
         w.start(wait=wait)
         return w

@@ -1,4 +1,7 @@
-"""A Kafka Connect worker in distributed mode, run from Maven Central jars."""
+"""A Kafka Connect worker in distributed mode, run from Maven Central jars.
+
+By default the pinned Kafka version on the JDK of ``JAVA_HOME`` (or ``java`` on the PATH);
+``kafka_version`` / ``java_home`` pick another worker version or JDK (the worker-version matrix)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +9,7 @@ from typing import Optional
 
 from . import kafka_libs
 from .connect import Connect
-from .log4j import write_log4j2
+from .log4j import write_log4j1, write_log4j2
 from .procs import ManagedProcess, Service
 from .util import free_port, java_bin, tail, wait_until, write_properties
 
@@ -30,8 +33,13 @@ class Worker(Service):
     def __init__(self, work_dir: Path, index: int, bootstrap_servers: str, plugin_path: Path,
                  group_id: str, heap: str = "1g", extra_props: Optional[dict] = None,
                  log_levels: Optional[dict] = None, env: Optional[dict] = None,
-                 jvm_args: Optional[list] = None):
+                 kafka_version: str = kafka_libs.KAFKA_VERSION, java_home: Optional[str] = None,
+                 jvm_opts: Optional[list] = None):
         self.index = index
+        self.kafka_version = kafka_version
+        self.java_home = java_home
+        self.jvm_opts = list(jvm_opts or [])
+        self.log_family = kafka_libs.log_family(kafka_version)
         self.name = f"worker-{index}"
         self.dir = Path(work_dir) / self.name
         self.port = free_port()
@@ -40,15 +48,13 @@ class Worker(Service):
         self.group_id = group_id
         self.heap = heap
         self.extra_props = dict(extra_props or {})
-        # e.g. a -javaagent (tests/stack/jmx_exporter.py), placed before the class path
-        self.jvm_args = list(jvm_args or [])
         self.log_levels = {**DEFAULT_LOG_LEVELS, **(log_levels or {})}
         # Test-only switch outside the connector config: connectors named native-panic-put-* panic in put().
         self.env = {"RUST_BACKTRACE": "1", "SALESFORCE_SINK_TEST_NATIVE_PANIC": "put:native-panic-put-*", **(env or {})}
         self.config_file = self.dir / "worker.properties"
-        self.log_file = self.dir / "worker.log"   # log4j2 output (grep this)
+        self.log_file = self.dir / "worker.log"   # log4j output (grep this)
         self.out_file = self.dir / "worker.out"   # JVM stdout/stderr (native panics' stderr, hs_err notes)
-        self.log4j_file = self.dir / "log4j2.properties"
+        self.log4j_file = self.dir / ("log4j2.properties" if self.log_family == "log4j2" else "log4j.properties")
         self.proc: Optional[ManagedProcess] = None
         self.connect = Connect(self.url, diagnostics=lambda: self.diagnostics())
 
@@ -85,19 +91,35 @@ class Worker(Service):
             # sink tasks' consumers: a kill -9'd worker's partitions move on after 6 s, not 45 s
             "consumer.session.timeout.ms": "6000",
             "consumer.heartbeat.interval.ms": "1000",
+            # Secrets as ${file:/path:key} in connector configs (tests/e2e/test_secrets.py): only
+            # configs that use that syntax are affected.
+            "config.providers": "file",
+            "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
         }
         props.update(self.extra_props)
         write_properties(self.config_file, props)
-        write_log4j2(self.log4j_file, self.log_file, "INFO", self.log_levels)
+        write_log = write_log4j2 if self.log_family == "log4j2" else write_log4j1
+        write_log(self.log4j_file, self.log_file, "INFO", self.log_levels)
+
+    @property
+    def java(self) -> str:
+        if self.java_home:
+            return str(Path(self.java_home) / "bin" / "java")
+        return java_bin()
+
+    def _log_config_flag(self) -> str:
+        if self.log_family == "log4j2":
+            return f"-Dlog4j2.configurationFile={self.log4j_file}"
+        return f"-Dlog4j.configuration=file:{self.log4j_file}"
 
     def start(self, wait: bool = True, timeout: float = 90) -> "Worker":
         self._write_config()
         argv = [
-            java_bin(), f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={self.log4j_file}",
+            self.java, f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", self._log_config_flag(),
             f"-Dkafka.logs.dir={self.dir}", f"-XX:ErrorFile={self.dir}/hs_err_%p.log",
-            *self.jvm_args,
-            "-cp", kafka_libs.classpath(),
+            *self.jvm_opts,
+            "-cp", kafka_libs.worker_classpath(self.kafka_version),
             "org.apache.kafka.connect.cli.ConnectDistributed", str(self.config_file),
         ]
         self.proc = ManagedProcess(self.name, argv, self.out_file, env=self.env).start()

@@ -79,6 +79,34 @@ pub enum Auth {
 pub enum WriteMode {
     Single,
     Collections,
+    /// Bulk API 2.0 ingest jobs (SPEC §7).
+    Bulk,
+    /// Collections while little waits, a Bulk job once `bulk.threshold` writes of one operation wait.
+    Auto,
+}
+
+impl WriteMode {
+    /// Whether this mode ever writes through Bulk API 2.0 jobs.
+    pub fn uses_bulk(self) -> bool {
+        matches!(self, WriteMode::Bulk | WriteMode::Auto)
+    }
+}
+
+/// The `salesforce.bulk.*` keys (SPEC §7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkConfig {
+    /// `AUTO`: writes of one operation waiting before a job is used.
+    pub threshold: usize,
+    pub max_records_per_job: usize,
+    /// An open job is closed this long after its last record arrived.
+    pub linger: Duration,
+    /// The first status poll; later ones back off to [`BulkConfig::MAX_POLL_INTERVAL`].
+    pub poll_interval: Duration,
+    pub hard_delete: bool,
+}
+
+impl BulkConfig {
+    pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,10 +126,14 @@ pub struct Config {
     pub auth: Auth,
     pub api_version: String,
     pub request_timeout: Duration,
+    /// The SObject API name, or [`SOBJECT_BY_TOPIC`] (see [`Config::sobject_by_topic`]).
     pub sobject: String,
     pub operation: Operation,
     pub external_id_field: Option<String>,
     pub header_routing: Option<String>,
+    /// `salesforce.operation.header.mapping`: header values (lower-cased) and the operation each
+    /// stands for; values not listed keep their usual meaning (INSERT, UPDATE, DELETE, UPSERT).
+    pub header_mapping: Vec<(String, Operation)>,
     pub tombstone_delete: bool,
     pub retry: RetryPolicy,
     pub startup_validation: bool,
@@ -128,6 +160,7 @@ pub struct Config {
     /// `salesforce.api.quota.reserve.percent`: share of the daily API allowance left untouched
     /// (SPEC §8); 0 turns the quota guard off.
     pub quota_reserve_percent: u64,
+    pub bulk: BulkConfig,
     /// Test-only hook from [`TEST_PANIC_ENV`]: the native entry point that must panic.
     pub test_panic: Option<String>,
     pub proxy: Option<Proxy>,
@@ -141,6 +174,31 @@ pub struct Proxy {
     pub url: Secret,
     pub username: Option<String>,
     pub password: Option<Secret>,
+}
+
+/// `salesforce.sobject.type=${topic}`: each record's SObject is its topic after SMTs (SPEC §9).
+pub const SOBJECT_BY_TOPIC: &str = "${topic}";
+
+/// Parses `salesforce.operation.header.mapping` (`c:UPSERT,u:UPSERT,d:DELETE`): comma-separated
+/// `value:OPERATION` pairs; values match case-insensitively, so one value may appear only once.
+pub fn parse_header_mapping(text: &str) -> Result<Vec<(String, Operation)>, String> {
+    let mut mapping: Vec<(String, Operation)> = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((value, op)) = pair.rsplit_once(':') else {
+            return Err(format!("'{pair}' is not of the form value:OPERATION (e.g. c:UPSERT,d:DELETE)"));
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(format!("'{pair}' has an empty header value"));
+        }
+        let op = Operation::parse(op).ok_or_else(|| format!("'{pair}': '{}' is not INSERT, UPDATE, DELETE or UPSERT", op.trim()))?;
+        let value = value.to_lowercase();
+        if mapping.iter().any(|(v, _)| *v == value) {
+            return Err(format!("header value '{value}' is mapped more than once (values match case-insensitively)"));
+        }
+        mapping.push((value, op));
+    }
+    Ok(mapping)
 }
 
 /// A quarter of Connect's default `max.poll.interval.ms` (5 minutes), when Java did not say.
@@ -181,6 +239,26 @@ impl Values<'_> {
             .find(|a| a.eq_ignore_ascii_case(v))
             .copied()
             .ok_or_else(|| err(key, format!("'{v}' is not one of {}", allowed.join(", "))))
+    }
+}
+
+/// Whether `name` can be an SObject API name: a letter, then letters, digits and underscores, no
+/// trailing underscore and no more than 3 parts joined by `__` (namespace, name, suffix such as
+/// `__c`). It goes into URL paths and SOQL's `FROM`, so nothing else may pass.
+pub fn check_sobject_name(name: &str) -> Result<(), String> {
+    let well_formed = name.len() <= 255
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.ends_with('_')
+        && name.split("__").all(|part| !part.is_empty() && !part.starts_with('_'))
+        && name.split("__").count() <= 3;
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not a Salesforce API name (a letter, then letters, digits and single underscores, e.g. Contact or MyObject__c)",
+            name.chars().take(100).collect::<String>().escape_debug()
+        ))
     }
 }
 
@@ -248,16 +326,14 @@ impl Config {
             ));
         }
 
-        let write_mode = match v.choice("salesforce.write.mode", "COLLECTIONS", &["SINGLE", "COLLECTIONS", "BULK"])? {
+        let write_mode = match v.choice("salesforce.write.mode", "COLLECTIONS", &["SINGLE", "COLLECTIONS", "BULK", "AUTO"])? {
             "SINGLE" => WriteMode::Single,
             "COLLECTIONS" => WriteMode::Collections,
-            _ => {
-                return Err(err(
-                    "salesforce.write.mode",
-                    "BULK is not available in this version; use COLLECTIONS (200 records a request)",
-                ))
-            }
+            "BULK" => WriteMode::Bulk,
+            _ => WriteMode::Auto,
         };
+
+        let sobject = v.required("salesforce.sobject.type")?.to_owned();
 
         let max_backoff_ms = v.int("salesforce.retry.max.backoff.ms", 30_000, 0, i32::MAX as u64)?;
         Ok(Config {
@@ -268,7 +344,7 @@ impl Config {
             auth,
             api_version,
             request_timeout: Duration::from_millis(v.int("salesforce.request.timeout.ms", 30_000, 1, i32::MAX as u64)?),
-            sobject: v.required("salesforce.sobject.type")?.to_owned(),
+            sobject,
             operation,
             external_id_field,
             header_routing: if v.boolean("salesforce.operation.header.enabled", false)? {
@@ -276,6 +352,8 @@ impl Config {
             } else {
                 None
             },
+            header_mapping: parse_header_mapping(&v.string("salesforce.operation.header.mapping", ""))
+                .map_err(|reason| err("salesforce.operation.header.mapping", reason))?,
             tombstone_delete: v.boolean("salesforce.tombstone.delete", false)?,
             retry: RetryPolicy {
                 max_attempts: v.int("salesforce.retry.max.attempts", 3, 0, 100)? as u32,
@@ -295,6 +373,13 @@ impl Config {
             coalesce_updates: v.boolean("salesforce.coalesce.updates", false)?,
             quota_check_interval: Duration::from_millis(v.int("salesforce.api.quota.check.interval.ms", 60_000, 1, i32::MAX as u64)?),
             quota_reserve_percent: v.int("salesforce.api.quota.reserve.percent", 10, 0, 100)?,
+            bulk: BulkConfig {
+                threshold: v.int("salesforce.bulk.threshold", 2_000, 1, 10_000_000)? as usize,
+                max_records_per_job: v.int("salesforce.bulk.max.records.per.job", 100_000, 1, 150_000_000)? as usize,
+                linger: Duration::from_millis(v.int("salesforce.bulk.linger.ms", 5_000, 0, 3_600_000)?),
+                poll_interval: Duration::from_millis(v.int("salesforce.bulk.poll.interval.ms", 2_000, 1, 3_600_000)?),
+                hard_delete: v.boolean("salesforce.bulk.hard.delete", false)?,
+            },
             test_panic: test_panic_from_env(&v.string("connector.name", "salesforce-sink")),
             proxy: v.opt("salesforce.proxy.url").map(|url| Proxy {
                 url: Secret::new(url),
@@ -303,6 +388,11 @@ impl Config {
             }),
             ca_pem: v.opt("salesforce.ssl.ca.pem").map(str::to_owned),
         })
+    }
+
+    /// `salesforce.sobject.type=${topic}`: the SObject is each record's topic.
+    pub fn sobject_by_topic(&self) -> bool {
+        self.sobject == SOBJECT_BY_TOPIC
     }
 
     /// `https://host/services/data/v62.0`
@@ -369,6 +459,36 @@ pub(crate) mod tests {
         }
         for bad in ["http://10.0.0.1", "http://localhost.evil.com", "ftp://x", "https://", "http://127.0.0.1.nip.io"] {
             assert!(check_instance_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sobject_by_topic_and_names() {
+        assert!(with(&[("salesforce.sobject.type", "${topic}")]).unwrap().sobject_by_topic());
+        assert!(!with(&[]).unwrap().sobject_by_topic());
+        for ok in ["Contact", "MyObject__c", "ns__Obj__c", "Account2"] {
+            assert!(check_sobject_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["crm.Contact", "crm-Contact", "1Contact", "Contact_", "a___b", "a__b__c__d", "", "Con tact", "${topic"] {
+            assert!(check_sobject_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_mapping() {
+        let c = with(&[("salesforce.operation.header.mapping", " c:UPSERT, r:upsert,U:UPSERT ,d:Delete")]).unwrap();
+        assert_eq!(
+            c.header_mapping,
+            vec![
+                ("c".into(), Operation::Upsert),
+                ("r".into(), Operation::Upsert),
+                ("u".into(), Operation::Upsert),
+                ("d".into(), Operation::Delete)
+            ]
+        );
+        assert!(with(&[]).unwrap().header_mapping.is_empty());
+        for bad in ["c", "c:MERGE", ":UPSERT", "c:UPSERT,C:DELETE"] {
+            assert_eq!(with(&[("salesforce.operation.header.mapping", bad)]).unwrap_err().key, "salesforce.operation.header.mapping", "{bad}");
         }
     }
 

@@ -20,6 +20,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// results) stay far below it; anything larger is not Salesforce and must not exhaust the worker.
 const MAX_RESPONSE_BYTES: usize = 32 << 20;
 
+/// A request body and its media type.
+pub struct Payload<'a> {
+    pub bytes: &'a [u8],
+    pub content_type: &'static str,
+}
+
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
@@ -90,6 +96,10 @@ impl SalesforceClient {
         &self.metrics
     }
 
+    pub fn logs(&self) -> &Logs {
+        &self.logs
+    }
+
     pub fn tokens(&self) -> &TokenProvider {
         &self.tokens
     }
@@ -104,18 +114,32 @@ impl SalesforceClient {
         self.requests_sent.load(Ordering::Relaxed)
     }
 
-    /// Sends `method path` (relative to `/services/data/vNN.0`). Success is any 2xx; everything
-    /// else is an error. A 401 gets one new token and one repeat, which counts as no attempt.
+    /// Sends `method path` (relative to `/services/data/vNN.0`) with a JSON body. Success is any
+    /// 2xx; everything else is an error. A 401 gets one new token and one repeat, which counts as
+    /// no attempt.
     pub async fn send(&self, method: Method, path: &str, json_body: Option<&[u8]>) -> Result<Response, SalesforceError> {
-        let body = match json_body {
-            Some(b) if self.compression => Some((gzip(b), true)),
-            Some(b) => Some((b.to_vec(), false)),
-            None => None,
-        };
+        let body = json_body.map(|bytes| Payload { bytes, content_type: "application/json" });
+        self.send_with(method, path, body, "application/json", MAX_RESPONSE_BYTES).await
+    }
+
+    /// [`send`](Self::send) with any body type and answer type, and an answer size cap (Bulk API
+    /// uploads and result CSVs).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Payload<'_>>,
+        accept: &'static str,
+        max_answer_bytes: usize,
+    ) -> Result<Response, SalesforceError> {
+        let body = body.map(|p| {
+            let bytes = if self.compression { gzip(p.bytes) } else { p.bytes.to_vec() };
+            (bytes, self.compression, p.content_type)
+        });
         let mut refreshed = false;
         loop {
             let token = self.tokens.token_counted(&self.metrics).await?;
-            let result = self.send_once(method.clone(), path, body.as_ref(), token.value.expose()).await;
+            let result = self.send_once(method.clone(), path, body.as_ref(), accept, max_answer_bytes, token.value.expose()).await;
             match result {
                 Err(e) if e.is_session_expired() && !refreshed => {
                     self.logs.debug("Salesforce reported the session expired or invalid; fetching a new token and repeating the request once");
@@ -132,16 +156,18 @@ impl SalesforceClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<&(Vec<u8>, bool)>,
+        body: Option<&(Vec<u8>, bool, &'static str)>,
+        accept: &'static str,
+        max_answer_bytes: usize,
         token: &str,
     ) -> Result<Response, SalesforceError> {
         let mut request = self
             .http
             .request(method, format!("{}{}", self.data_url, path))
             .bearer_auth(token)
-            .header("Accept", "application/json");
-        if let Some((bytes, gzipped)) = body {
-            request = request.header("Content-Type", "application/json").body(bytes.clone());
+            .header("Accept", accept);
+        if let Some((bytes, gzipped, content_type)) = body {
+            request = request.header("Content-Type", *content_type).body(bytes.clone());
             if *gzipped {
                 request = request.header("Content-Encoding", "gzip");
             }
@@ -161,7 +187,7 @@ impl SalesforceClient {
         if let Some(info) = response.headers().get("Sforce-Limit-Info").and_then(|v| v.to_str().ok()) {
             self.metrics.observe_api_usage(info);
         }
-        let body = self.read_body(response).await;
+        let body = self.read_body(response, max_answer_bytes).await;
         self.metrics.record_latency(started.elapsed());
         let body = match body {
             Ok(body) if status >= 500 => {
@@ -183,14 +209,14 @@ impl SalesforceClient {
         Err(rejection(status, &body))
     }
 
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, SalesforceError> {
+    async fn read_body(&self, mut response: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, SalesforceError> {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            if body.len() + chunk.len() > max_bytes {
                 return Err(SalesforceError::BadAnswer(format!(
                     "HTTP {}: an answer larger than {} MiB",
                     response.status().as_u16(),
-                    MAX_RESPONSE_BYTES >> 20
+                    max_bytes >> 20
                 )));
             }
             body.extend_from_slice(&chunk);

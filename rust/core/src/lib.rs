@@ -168,8 +168,14 @@ impl SalesforceSink {
 
     /// The typed core of [`put`](Self::put), for tests and benchmarks.
     pub fn submit(&self, records: &[record::Record<'_>], first_seq: i64) -> Result<pipeline::Progress, SinkError> {
-        let external_id = match RUNTIME.block_on(self.writer.external_id_kind()) {
-            Ok(kind) => kind,
+        let mut topics: Vec<&str> = Vec::new();
+        if self.cfg.sobject_by_topic() {
+            topics = records.iter().map(|r| r.topic).collect();
+            topics.sort_unstable();
+            topics.dedup();
+        }
+        let targets = match RUNTIME.block_on(self.writer.targets(&topics)) {
+            Ok(targets) => targets,
             // Without the field's type no key can be checked: the records are not taken, and
             // Connect offers them again (Java throws RetriableException).
             Err(write::NotYet::Retry(why, backoff)) => {
@@ -180,7 +186,7 @@ impl SalesforceSink {
             }
             Err(write::NotYet::Fatal(e)) => return Err(e.into()),
         };
-        Ok(self.pipeline.submit(records, first_seq, external_id)?)
+        Ok(self.pipeline.submit(records, first_seq, &targets)?)
     }
 
     /// `put()` as a synchronous call, for tests and benchmarks: submits, waits up to the put
@@ -212,11 +218,18 @@ impl SalesforceSink {
     pub fn render(&self, batch: &[u8]) -> Result<Vec<u8>, SinkError> {
         test_hook(&self.cfg, "render");
         let records = wire::batch::decode_batch(batch)?;
+        let kind = self.writer.known_external_id_kind();
         let writes: Vec<plan::PlannedWrite> = records
             .iter()
-            .filter_map(|r| match plan::plan_record(&self.cfg, self.writer.known_external_id_kind(), r) {
-                Plan::Write(w) => Some(w),
-                _ => None,
+            .filter_map(|r| {
+                let target = plan::Target {
+                    sobject: std::sync::Arc::from(if self.cfg.sobject_by_topic() { r.topic } else { self.cfg.sobject.as_str() }),
+                    external_id: kind,
+                };
+                match plan::plan_record_for(&self.cfg, &target, r) {
+                    Plan::Write(w) => Some(w),
+                    _ => None,
+                }
             })
             .collect();
         Ok(self.writer.render(&writes))

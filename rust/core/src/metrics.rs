@@ -156,7 +156,7 @@ pub struct Metrics {
     pub token_refreshes: AtomicU64,
     pub id_cache_hits: AtomicU64,
     pub id_cache_misses: AtomicU64,
-    /// Bulk API 2.0 jobs created and not yet finished (none until Bulk mode exists).
+    /// Bulk API 2.0 jobs under way (from just before creation until done, failed or aborted).
     pub bulk_jobs_open: AtomicI64,
     latency: Mutex<Latency>,
     pub quota: QuotaGuard,
@@ -318,6 +318,22 @@ impl Metrics {
             ("id.cache.misses", load(&self.id_cache_misses)),
         ]);
         out
+    }
+}
+
+/// Counts one Bulk API 2.0 job as open for as long as it lives.
+pub struct OpenJob<'a>(&'a Metrics);
+
+impl<'a> OpenJob<'a> {
+    pub fn new(metrics: &'a Metrics) -> OpenJob<'a> {
+        metrics.bulk_jobs_open.fetch_add(1, Ordering::Relaxed);
+        OpenJob(metrics)
+    }
+}
+
+impl Drop for OpenJob<'_> {
+    fn drop(&mut self) {
+        self.0.bulk_jobs_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::plan::{self, Plan, PlannedWrite};
 use crate::record::Record;
 use crate::wire::outcome::Outcome;
-use crate::write::{FatalError, Item, ItemResult, Origin, Writer, MIN_RETRY_BACKOFF};
+use crate::write::{FatalError, Item, ItemResult, Origin, Via, Writer, MIN_RETRY_BACKOFF};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,7 +56,23 @@ struct Entry {
     ready_after: Option<u64>,
     not_before: Option<Instant>,
     attempts: u32,
+    /// A Bulk job refused the write without attributing a cause: it goes through Collections.
+    via_collections: bool,
 }
+
+/// One request (or Bulk job) on its way.
+struct Request {
+    number: u64,
+    op: Operation,
+    via: Via,
+    entries: Vec<Entry>,
+    /// Set when the request's records are abandoned: no further HTTP call of it starts.
+    abandoned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// `bulk.linger.ms` times this is the longest the oldest write of an open Bulk job waits while
+/// more keep arriving.
+const MAX_BULK_LINGERS: u32 = 12;
 
 #[derive(Default)]
 struct State {
@@ -71,6 +87,8 @@ struct State {
     requests_in_flight: usize,
     /// Numbers of the requests in flight, and the number the next one gets.
     in_flight_requests: std::collections::BTreeSet<u64>,
+    /// Numbers of the Bulk jobs in flight.
+    jobs_in_flight: HashSet<u64>,
     /// Per request in flight: its records and the flag that stops it when they are abandoned.
     request_flags: HashMap<u64, (Vec<i64>, Arc<std::sync::atomic::AtomicBool>)>,
     next_request: u64,
@@ -104,7 +122,11 @@ struct Shared {
 pub struct Pipeline {
     shared: Arc<Shared>,
     dispatcher: tokio::task::JoinHandle<()>,
+    runtime: tokio::runtime::Handle,
 }
+
+/// How long stopping a task spends aborting its Bulk jobs in the background.
+const ABORT_JOBS_WAIT: Duration = Duration::from_secs(10);
 
 impl Pipeline {
     pub fn start(runtime: &tokio::runtime::Runtime, cfg: Arc<Config>, writer: Arc<Writer>, logs: Logs) -> Pipeline {
@@ -120,12 +142,13 @@ impl Pipeline {
             requests: Mutex::new(tokio::task::JoinSet::new()),
         });
         let dispatcher = runtime.spawn(dispatch_loop(Arc::clone(&shared)));
-        Pipeline { shared, dispatcher }
+        Pipeline { shared, dispatcher, runtime: runtime.handle().clone() }
     }
 
     /// Plans `records` (sequence numbers `first_seq..`) and adds their writes to the buffer.
     /// Records that need no request (skipped, refused) finish at once.
-    pub fn submit(&self, records: &[Record<'_>], first_seq: i64, external_id: crate::keys::ExternalIdKind) -> Result<Progress, FatalError> {
+    /// `targets`: where each record goes (its SObject and External ID field kind), or why it cannot.
+    pub fn submit(&self, records: &[Record<'_>], first_seq: i64, targets: &plan::Targets) -> Result<Progress, FatalError> {
         let cfg = &self.shared.cfg;
         let external_id_mode = cfg.external_id_field.is_some();
         let now = Instant::now();
@@ -135,7 +158,11 @@ impl Pipeline {
             let mut state = self.lock();
             for (i, record) in records.iter().enumerate() {
                 let seq = first_seq + i as i64;
-                match plan::plan_record(cfg, external_id, record) {
+                let planned = match targets.for_topic(record.topic) {
+                    Ok(target) => plan::plan_record_for(cfg, target, record),
+                    Err(why) => Plan::Reject(why.to_owned()),
+                };
+                match planned {
                     Plan::Skip => {
                         skipped += 1;
                         state.finished.push((seq, Outcome::Skipped));
@@ -279,6 +306,12 @@ impl Drop for Pipeline {
         self.dispatcher.abort();
         self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).abort_all();
         self.shared.wake.notify_one();
+        if self.shared.writer.open_jobs() > 0 {
+            let writer = Arc::clone(&self.shared.writer);
+            self.runtime.spawn(async move {
+                let _ = tokio::time::timeout(ABORT_JOBS_WAIT, writer.abort_open_jobs()).await;
+            });
+        }
     }
 }
 
@@ -300,25 +333,22 @@ impl State {
             self.last_waiting.insert(key.clone(), seq);
         }
         let item = Item::new(write, origin, external_id_mode);
-        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_after: None, not_before: None, attempts: 0 });
+        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_after: None, not_before: None, attempts: 0, via_collections: false });
     }
 
     /// Requests to send now, and when to look again (`None`: only when woken).
-    #[allow(clippy::type_complexity)]
-    fn take_requests(&mut self, cfg: &Config, now: Instant) -> (Vec<(u64, Operation, Vec<Entry>, Arc<std::sync::atomic::AtomicBool>)>, Option<Instant>) {
-        let batch_size = match cfg.write_mode {
-            WriteMode::Single => 1,
-            WriteMode::Collections => cfg.batch_size,
-        };
+    fn take_requests(&mut self, cfg: &Config, now: Instant) -> (Vec<Request>, Option<Instant>) {
         let free = cfg.max_in_flight.saturating_sub(self.requests_in_flight);
         let mut next_wake: Option<Instant> = None;
         let mut wake_at = |t: Instant| next_wake = Some(next_wake.map_or(t, |n: Instant| n.min(t)));
         if free == 0 {
             return (vec![], None);
         }
-        // The first waiting write of each key that is not in flight, by operation, in offset order.
+        // The first waiting write of each key that is not in flight, by operation and SObject, in offset order.
         let mut seen: HashSet<&str> = HashSet::new();
-        let mut ready: BTreeMap<u8, Vec<i64>> = BTreeMap::new();
+        // By operation and SObject: a request writes one SObject (Collections upsert names it in
+        // its path), so `${topic}` records of different topics never share one.
+        let mut ready: BTreeMap<(u8, Arc<str>), Vec<i64>> = BTreeMap::new();
         for (&id, entry) in &self.waiting {
             if let Some(key) = &entry.key {
                 if self.busy_keys.contains(key) || !seen.insert(key.as_str()) {
@@ -329,7 +359,7 @@ impl State {
                 wake_at(t);
                 continue;
             }
-            ready.entry(op_rank(entry.item.write.op)).or_default().push(id);
+            ready.entry((op_rank(entry.item.write.op), Arc::clone(&entry.item.write.sobject))).or_default().push(id);
         }
         for ids in ready.values() {
             for id in ids {
@@ -337,61 +367,160 @@ impl State {
                 entry.ready_after.get_or_insert(self.next_request);
             }
         }
-        let linger = cfg.linger;
-        // Requests numbered below this one have all answered.
-        let answered_below = self.in_flight_requests.first().copied().unwrap_or(u64::MAX);
         let mut requests = Vec::new();
         let mut groups: Vec<Vec<i64>> = ready.into_values().collect();
         // Operations whose oldest write waited longest go first.
         groups.sort_by_key(|ids| ids[0]);
-        'groups: for ids in groups {
-            for chunk in ids.chunks(batch_size) {
-                if requests.len() == free {
-                    break 'groups;
-                }
-                // A part-filled request waits for more writes: those Kafka brings (`linger.ms`
-                // after the oldest arrived) and those that requests in flight will free when they
-                // answer (their answers wake the dispatcher). Writes of repeated keys thus travel
-                // together, as in waves, instead of in ever smaller requests.
-                let arrived = chunk.iter().map(|id| self.waiting[id].arrived).min().expect("non-empty");
-                let ready_after = chunk.iter().filter_map(|id| self.waiting[id].ready_after).max().unwrap_or(0);
-                let brought_by_kafka = arrived + linger;
-                let due = chunk.len() == batch_size
-                    || self.flushing > 0
-                    || (brought_by_kafka <= now && answered_below >= ready_after);
-                if !due {
-                    if brought_by_kafka > now {
-                        wake_at(brought_by_kafka);
-                    }
-                    continue 'groups;
-                }
-                let entries: Vec<Entry> = chunk.iter().map(|id| self.waiting.remove(id).expect("ready")).collect();
-                for (id, entry) in chunk.iter().zip(&entries) {
-                    self.in_flight.extend(entry.seqs.iter().copied());
-                    if let Some(key) = &entry.key {
-                        self.busy_keys.insert(key.clone());
-                        if self.last_waiting.get(key) == Some(id) {
-                            self.last_waiting.remove(key);
-                        }
-                    }
-                }
-                let number = self.next_request;
-                self.next_request += 1;
-                self.in_flight_requests.insert(number);
-                let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let seqs = entries.iter().flat_map(|e| e.seqs.iter().copied()).collect();
-                self.request_flags.insert(number, (seqs, Arc::clone(&flag)));
-                requests.push((number, entries[0].item.write.op, entries, flag));
+        for ids in groups {
+            if requests.len() == free {
+                break;
             }
+            // Writes a Bulk job refused without saying why go through Collections, which answers
+            // per record.
+            let (bulk, per_request): (Vec<i64>, Vec<i64>) = match cfg.write_mode {
+                WriteMode::Bulk | WriteMode::Auto => ids.iter().partition(|id| !self.waiting[*id].via_collections),
+                WriteMode::Single | WriteMode::Collections => (vec![], ids),
+            };
+            let jobs = match cfg.write_mode {
+                WriteMode::Bulk => !bulk.is_empty(),
+                WriteMode::Auto => bulk.len() >= cfg.bulk.threshold,
+                WriteMode::Single | WriteMode::Collections => false,
+            };
+            let per_request = if jobs {
+                self.take_jobs(&bulk, cfg, now, free, &mut requests, &mut wake_at);
+                per_request
+            } else {
+                // AUTO below the threshold: everything through Collections, in offset order.
+                let mut all = bulk;
+                all.extend(per_request);
+                all.sort_unstable();
+                all
+            };
+            let (via, batch_size) = match cfg.write_mode {
+                WriteMode::Single => (Via::Single, 1),
+                _ => (Via::Collections, cfg.batch_size),
+            };
+            self.take_batches(&per_request, via, batch_size, cfg, now, free, &mut requests, &mut wake_at);
         }
         self.requests_in_flight += requests.len();
         (requests, next_wake)
+    }
+
+    /// Collections (or single-record) requests from one operation's ready writes.
+    #[allow(clippy::too_many_arguments)]
+    fn take_batches(
+        &mut self,
+        ids: &[i64],
+        via: Via,
+        batch_size: usize,
+        cfg: &Config,
+        now: Instant,
+        free: usize,
+        requests: &mut Vec<Request>,
+        wake_at: &mut impl FnMut(Instant),
+    ) {
+        // Requests numbered below this one have all answered.
+        let answered_below = self.in_flight_requests.first().copied().unwrap_or(u64::MAX);
+        for chunk in ids.chunks(batch_size) {
+            if requests.len() == free {
+                return;
+            }
+            // A part-filled request waits for more writes: those Kafka brings (`linger.ms`
+            // after the oldest arrived) and those that requests in flight will free when they
+            // answer (their answers wake the dispatcher). Writes of repeated keys thus travel
+            // together, as in waves, instead of in ever smaller requests.
+            let arrived = chunk.iter().map(|id| self.waiting[id].arrived).min().expect("non-empty");
+            let ready_after = chunk.iter().filter_map(|id| self.waiting[id].ready_after).max().unwrap_or(0);
+            let brought_by_kafka = arrived + cfg.linger;
+            let due = chunk.len() == batch_size || self.flushing > 0 || (brought_by_kafka <= now && answered_below >= ready_after);
+            if !due {
+                if brought_by_kafka > now {
+                    wake_at(brought_by_kafka);
+                }
+                return;
+            }
+            requests.push(self.send_off(chunk, via));
+        }
+    }
+
+    /// Bulk API 2.0 jobs from one operation's ready writes (SPEC §7). A job is closed when it is
+    /// full, `bulk.linger.ms` after its last write arrived with no other job running, or when its
+    /// oldest write has waited `MAX_BULK_LINGERS` lingers. AUTO gets here once `bulk.threshold` writes wait, and then
+    /// fills its jobs the same way: a backlog becomes a few full jobs, not many small ones.
+    fn take_jobs(
+        &mut self,
+        ids: &[i64],
+        cfg: &Config,
+        now: Instant,
+        free: usize,
+        requests: &mut Vec<Request>,
+        wake_at: &mut impl FnMut(Instant),
+    ) {
+        let mut rest = ids;
+        while !rest.is_empty() && requests.len() < free {
+            // As many writes as the job takes, by count and by the size of their CSV.
+            let mut bytes = 0usize;
+            let mut n = 0;
+            for id in rest.iter().take(cfg.bulk.max_records_per_job) {
+                let item = &self.waiting[id].item;
+                bytes += item.write.fields.len() + item.write.key.as_ref().map_or(0, String::len) + 8;
+                if n > 0 && bytes > crate::write::MAX_BULK_UPLOAD_BYTES {
+                    break;
+                }
+                n += 1;
+            }
+            let chunk = &rest[..n];
+            let full = n == cfg.bulk.max_records_per_job || n < rest.len().min(cfg.bulk.max_records_per_job);
+            let last_arrived = chunk.iter().map(|id| self.waiting[id].arrived).max().expect("non-empty");
+            let first_arrived = chunk.iter().map(|id| self.waiting[id].arrived).min().expect("non-empty");
+            // A steady trickle would keep an open job from ever closing: the oldest write waits
+            // at most this long.
+            let oldest_due = first_arrived + cfg.bulk.linger * MAX_BULK_LINGERS;
+            let quiet_due = last_arrived + cfg.bulk.linger;
+            // A part-filled job also waits for the jobs in flight: while they run, the task is
+            // often paused for back-pressure, and the quiet that follows is no end of the stream.
+            let quiet = quiet_due <= now && self.jobs_in_flight.is_empty();
+            let due = full || self.flushing > 0 || quiet || oldest_due <= now;
+            if !due {
+                wake_at(quiet_due.min(oldest_due));
+                return;
+            }
+            requests.push(self.send_off(chunk, Via::Bulk));
+            rest = &rest[n..];
+        }
+    }
+
+    /// Moves `ids` from waiting to in flight as one request.
+    fn send_off(&mut self, ids: &[i64], via: Via) -> Request {
+        let entries: Vec<Entry> = ids.iter().map(|id| self.waiting.remove(id).expect("ready")).collect();
+        for (id, entry) in ids.iter().zip(&entries) {
+            self.in_flight.extend(entry.seqs.iter().copied());
+            if let Some(key) = &entry.key {
+                self.busy_keys.insert(key.clone());
+                if self.last_waiting.get(key) == Some(id) {
+                    self.last_waiting.remove(key);
+                }
+            }
+        }
+        let number = self.next_request;
+        self.next_request += 1;
+        // Jobs run for minutes: part-filled requests do not wait for their answers (see `take_batches`).
+        if via == Via::Bulk {
+            self.jobs_in_flight.insert(number);
+        } else {
+            self.in_flight_requests.insert(number);
+        }
+        let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seqs = entries.iter().flat_map(|e| e.seqs.iter().copied()).collect();
+        self.request_flags.insert(number, (seqs, Arc::clone(&abandoned)));
+        Request { number, op: entries[0].item.write.op, via, entries, abandoned }
     }
 
     /// Applies one request's results.
     fn settle(&mut self, number: u64, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, metrics: &Metrics, now: Instant) {
         self.requests_in_flight -= 1;
         self.in_flight_requests.remove(&number);
+        self.jobs_in_flight.remove(&number);
         self.request_flags.remove(&number);
         let results: Vec<Option<ItemResult>> = match results {
             Ok(results) => results.into_iter().map(Some).collect(),
@@ -418,7 +547,7 @@ impl State {
             let counter = match &result {
                 Some(ItemResult::Written) => Some(&metrics.records_written),
                 Some(ItemResult::Failed(_)) => Some(&metrics.records_failed),
-                Some(ItemResult::Held) => None, // never sent
+                Some(ItemResult::NotSent) => None, // never sent
                 _ => Some(&metrics.records_retried),
             };
             if let Some(counter) = counter {
@@ -427,7 +556,12 @@ impl State {
             match result {
                 Some(ItemResult::Written) => self.finish(&entry.seqs, Outcome::Written),
                 Some(ItemResult::Failed(message)) => self.finish(&entry.seqs, Outcome::Failed(message)),
-                Some(ItemResult::StaleId) | Some(ItemResult::Held) => self.back(entry, None),
+                Some(ItemResult::StaleId | ItemResult::NotSent) => self.back(entry, None),
+                Some(ItemResult::ViaCollections(_)) => {
+                    entry.attempts += 1;
+                    entry.via_collections = true;
+                    self.back(entry, None);
+                }
                 Some(ItemResult::WaitForQuota(_)) => {
                     entry.attempts += 1;
                     self.back(entry, Some(now + cfg.quota_check_interval));
@@ -490,7 +624,7 @@ fn coalesce(earlier: &PlannedWrite, later: &PlannedWrite, earlier_origin: &Origi
         return None;
     }
     let fields = crate::convert::merge_fragments(&earlier.fields, &later.fields)?;
-    Some(PlannedWrite { op: earlier.op, key: earlier.key.clone(), fields: Arc::new(fields) })
+    Some(PlannedWrite { sobject: Arc::clone(&earlier.sobject), op: earlier.op, key: earlier.key.clone(), fields: Arc::new(fields) })
 }
 
 async fn dispatch_loop(shared: Arc<Shared>) {
@@ -515,11 +649,11 @@ async fn dispatch_loop(shared: Arc<Shared>) {
         {
             let mut running = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
             while running.try_join_next().is_some() {} // forget the requests that answered
-            for (number, op, entries, abandoned) in requests {
+            for Request { number, op, via, entries, abandoned } in requests {
                 let shared = Arc::clone(&shared);
                 running.spawn(async move {
                     let mut items: Vec<Item> = entries.iter().map(|e| e.item.clone()).collect();
-                    let results = shared.writer.execute(op, &mut items, &abandoned).await;
+                    let results = shared.writer.execute(op, via, &mut items, &abandoned).await;
                     // What the request learnt (resolved Ids) stays with the write for its retries.
                     let entries: Vec<Entry> = entries.into_iter().zip(items).map(|(e, item)| Entry { item, ..e }).collect();
                     {

@@ -11,6 +11,9 @@ use std::sync::Arc;
 /// The write one record asks for, in terms Salesforce understands.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedWrite {
+    /// The SObject written: `salesforce.sobject.type`, or the record's topic with `${topic}`.
+    /// A request holds writes of one SObject only.
+    pub sobject: Arc<str>,
     /// What is sent: INSERT only in Native ID mode (External ID mode turns it into UPSERT).
     pub op: Operation,
     /// Native ID mode: the record's 18-character Id for UPDATE/DELETE. External ID mode: the
@@ -25,10 +28,48 @@ pub struct PlannedWrite {
 impl PlannedWrite {
     /// Two writes with the same ordering key must reach Salesforce in offset order and never share
     /// a request. Keys are already canonical (18-character Ids, canonical decimals); text
-    /// external IDs compare case-insensitively, as Salesforce matches them.
+    /// external IDs compare case-insensitively, as Salesforce matches them. The SObject is part of
+    /// the key (its API name is case-insensitive): external ID `K-1` of a Contact and of an
+    /// Account are two records.
     pub fn ordering_key(&self, external_id_mode: bool) -> Option<String> {
         let key = self.key.as_deref()?;
-        Some(if external_id_mode { key.to_lowercase() } else { key.to_owned() })
+        let mut ordering = self.sobject.to_ascii_lowercase();
+        ordering.push('\0');
+        if external_id_mode {
+            ordering.push_str(&key.to_lowercase());
+        } else {
+            ordering.push_str(key);
+        }
+        Some(ordering)
+    }
+}
+
+/// Where a record is written: its SObject and the kind of that SObject's External ID field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub sobject: Arc<str>,
+    /// Ignored in Native ID mode.
+    pub external_id: ExternalIdKind,
+}
+
+/// The targets of one batch's records: one for every record, or (`salesforce.sobject.type=${topic}`)
+/// one per topic, or why that topic's records cannot be written (a non-recoverable record error).
+#[derive(Debug, Clone)]
+pub enum Targets {
+    Fixed(Target),
+    ByTopic(std::collections::HashMap<String, Result<Target, String>>),
+}
+
+impl Targets {
+    pub fn for_topic(&self, topic: &str) -> Result<&Target, &str> {
+        match self {
+            Targets::Fixed(target) => Ok(target),
+            Targets::ByTopic(by_topic) => match by_topic.get(topic) {
+                Some(Ok(target)) => Ok(target),
+                Some(Err(why)) => Err(why.as_str()),
+                None => Err("no SObject was looked up for this record's topic"),
+            },
+        }
     }
 }
 
@@ -41,8 +82,15 @@ pub enum Plan {
     Reject(String),
 }
 
-/// `external_id`: the kind of `salesforce.external.id.field` (from describe); ignored in Native ID mode.
+/// `external_id`: the kind of `salesforce.external.id.field` (from describe); ignored in Native ID
+/// mode. The write goes to `salesforce.sobject.type` (see [`plan_record_for`] for `${topic}`).
 pub fn plan_record(cfg: &Config, external_id: ExternalIdKind, record: &Record<'_>) -> Plan {
+    plan_record_for(cfg, &Target { sobject: Arc::from(cfg.sobject.as_str()), external_id }, record)
+}
+
+/// [`plan_record`] into `target`'s SObject.
+pub fn plan_record_for(cfg: &Config, target: &Target, record: &Record<'_>) -> Plan {
+    let external_id = target.external_id;
     let op = match requested_operation(cfg, record) {
         Ok(op) => op,
         Err(reason) => return Plan::Reject(reason),
@@ -104,7 +152,7 @@ pub fn plan_record(cfg: &Config, external_id: ExternalIdKind, record: &Record<'_
             Err(e) => return Plan::Reject(e.0),
         }
     };
-    Plan::Write(PlannedWrite { op, key, fields: Arc::new(fields) })
+    Plan::Write(PlannedWrite { sobject: Arc::clone(&target.sobject), op, key, fields: Arc::new(fields) })
 }
 
 /// A key for messages: escaped, at most 100 characters.
@@ -167,10 +215,22 @@ fn requested_operation(cfg: &Config, record: &Record<'_>) -> Result<Operation, S
             ))
         }
     };
+    // salesforce.operation.header.mapping first (Debezium's c/r/u/d), case-insensitively; values
+    // it does not list keep their usual meaning.
+    let trimmed = text.trim();
+    if let Some((_, op)) = cfg.header_mapping.iter().find(|(value, _)| value.eq_ignore_ascii_case(trimmed)) {
+        return Ok(*op);
+    }
     Operation::parse(text).ok_or_else(|| {
         // Escaped: the value goes into logs and DLQ headers, where raw control characters do harm.
         let shown: String = text.chars().take(64).collect::<String>().escape_debug().to_string();
-        format!("operation header '{header_name}' has unknown value '{shown}'; expected INSERT, UPDATE, DELETE or UPSERT")
+        let mapped = if cfg.header_mapping.is_empty() {
+            String::new()
+        } else {
+            let pairs: Vec<String> = cfg.header_mapping.iter().map(|(v, op)| format!("{v}:{op}")).collect();
+            format!(", or a value of salesforce.operation.header.mapping ({})", pairs.join(","))
+        };
+        format!("operation header '{header_name}' has unknown value '{shown}'; expected INSERT, UPDATE, DELETE or UPSERT{mapped}")
     })
 }
 
@@ -269,6 +329,30 @@ mod tests {
     }
 
     #[test]
+    fn header_mapping_for_debezium() {
+        let c = cfg(&[
+            ("salesforce.external.id.field", "Ext__c"),
+            ("salesforce.operation", "UPSERT"),
+            ("salesforce.operation.header.enabled", "true"),
+            ("salesforce.operation.header.name", "__op"),
+            ("salesforce.operation.header.mapping", "c:UPSERT,r:UPSERT,u:UPSERT,d:DELETE"),
+        ]);
+        let r = |h| rec(Value::String("K"), fields(), OperationHeader::Text(h));
+        assert_eq!(op_of(plan_record(&c, &r("c"))), Operation::Upsert);
+        assert_eq!(op_of(plan_record(&c, &r("U"))), Operation::Upsert);
+        assert_eq!(op_of(plan_record(&c, &r("D"))), Operation::Delete);
+        assert_eq!(op_of(plan_record(&c, &rec(Value::String("K"), fields(), OperationHeader::Bytes(b"d")))), Operation::Delete);
+        // a Debezium delete turned into a tombstone by the SMT, header kept
+        assert_eq!(op_of(plan_record(&c, &rec(Value::String("K"), Value::Null, OperationHeader::Text("d")))), Operation::Delete);
+        // unmapped values keep their usual meaning
+        assert_eq!(op_of(plan_record(&c, &r("update"))), Operation::Update);
+        match plan_record(&c, &r("t")) {
+            Plan::Reject(m) => assert!(m.contains("'t'") && m.contains("c:UPSERT,r:UPSERT,u:UPSERT,d:DELETE"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn tombstones() {
         let k = || Value::String("K");
         let skip = cfg(&[("salesforce.external.id.field", "Ext__c")]);
@@ -307,8 +391,10 @@ mod tests {
         for bad in ["003000000000001AAA/../x", "%2C", "00300000000001", "0030000000000010000", "003000000000001AAB"] {
             assert!(key_of(bad).is_err(), "{bad}");
         }
-        let w = |key: &str| PlannedWrite { op: Operation::Update, key: Some(key.into()), fields: Arc::default() };
-        assert_eq!(w("Key-A").ordering_key(true), w("key-a").ordering_key(true));
+        let w = |sobject: &str, key: &str| PlannedWrite { sobject: sobject.into(), op: Operation::Update, key: Some(key.into()), fields: Arc::default() };
+        assert_eq!(w("Contact", "Key-A").ordering_key(true), w("contact", "key-a").ordering_key(true));
+        // one external ID on two SObjects names two records
+        assert_ne!(w("Contact", "K").ordering_key(true), w("Account", "K").ordering_key(true));
     }
 
     #[test]

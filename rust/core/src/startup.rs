@@ -34,8 +34,10 @@ where
 pub(crate) enum FieldCheck {
     /// The cause may clear by itself (Salesforce busy or unreachable): check again later.
     NotYet(SalesforceError),
-    /// The configuration is wrong: the message says what to fix.
+    /// The configuration is wrong (for this SObject): the message says what to fix.
     Wrong(String),
+    /// Salesforce refused the connector's credentials: no SObject can be written.
+    Fatal(String),
 }
 
 /// Checks credentials and, in External ID mode, the field; returns the field's kind, or `None`
@@ -62,8 +64,13 @@ pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Log
     if cfg.external_id_field.is_none() {
         return Ok(Some(ExternalIdKind::Text));
     }
+    if cfg.sobject_by_topic() {
+        // No SObject is known before the first record: each is checked when first seen.
+        logs.info("salesforce.sobject.type=${topic}: each SObject (and its external ID field) is checked when its first record arrives");
+        return Ok(None);
+    }
     match with_retries(cfg, logs, "describe", || async {
-        match check_external_id_field(cfg, client, true).await {
+        match check_external_id_field(cfg, client, &cfg.sobject, true).await {
             Err(FieldCheck::NotYet(e)) => Err(e),
             other => Ok(other),
         }
@@ -74,7 +81,7 @@ pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Log
             logs.info(format!("external ID field {} on {} checked", cfg.external_id_field.as_deref().unwrap_or_default(), cfg.sobject));
             Ok(Some(kind))
         }
-        Ok(Err(FieldCheck::Wrong(why))) => Err(SinkError::Startup(why)),
+        Ok(Err(FieldCheck::Wrong(why) | FieldCheck::Fatal(why))) => Err(SinkError::Startup(why)),
         Ok(Err(FieldCheck::NotYet(e))) | Err(e) => {
             logs.warn(format!(
                 "cannot describe SObject '{}' yet ({e}); the task starts anyway and checks the external ID field before it writes",
@@ -89,47 +96,64 @@ pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Log
 /// on (SPEC §2: which keys are valid depends on it). `strict` (startup validation on): the field
 /// must exist and be an External ID or idLookup field. Otherwise a field describe does not show
 /// is treated as text, and Salesforce rejects the writes with its own error.
-pub(crate) async fn check_external_id_field(cfg: &Config, client: &SalesforceClient, strict: bool) -> Result<ExternalIdKind, FieldCheck> {
+pub(crate) async fn check_external_id_field(cfg: &Config, client: &SalesforceClient, sobject: &str, strict: bool) -> Result<ExternalIdKind, FieldCheck> {
     let field = cfg.external_id_field.as_deref().unwrap_or_default();
-    let described = match describe_field(cfg, client).await {
+    let described = match describe_field(cfg, client, sobject).await {
         Ok(described) => described,
         Err(e) if e.class() == ErrorClass::Recoverable => return Err(FieldCheck::NotYet(e)),
-        Err(e) if e.class() == ErrorClass::Fatal => return Err(FieldCheck::Wrong(format!("cannot describe SObject '{}': {e}", cfg.sobject))),
+        Err(e) if e.class() == ErrorClass::Fatal => return Err(FieldCheck::Fatal(format!("cannot describe SObject '{sobject}': {e}"))),
         Err(_) if !strict => return Ok(ExternalIdKind::Text),
         Err(e) if e.code() == Some("NOT_FOUND") => {
             return Err(FieldCheck::Wrong(format!(
-                "SObject '{}' does not exist or the integration user cannot see it: check salesforce.sobject.type and the user's object permissions",
-                cfg.sobject
+                "SObject '{sobject}' does not exist or the integration user cannot see it: check salesforce.sobject.type and the user's object permissions"
             )))
         }
-        Err(e) => return Err(FieldCheck::Wrong(format!("cannot describe SObject '{}': {e}", cfg.sobject))),
+        Err(e) => return Err(FieldCheck::Wrong(format!("cannot describe SObject '{sobject}': {e}"))),
     };
     let Some(found) = described else {
         if !strict {
             return Ok(ExternalIdKind::Text);
         }
         return Err(FieldCheck::Wrong(format!(
-            "field '{field}' does not exist on {} (or the integration user has no field-level access): check salesforce.external.id.field",
-            cfg.sobject
+            "field '{field}' does not exist on {sobject} (or the integration user has no field-level access): check salesforce.external.id.field"
         )));
     };
     let flag = |k: &str| found.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
     if strict && !flag("externalId") && !flag("idLookup") {
         return Err(FieldCheck::Wrong(format!(
-            "field '{field}' on {} is not an External ID field: mark it as External ID in its field definition, or set salesforce.external.id.field to one that is",
-            cfg.sobject
+            "field '{field}' on {sobject} is not an External ID field: mark it as External ID in its field definition, or set salesforce.external.id.field to one that is"
         )));
     }
     Ok(ExternalIdKind::from_describe(&found))
 }
 
+/// One SObject named by a record's topic (`salesforce.sobject.type=${topic}`): in External ID mode
+/// as [`check_external_id_field`]; in Native ID mode, with `strict`, that describe knows it.
+pub(crate) async fn check_sobject(cfg: &Config, client: &SalesforceClient, sobject: &str, strict: bool) -> Result<ExternalIdKind, FieldCheck> {
+    if cfg.external_id_field.is_some() {
+        return check_external_id_field(cfg, client, sobject, strict).await;
+    }
+    if !strict {
+        return Ok(ExternalIdKind::Text);
+    }
+    match describe_field(cfg, client, sobject).await {
+        Ok(_) => Ok(ExternalIdKind::Text),
+        Err(e) if e.class() == ErrorClass::Recoverable => Err(FieldCheck::NotYet(e)),
+        Err(e) if e.class() == ErrorClass::Fatal => Err(FieldCheck::Fatal(format!("cannot describe SObject '{sobject}': {e}"))),
+        Err(e) if e.code() == Some("NOT_FOUND") => Err(FieldCheck::Wrong(format!(
+            "SObject '{sobject}' does not exist or the integration user cannot see it: check the topic and the user's object permissions"
+        ))),
+        Err(e) => Err(FieldCheck::Wrong(format!("cannot describe SObject '{sobject}': {e}"))),
+    }
+}
+
 /// `GET /sobjects/{type}/describe`: the entry of the External ID field, if describe lists it.
-async fn describe_field(cfg: &Config, client: &SalesforceClient) -> Result<Option<serde_json::Value>, SalesforceError> {
+async fn describe_field(cfg: &Config, client: &SalesforceClient, sobject: &str) -> Result<Option<serde_json::Value>, SalesforceError> {
     let field = cfg.external_id_field.as_deref().unwrap_or_default();
-    let path = format!("/sobjects/{}/describe", percent_encode(&cfg.sobject));
+    let path = format!("/sobjects/{}/describe", percent_encode(sobject));
     let describe = client.send(Method::GET, &path, None).await?;
     let json: serde_json::Value = serde_json::from_slice(&describe.body)
-        .map_err(|e| SalesforceError::BadAnswer(format!("describe of '{}' is not JSON: {e}", cfg.sobject)))?;
+        .map_err(|e| SalesforceError::BadAnswer(format!("describe of '{sobject}' is not JSON: {e}")))?;
     let fields = json.get("fields").and_then(|f| f.as_array()).cloned().unwrap_or_default();
     Ok(fields
         .into_iter()

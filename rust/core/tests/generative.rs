@@ -334,3 +334,85 @@ fn pipelined_streams_match_the_one_by_one_model() {
     }
     tally.record("core generative: pipelined puts (no waiting between them), random linger, in-flight and faults", seed);
 }
+
+#[test]
+fn bulk_and_auto_streams_match_the_one_by_one_model() {
+    let (seed, cases) = cases();
+    let cases = cases.div_ceil(2);
+    println!("generative bulk: seed {seed}, {cases} cases (GEN_SEED={seed} to repeat)");
+    let emu = Emulator::start();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xB01C);
+    let mut tally = Tally::new();
+    let (mut jobs, mut failed_jobs, mut processed) = (0, 0, 0);
+    for case in 0..cases {
+        emu.control("POST", "reset", Json::Null);
+        let keys = hostile_external_keys(&mut rng);
+        let n = rng.gen_range(50..400);
+        let msgs = stream(&mut rng, &keys, n);
+        let mode = if rng.gen_bool(0.5) { "BULK" } else { "AUTO" };
+        let threshold = rng.gen_range(1..40).to_string();
+        let per_job = rng.gen_range(1..300).to_string();
+        let in_flight = rng.gen_range(1..6).to_string();
+        let bulk_linger = [0, 5, 30][rng.gen_range(0..3)].to_string();
+        let mut faults = faults(&mut rng);
+        // Jobs that end Failed or leave records unprocessed: their records go again.
+        let fail_jobs = rng.gen_range(0..3);
+        let unprocessed_jobs = rng.gen_range(0..3);
+        emu.control("POST", "faults", faults.take());
+        emu.control(
+            "POST",
+            "bulk",
+            json!({"records_per_second": 200_000, "fail_next_jobs": fail_jobs, "unprocessed_next_jobs": unprocessed_jobs, "process_first": rng.gen_range(0..5), "seed": rng.gen::<u32>()}),
+        );
+        let sink = emu.sink(&[
+            ("salesforce.write.mode", mode),
+            ("salesforce.bulk.threshold", &threshold),
+            ("salesforce.bulk.max.records.per.job", &per_job),
+            ("salesforce.bulk.linger.ms", &bulk_linger),
+            ("salesforce.bulk.poll.interval.ms", "5"),
+            ("salesforce.max.in.flight.requests", &in_flight),
+            ("salesforce.linger.ms", "5"),
+            ("salesforce.external.id.field", "ExternalId__c"),
+            ("salesforce.operation", "UPSERT"),
+            ("salesforce.operation.header.enabled", "true"),
+            ("salesforce.tombstone.delete", "true"),
+        ]);
+        let context = format!(
+            "seed {seed} bulk case {case} ({mode}, threshold {threshold}, per job {per_job}, in flight {in_flight}, bulk linger {bulk_linger}, \
+             failed jobs {fail_jobs}, unprocessed jobs {unprocessed_jobs}, keys {keys:?})"
+        );
+        let records: Vec<Record> = msgs.iter().enumerate().map(|(i, m)| m.record(i as i64)).collect();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
+        let mut at = 0;
+        while at < records.len() {
+            let put = rng.gen_range(1..=records.len() - at).min(300);
+            let progress = sink.submit(&records[at..at + put], at as i64).unwrap_or_else(|e| panic!("{context}: {e}"));
+            for (seq, o) in progress.finished {
+                outcomes[seq as usize] = Some(o);
+            }
+            at += put;
+        }
+        let progress = sink.wait(std::time::Duration::from_secs(120)).unwrap_or_else(|e| panic!("{context}: {e}"));
+        assert_eq!(progress.unfinished, 0, "{context}: unfinished after 120 s");
+        for (seq, o) in progress.finished {
+            outcomes[seq as usize] = Some(o);
+        }
+        let (expected, ok) = model(&msgs, false);
+        for (i, (o, written)) in outcomes.iter().zip(&ok).enumerate() {
+            let o = o.as_ref().unwrap_or_else(|| panic!("{context}: record {i} has no outcome"));
+            let deleted_anyway = unsure_delete(msgs[i].op, *written, o);
+            assert!(deleted_anyway || (*o == Outcome::Written) == *written, "{context}: record {i} {:?}: {o:?}", msgs[i]);
+        }
+        assert_eq!(state_of(&emu), expected, "{context}");
+        let bulk = emu.control("GET", "bulk", Json::Null);
+        jobs += bulk["jobs_created"].as_u64().unwrap_or(0);
+        failed_jobs += bulk["jobs_failed"].as_u64().unwrap_or(0);
+        processed += bulk["records_processed"].as_u64().unwrap_or(0);
+        let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
+        tally.case(&emu, &outcomes, keys);
+    }
+    println!("bulk jobs created {jobs}, ended Failed {failed_jobs}, records processed by jobs {processed}");
+    assert!(jobs > 0 && processed > 0, "no Bulk job ran: the test tested Collections only");
+    assert!(cases < 4 || failed_jobs > 0, "no Bulk job failed: the retry path went untested");
+    tally.record("core generative: BULK and AUTO (jobs that fail or leave records unprocessed, random thresholds and job sizes)", seed);
+}

@@ -173,12 +173,12 @@ pub fn insert(store: &mut Store, ctx: &Ctx) -> Reply {
 }
 
 /// A Collections record error about an Id (no HTTP status of its own; fields empty).
-fn id_error(code: &str, message: String) -> SfError {
+pub(crate) fn id_error(code: &str, message: String) -> SfError {
     SfError::new(400, code, message).with_fields(&[])
 }
 
 /// Record-level errors for an Id that names no live record in a Collections request.
-fn collection_write_error(e: SfError) -> SfError {
+pub(crate) fn collection_write_error(e: SfError) -> SfError {
     match e.code.as_str() {
         "NOT_FOUND" => id_error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id".into()),
         "ENTITY_IS_DELETED" => id_error("ENTITY_IS_DELETED", "entity is deleted".into()),
@@ -187,7 +187,7 @@ fn collection_write_error(e: SfError) -> SfError {
 }
 
 /// Marks every entry whose key occurs more than once in the request.
-fn duplicates(keys: &[Option<String>], error: impl Fn(usize) -> (Option<String>, SfError)) -> HashMap<usize, (Option<String>, SfError)> {
+pub(crate) fn duplicates(keys: &[Option<String>], error: impl Fn(usize) -> (Option<String>, SfError)) -> HashMap<usize, (Option<String>, SfError)> {
     let mut count: HashMap<&str, usize> = HashMap::new();
     for k in keys.iter().flatten() {
         *count.entry(k.as_str()).or_default() += 1;

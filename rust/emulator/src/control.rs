@@ -56,6 +56,11 @@ pub fn handle(app: &App, method: &str, path: &str, query: Option<&str>, body: &[
             }
             None => bad("expected {\"ms\": N}"),
         },
+        ("GET", "bulk") => ok(store.bulk.view()),
+        ("POST", "bulk") => match store.bulk.configure(&json) {
+            Ok(()) => ok(store.bulk.view()),
+            Err(e) => bad(e),
+        },
         ("GET", "faults") => ok(json!({"rules": store.faults.list()})),
         ("POST", "faults") => match store.faults.add(&json) {
             Ok(n) => ok(json!({"ok": true, "added": n, "rules": store.faults.rules.len()})),

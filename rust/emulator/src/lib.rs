@@ -3,9 +3,10 @@
 //! It implements what Salesforce documents (and, where the docs are silent, what Salesforce is
 //! observed to do) rather than what the connector expects: OAuth token flows, sObject rows,
 //! upsert by external ID, sObject Collections, a SOQL subset, describe, limits, the daily API
-//! quota, gzip, plus a control API (`/__emulator/...`) for tests to inspect state and inject
+//! quota, gzip, Bulk API 2.0 ingest jobs, plus a control API (`/__emulator/...`) for tests to inspect state and inject
 //! latency and faults.
 
+pub mod bulk;
 pub mod collections;
 pub mod control;
 pub mod dml;

@@ -19,6 +19,8 @@ pub struct Ctx<'a> {
     pub json: Option<&'a Result<Value, SfError>>,
     /// The body text, for positions in JSON_PARSER_ERROR messages.
     pub raw: &'a str,
+    /// The body bytes (decompressed): CSV for Bulk API 2.0 uploads.
+    pub body: &'a [u8],
     /// record_error fault rules that apply to this request.
     pub record_rules: &'a [usize],
 }
@@ -134,6 +136,7 @@ pub fn dispatch(store: &mut Store, ctx: &Ctx, rest_path: &str) -> Reply {
                 .kind("delete"),
             _ => method_not_allowed(m, "GET,PATCH,DELETE,HEAD"),
         },
+        ["jobs", "ingest", rest @ ..] if vnum >= 41.0 => crate::bulk::route(store, ctx, vnum, rest),
         _ => Reply::error(&SfError::not_found()),
     }
 }
@@ -147,11 +150,13 @@ fn with_object(store: &mut Store, name: &str, f: impl FnOnce(&mut Store, std::sy
 }
 
 fn limits(store: &Store) -> Reply {
+    let batches_max = store.bulk.settings.daily_batches_limit;
+    let (_, batches_used) = store.bulk.used();
     Reply::json(
         200,
         &json!({
             "DailyApiRequests": {"Max": store.api_max, "Remaining": store.api_max.saturating_sub(store.api_used)},
-            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+            "DailyBulkApiBatches": {"Max": batches_max, "Remaining": batches_max.saturating_sub(batches_used)},
             "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
             "DataStorageMB": {"Max": 1024, "Remaining": 1024},
             "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},

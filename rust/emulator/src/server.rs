@@ -52,14 +52,21 @@ pub struct Reply {
     pub headers: Vec<(&'static str, String)>,
     pub kind: &'static str,
     pub records: usize,
+    pub content_type: &'static str,
 }
+
+const JSON_TYPE: &str = "application/json;charset=UTF-8";
 
 impl Reply {
     pub fn json(status: u16, v: &Value) -> Reply {
-        Reply { status, body: Some(serde_json::to_vec(v).unwrap_or_default()), headers: vec![], kind: "other", records: 1 }
+        Reply { status, body: Some(serde_json::to_vec(v).unwrap_or_default()), headers: vec![], kind: "other", records: 1, content_type: JSON_TYPE }
+    }
+    /// A CSV body (Bulk API 2.0 results).
+    pub fn csv(status: u16, text: String) -> Reply {
+        Reply { status, body: Some(text.into_bytes()), headers: vec![], kind: "other", records: 1, content_type: "text/csv" }
     }
     pub fn empty(status: u16) -> Reply {
-        Reply { status, body: None, headers: vec![], kind: "other", records: 1 }
+        Reply { status, body: None, headers: vec![], kind: "other", records: 1, content_type: JSON_TYPE }
     }
     pub fn error(e: &SfError) -> Reply {
         Reply::json(e.status, &e.body())
@@ -305,8 +312,9 @@ fn api(
     auth: Option<&str>,
     record_rules: &[usize],
 ) -> (Reply, bool) {
-    // Parse JSON outside the lock.
-    let json = if body.is_empty() {
+    // Parse JSON outside the lock. A Bulk API 2.0 upload is CSV, not JSON.
+    let is_upload = method == "PUT" && rest_path.trim_end_matches('/').ends_with("/batches") && rest_path.contains("/jobs/ingest/");
+    let json = if body.is_empty() || is_upload {
         None
     } else {
         Some(serde_json::from_slice::<Value>(body).map_err(|e| {
@@ -317,7 +325,7 @@ fn api(
             )
         }))
     };
-    let text = std::str::from_utf8(body).unwrap_or("");
+    let text = if is_upload { "" } else { std::str::from_utf8(body).unwrap_or("") };
     let mut store = app.lock();
     let (mut reply, counted) = match oauth::check_token(&mut store, auth) {
         Err(e) => (Reply::error(&e), false),
@@ -327,7 +335,7 @@ fn api(
         ),
         Ok(()) => {
             store.api_used += 1;
-            let ctx = rest::Ctx { method, query, json: json.as_ref(), raw: text, record_rules };
+            let ctx = rest::Ctx { method, query, json: json.as_ref(), raw: text, body, record_rules };
             (rest::dispatch(&mut store, &ctx, rest_path), true)
         }
     };
@@ -362,7 +370,7 @@ fn to_response(reply: Reply, gzip_ok: bool) -> (Response<Full<Bytes>>, bool) {
     let mut gzipped = false;
     let body = match reply.body {
         Some(b) => {
-            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
             if gzip_ok && !b.is_empty() {
                 let mut enc = GzEncoder::new(Vec::with_capacity(b.len() / 4 + 32), flate2::Compression::fast());
                 let _ = enc.write_all(&b);
@@ -402,6 +410,7 @@ pub async fn start_tls(
     let port = listener.local_addr()?.port();
     let app = Arc::new(App { store: Mutex::new(Store::new()), port, verbose, tls: acceptor.is_some() });
     tokio::spawn(serve_with(listener, app.clone(), acceptor));
+    tokio::spawn(crate::bulk::run(app.clone()));
     Ok((port, app))
 }
 

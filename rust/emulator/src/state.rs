@@ -729,6 +729,8 @@ pub struct Store {
     pub by_kind: BTreeMap<String, u64>,
     pub api_requests: u64,
     pub records_written: u64,
+    /// Bulk API 2.0 ingest jobs, their settings and counters.
+    pub bulk: crate::bulk::BulkState,
     /// Never reset, so Ids from before a reset are never handed out again.
     next_id: u64,
 }
@@ -759,6 +761,7 @@ impl Store {
             by_kind: BTreeMap::new(),
             api_requests: 0,
             records_written: 0,
+            bulk: crate::bulk::BulkState::default(),
             // Start well inside the 9-character counter space so Ids look like real ones.
             next_id: 62u64.pow(7) * 3 + 12_345,
         };
@@ -796,6 +799,7 @@ impl Store {
         self.by_kind.clear();
         self.api_requests = 0;
         self.records_written = 0;
+        self.bulk = crate::bulk::BulkState::default();
     }
 
     /// Defines or replaces an object; a replaced object starts with no records.

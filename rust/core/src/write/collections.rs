@@ -30,7 +30,7 @@ pub(super) async fn send(w: &Writer, op: Operation, items: &[RequestItem]) -> Re
         Operation::Upsert => {
             let path = format!(
                 "/composite/sobjects/{}/{}",
-                percent_encode(&w.cfg.sobject),
+                percent_encode(&items[0].sobject),
                 percent_encode(w.cfg.external_id_field.as_deref().unwrap_or_default())
             );
             w.client.send(Method::PATCH, &path, Some(&body(w, op, items))).await?
@@ -89,9 +89,12 @@ pub(crate) fn parse_results(status: u16, body: &[u8], count: usize, op: Operatio
 }
 
 /// `{"allOrNone":false,"records":[{"attributes":{"type":T}, <id or external ID>, <fields>}, …]}`
+/// (every item of one SObject).
 pub(super) fn body(w: &Writer, op: Operation, items: &[RequestItem]) -> Vec<u8> {
+    let Some(first) = items.first() else { return br#"{"allOrNone":false,"records":[]}"#.to_vec() };
     let mut type_attr = Vec::new();
-    write_string(&mut type_attr, &w.cfg.sobject);
+    write_string(&mut type_attr, &first.sobject);
+    let numeric = w.kind_of(&first.sobject).is_numeric();
     let size: usize = items.iter().map(|i| i.fields.len() + 64).sum();
     let mut out = Vec::with_capacity(size + 48);
     out.extend_from_slice(br#"{"allOrNone":false,"records":["#);
@@ -113,7 +116,7 @@ pub(super) fn body(w: &Writer, op: Operation, items: &[RequestItem]) -> Vec<u8> 
                 out.push(b':');
                 let key = item.key.as_deref().unwrap_or_default();
                 // Numeric keys are canonical decimals (checked in `plan`): valid JSON numbers.
-                if w.known_external_id_kind().is_numeric() && crate::keys::canonical_decimal(key, false).is_some() {
+                if numeric && crate::keys::canonical_decimal(key, false).is_some() {
                     out.extend_from_slice(key.as_bytes());
                 } else {
                     write_string(&mut out, key);

@@ -3,11 +3,12 @@
 //! and the classification of every record's result. Which writes form a request, in which order
 //! and when they are retried is the [`crate::pipeline`]'s business.
 
+mod bulk;
 mod collections;
 mod resolve;
 mod single;
 
-use crate::config::{Config, Operation, WriteMode};
+use crate::config::{Config, Operation};
 use crate::error::{ErrorClass, SalesforceError};
 use crate::http::SalesforceClient;
 use crate::keys::ExternalIdKind;
@@ -107,6 +108,17 @@ impl Item {
     }
 }
 
+/// How a request reaches Salesforce (the pipeline picks it per request in AUTO mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Single,
+    Collections,
+    /// One Bulk API 2.0 ingest job.
+    Bulk,
+}
+
+pub use bulk::MAX_UPLOAD_BYTES as MAX_BULK_UPLOAD_BYTES;
+
 /// What one request said about one of its writes.
 #[derive(Debug)]
 pub enum ItemResult {
@@ -120,8 +132,12 @@ pub enum ItemResult {
     WaitForQuota(String),
     /// The cached Id no longer names a record: resolve again, no backoff needed.
     StaleId,
-    /// Not sent: the API quota guard holds (SPEC §8). Waits, without a backoff, until it lets go.
-    Held,
+    /// The write was not sent (it did not fit into the Bulk job): it goes with the next request,
+    /// as if it had never left.
+    NotSent,
+    /// A Bulk job refused this write with others for a cause it did not attribute: the write goes
+    /// next through Collections, which answers per record.
+    ViaCollections(String),
 }
 
 /// What a request learnt about one write, before it is turned into an [`ItemResult`].
@@ -132,12 +148,15 @@ enum SendResult {
     Retry(String),
     WaitForQuota(String),
     StaleId,
-    Held,
+    NotSent,
+    ViaCollections(String),
 }
 
 /// The part of a write a request needs, owned so requests can run on other threads.
 #[derive(Clone)]
 struct RequestItem {
+    /// The same for every item of a request.
+    sobject: Arc<str>,
     key: Option<String>,
     id: Option<String>,
     id_from_cache: bool,
@@ -150,9 +169,16 @@ pub struct Writer {
     ids: IdCache,
     /// The External ID field's kind, from describe (SPEC §2); set once, before the first batch is planned.
     external_id: OnceLock<ExternalIdKind>,
+    /// `salesforce.sobject.type=${topic}`: what describe said of each SObject seen so far (by
+    /// lower-cased API name): its External ID field's kind, or why its records cannot be written.
+    by_topic: std::sync::Mutex<std::collections::HashMap<String, Result<ExternalIdKind, String>>>,
+    /// `salesforce.sobject.type`, shared by every write (unused with `${topic}`).
+    fixed_sobject: Arc<str>,
     /// Keys of DELETEs whose request got no answer (timeout, broken connection): Salesforce may
     /// have done them. A later not-found for such a key is that DELETE's own effect, not an error.
     unsure_deletes: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Bulk jobs created and not yet finished, so that stopping the task can abort them.
+    open_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Bound of `Writer::unsure_deletes` (it is emptied when full: at worst a retried DELETE of a
@@ -161,7 +187,17 @@ const MAX_UNSURE_DELETES: usize = 10_000;
 
 impl Writer {
     pub fn new(cfg: Arc<Config>, client: Arc<SalesforceClient>) -> Arc<Self> {
-        Arc::new(Writer { cfg, client, ids: IdCache::new(), external_id: OnceLock::new(), unsure_deletes: Default::default() })
+        let fixed_sobject = Arc::from(cfg.sobject.as_str());
+        Arc::new(Writer {
+            cfg,
+            client,
+            ids: IdCache::new(),
+            external_id: OnceLock::new(),
+            by_topic: Default::default(),
+            fixed_sobject,
+            unsure_deletes: Default::default(),
+            open_jobs: Default::default(),
+        })
     }
 
     pub fn client(&self) -> &Arc<SalesforceClient> {
@@ -178,6 +214,70 @@ impl Writer {
         self.external_id.get().copied().unwrap_or_default()
     }
 
+    /// [`known_external_id_kind`](Self::known_external_id_kind) of one SObject.
+    fn kind_of(&self, sobject: &str) -> ExternalIdKind {
+        if !self.cfg.sobject_by_topic() {
+            return self.known_external_id_kind();
+        }
+        let checked = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
+        match checked.get(&sobject.to_ascii_lowercase()) {
+            Some(Ok(kind)) => *kind,
+            _ => ExternalIdKind::default(),
+        }
+    }
+
+    /// Where the records of a batch go (SPEC §9). With a fixed SObject, every record goes there.
+    /// With `${topic}`, each topic names its SObject: checked (describe, External ID field) the
+    /// first time it is seen and remembered. A topic that cannot be an API name, or names an
+    /// SObject Salesforce does not know, fails its records, not the task; a Salesforce too busy to
+    /// answer describe takes nothing of the batch (`NotYet::Retry`), as at start.
+    pub async fn targets(&self, topics: &[&str]) -> Result<crate::plan::Targets, NotYet> {
+        use crate::plan::{Target, Targets};
+        if !self.cfg.sobject_by_topic() {
+            let external_id = self.external_id_kind().await?;
+            return Ok(Targets::Fixed(Target { sobject: Arc::clone(&self.fixed_sobject), external_id }));
+        }
+        let mut by_topic = std::collections::HashMap::new();
+        for &topic in topics {
+            if by_topic.contains_key(topic) {
+                continue;
+            }
+            let target = self.check_topic(topic).await?.map(|external_id| Target { sobject: Arc::from(topic), external_id });
+            by_topic.insert(topic.to_owned(), target);
+        }
+        Ok(Targets::ByTopic(by_topic))
+    }
+
+    /// The External ID field kind of the SObject named by `topic`, or why its records fail.
+    async fn check_topic(&self, topic: &str) -> Result<Result<ExternalIdKind, String>, NotYet> {
+        if let Err(why) = crate::config::check_sobject_name(topic) {
+            return Ok(Err(format!(
+                "the record's topic '{}' cannot name an SObject (salesforce.sobject.type=${{topic}}): {why}. \
+                 Rename the topic to an SObject API name with a RegexRouter SMT, e.g. transforms=route, \
+                 transforms.route.type=org.apache.kafka.connect.transforms.RegexRouter, \
+                 transforms.route.regex=crm\\.(.*), transforms.route.replacement=$1",
+                topic.chars().take(100).collect::<String>().escape_debug()
+            )));
+        }
+        let cache_key = topic.to_ascii_lowercase();
+        if let Some(known) = self.by_topic.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
+            return Ok(known.clone());
+        }
+        let checked = match crate::startup::check_sobject(&self.cfg, &self.client, topic, self.cfg.startup_validation).await {
+            Ok(kind) => Ok(kind),
+            Err(crate::startup::FieldCheck::Wrong(why)) => Err(format!("{why} (salesforce.sobject.type=${{topic}}: the SObject is the record's topic)")),
+            Err(crate::startup::FieldCheck::NotYet(e)) => {
+                return Err(NotYet::Retry(
+                    format!("cannot describe SObject '{topic}' yet: {e}"),
+                    self.cfg.retry.backoff(1).max(MIN_RETRY_BACKOFF),
+                ))
+            }
+            Err(crate::startup::FieldCheck::Fatal(why)) => return Err(NotYet::Fatal(FatalError(why))),
+        };
+        self.by_topic.lock().unwrap_or_else(|e| e.into_inner()).insert(cache_key, checked.clone());
+        Ok(checked)
+    }
+
     /// The External ID field's kind, asking describe the first time when startup validation did
     /// not (keys cannot be checked without it).
     pub async fn external_id_kind(&self) -> Result<ExternalIdKind, NotYet> {
@@ -187,12 +287,14 @@ impl Writer {
         if !self.external_id_mode() {
             return Ok(ExternalIdKind::Text);
         }
-        match crate::startup::check_external_id_field(&self.cfg, &self.client, self.cfg.startup_validation).await {
+        match crate::startup::check_external_id_field(&self.cfg, &self.client, &self.cfg.sobject, self.cfg.startup_validation).await {
             Ok(kind) => Ok(*self.external_id.get_or_init(|| kind)),
             Err(crate::startup::FieldCheck::NotYet(e)) => {
                 Err(NotYet::Retry(e.to_string(), self.cfg.retry.backoff(1).max(MIN_RETRY_BACKOFF)))
             }
-            Err(crate::startup::FieldCheck::Wrong(why)) => Err(NotYet::Fatal(FatalError(format!("startup validation failed: {why}")))),
+            Err(crate::startup::FieldCheck::Wrong(why) | crate::startup::FieldCheck::Fatal(why)) => {
+                Err(NotYet::Fatal(FatalError(format!("startup validation failed: {why}"))))
+            }
         }
     }
 
@@ -204,11 +306,18 @@ impl Writer {
     /// would need a lookup are left as the key). For the conversion benchmark and for diagnostics.
     pub fn render(&self, writes: &[PlannedWrite]) -> Vec<u8> {
         let mut out = Vec::new();
-        for op in [Operation::Insert, Operation::Upsert, Operation::Update, Operation::Delete] {
+        let mut sobjects: Vec<&Arc<str>> = writes.iter().map(|w| &w.sobject).collect();
+        sobjects.sort();
+        sobjects.dedup();
+        for (op, sobject) in [Operation::Insert, Operation::Upsert, Operation::Update, Operation::Delete]
+            .into_iter()
+            .flat_map(|op| sobjects.iter().map(move |s| (op, *s)))
+        {
             let items: Vec<RequestItem> = writes
                 .iter()
-                .filter(|w| w.op == op)
+                .filter(|w| w.op == op && w.sobject == *sobject)
                 .map(|w| RequestItem {
+                    sobject: Arc::clone(&w.sobject),
                     key: w.key.clone(),
                     id: w.key.clone(),
                     id_from_cache: false,
@@ -223,27 +332,48 @@ impl Writer {
         out
     }
 
+    fn open_job(&self, id: &str) {
+        self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned());
+    }
+
+    fn close_job(&self, id: &str) {
+        self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    /// Bulk jobs created and not finished yet.
+    pub fn open_jobs(&self) -> usize {
+        self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Aborts and deletes the Bulk jobs still running (the task stops): Salesforce would otherwise
+    /// go on writing records whose offsets were never committed, behind the back of the next owner.
+    pub async fn abort_open_jobs(&self) {
+        let ids: Vec<String> = self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        bulk::abort(self, ids).await;
+    }
+
     /// Keeps the Id cache in step with what Salesforce just confirmed.
     fn remember(&self, item: &Item) {
+        let sobject = &item.write.sobject;
         if let Some(key) = &item.write.key {
-            self.settle_unsure_delete(key);
+            self.settle_unsure_delete(sobject, key);
         }
         let (Some(key), true) = (&item.write.key, self.external_id_mode()) else { return };
         match item.write.op {
-            Operation::Delete => self.ids.evict(key),
+            Operation::Delete => self.ids.evict(sobject, key),
             // An upsert's answer is a fresh resolution (Salesforce matched the external ID just
             // now). An UPDATE only used the cached Id: re-inserting it would keep a mapping alive
             // past its 7 days for as long as the key keeps being written.
             Operation::Upsert => {
                 if let Some(id) = &item.id {
-                    self.ids.insert(key, id);
+                    self.ids.insert(sobject, key, id);
                 }
             }
             Operation::Update | Operation::Insert => {}
         }
     }
 
-    /// One try of `items`, all of operation `op`, as one request (the caller sizes it): Ids are
+    /// One try of `items`, all of operation `op` and of one SObject, as one request (the caller sizes it): Ids are
     /// resolved first where needed, then the request is sent. One result per item, in order; the
     /// items keep what was learnt (resolved Ids) for a retry.
     ///
@@ -253,18 +383,19 @@ impl Writer {
     pub async fn execute(
         self: &Arc<Self>,
         op: Operation,
+        via: Via,
         items: &mut [Item],
         abandoned: &Arc<AtomicBool>,
     ) -> Result<Vec<ItemResult>, FatalError> {
         if self.client.metrics().quota.active() {
-            return Ok(items.iter().map(|_| ItemResult::Held).collect());
+            return Ok(items.iter().map(|_| ItemResult::NotSent).collect());
         }
         let mut results: Vec<Option<SendResult>> = (0..items.len()).map(|_| None).collect();
         let needs_id: Vec<usize> = (0..items.len())
             .filter(|&i| self.external_id_mode() && matches!(op, Operation::Update | Operation::Delete) && items[i].id.is_none())
             .collect();
         if !needs_id.is_empty() {
-            for (i, resolution) in self.resolve(items, &needs_id).await? {
+            for (i, resolution) in self.resolve(items, &needs_id, via).await? {
                 match resolution {
                     resolve::Resolution::Found { id, from_cache } => {
                         items[i].id = Some(id);
@@ -283,6 +414,7 @@ impl Writer {
             let request: Vec<RequestItem> = ready
                 .iter()
                 .map(|&i| RequestItem {
+                    sobject: Arc::clone(&items[i].write.sobject),
                     key: items[i].write.key.clone(),
                     id: items[i].id.clone(),
                     id_from_cache: items[i].id_from_cache,
@@ -290,7 +422,10 @@ impl Writer {
                 })
                 .collect();
             let budget = Arc::new(AtomicUsize::new(request.len().max(MIN_SPLIT_BUDGET)));
-            let sent = Arc::clone(self).send(op, request, budget, Arc::clone(abandoned)).await?;
+            let sent = match via {
+                Via::Bulk => self.send_job(op, request, abandoned).await?,
+                _ => Arc::clone(self).send(op, via, request, budget, Arc::clone(abandoned)).await?,
+            };
             for (i, result) in ready.into_iter().zip(sent) {
                 results[i] = Some(result);
             }
@@ -309,18 +444,57 @@ impl Writer {
                 SendResult::Failed(cause) => ItemResult::Failed(self.describe(item, &cause)),
                 SendResult::Retry(cause) => ItemResult::Retry(self.describe(item, &cause)),
                 SendResult::WaitForQuota(cause) => ItemResult::WaitForQuota(self.describe(item, &cause)),
-                SendResult::Held => ItemResult::Held,
                 SendResult::StaleId => {
                     if let Some(key) = &item.write.key {
-                        self.ids.evict(key);
+                        self.ids.evict(&item.write.sobject, key);
                     }
                     item.id = None;
                     item.id_from_cache = false;
                     item.re_resolved = true;
                     ItemResult::StaleId
                 }
+                SendResult::NotSent => ItemResult::NotSent,
+                SendResult::ViaCollections(cause) => ItemResult::ViaCollections(self.describe(item, &cause)),
             })
             .collect())
+    }
+
+    /// One Bulk API 2.0 job for `request`; one result per write in request order.
+    async fn send_job(&self, op: Operation, request: Vec<RequestItem>, abandoned: &AtomicBool) -> Result<Vec<SendResult>, FatalError> {
+        let metrics = self.client.metrics();
+        if metrics.quota.active() {
+            return Ok(request.iter().map(|_| SendResult::NotSent).collect());
+        }
+        metrics.write_requests.fetch_add(1, Ordering::Relaxed);
+        metrics.write_records.fetch_add(request.len() as u64, Ordering::Relaxed);
+        // Open from its creation until this call ends (done, failed, aborted, or dropped at stop).
+        let _open = crate::metrics::OpenJob::new(metrics);
+        let error = match bulk::run(self, op, &request, abandoned).await {
+            Ok(results) => return Ok(results),
+            Err(bulk::JobError::Abandoned) => {
+                if op == Operation::Delete {
+                    self.mark_unsure_deletes(&request);
+                }
+                return Ok(request.iter().map(|_| SendResult::Retry("abandoned: the partition was revoked".into())).collect());
+            }
+            Err(bulk::JobError::NotStarted(e)) => e,
+        };
+        if op == Operation::Delete {
+            self.mark_unsure_deletes(&request);
+        }
+        let result = |e: &SalesforceError| match e.class() {
+            ErrorClass::Fatal => unreachable!("handled below"),
+            // The org's daily Bulk allowance (records or batches) is quota, never a record error (SPEC §7).
+            _ if e.is_daily_quota() || e.code().is_some_and(|c| c.contains("LIMIT_EXCEEDED")) => {
+                SendResult::WaitForQuota(format!("Bulk job refused: {e}"))
+            }
+            ErrorClass::Recoverable => SendResult::Retry(format!("Bulk job not started: {e}")),
+            ErrorClass::NonRecoverable => SendResult::ViaCollections(format!("Bulk job refused: {e}")),
+        };
+        if error.class() == ErrorClass::Fatal {
+            return Err(self.fatal(&error));
+        }
+        Ok(request.iter().map(|_| result(&error)).collect())
     }
 
     /// One request, returning one result per write in request order. A Collections request that
@@ -329,6 +503,7 @@ impl Writer {
     fn send(
         self: Arc<Self>,
         op: Operation,
+        via: Via,
         request: Vec<RequestItem>,
         budget: Arc<AtomicUsize>,
         abandoned: Arc<AtomicBool>,
@@ -340,14 +515,14 @@ impl Writer {
             // The guard turned on while this request looked Ids up or split a refused request: the
             // write waits, so no more than the requests in flight go past the reserve line.
             if self.client.metrics().quota.active() {
-                return Ok(request.iter().map(|_| SendResult::Held).collect());
+                return Ok(request.iter().map(|_| SendResult::NotSent).collect());
             }
             let metrics = self.client.metrics();
             metrics.write_requests.fetch_add(1, Ordering::Relaxed);
             metrics.write_records.fetch_add(request.len() as u64, Ordering::Relaxed);
-            let outcome = match self.cfg.write_mode {
-                WriteMode::Single => single::send(&self, op, &request[0]).await.map(|r| vec![r]),
-                WriteMode::Collections => collections::send(&self, op, &request).await,
+            let outcome = match via {
+                Via::Single => single::send(&self, op, &request[0]).await.map(|r| vec![r]),
+                Via::Collections | Via::Bulk => collections::send(&self, op, &request).await,
             };
             match outcome {
                 Ok(results) => Ok(results),
@@ -363,7 +538,7 @@ impl Writer {
                         Ok(request.iter().map(|_| SendResult::Retry(e.to_string())).collect())
                     }
                     ErrorClass::NonRecoverable if request.len() > 1 && e.status() == Some(400) => {
-                        self.isolate(op, request, e, budget, abandoned).await
+                        self.isolate(op, via, request, e, budget, abandoned).await
                     }
                     // Other refusals (quota, permissions, unknown object) hold for every record alike.
                     ErrorClass::NonRecoverable => Ok(request.iter().map(|item| self.classify_single(op, item, &e)).collect()),
@@ -379,6 +554,7 @@ impl Writer {
     async fn isolate(
         self: Arc<Self>,
         op: Operation,
+        via: Via,
         request: Vec<RequestItem>,
         e: SalesforceError,
         budget: Arc<AtomicUsize>,
@@ -397,7 +573,7 @@ impl Writer {
             }
             let rest: Vec<RequestItem> =
                 request.iter().zip(&carrying).filter(|(_, &c)| !c).map(|(item, _)| item.clone()).collect();
-            let mut rest_results = Arc::clone(&self).send(op, rest, budget, abandoned).await?.into_iter();
+            let mut rest_results = Arc::clone(&self).send(op, via, rest, budget, abandoned).await?.into_iter();
             return Ok(carrying
                 .iter()
                 .map(|&c| if c { failed(e.to_string()) } else { rest_results.next().expect("one result per record") })
@@ -408,8 +584,8 @@ impl Writer {
         }
         let mut left = request;
         let right = left.split_off(left.len() / 2);
-        let mut results = Arc::clone(&self).send(op, left, Arc::clone(&budget), Arc::clone(&abandoned)).await?;
-        results.extend(self.send(op, right, budget, abandoned).await?);
+        let mut results = Arc::clone(&self).send(op, via, left, Arc::clone(&budget), Arc::clone(&abandoned)).await?;
+        results.extend(self.send(op, via, right, budget, abandoned).await?);
         Ok(results)
     }
 
@@ -427,7 +603,7 @@ impl Writer {
             if op == Operation::Delete && self.cfg.ignore_missing_deletes {
                 return SendResult::Written { id: None };
             }
-            if op == Operation::Delete && item.key.as_deref().is_some_and(|k| self.settle_unsure_delete(k)) {
+            if op == Operation::Delete && item.key.as_deref().is_some_and(|k| self.settle_unsure_delete(&item.sobject, k)) {
                 return SendResult::Written { id: None };
             }
         }
@@ -443,23 +619,27 @@ impl Writer {
         if unsure.len() + request.len() > MAX_UNSURE_DELETES {
             unsure.clear();
         }
-        unsure.extend(request.iter().filter_map(|i| i.key.as_deref()).map(|k| self.unsure_key(k)));
+        unsure.extend(request.iter().filter_map(|i| Some(self.unsure_key(&i.sobject, i.key.as_deref()?))));
     }
 
     /// Forgets `key` as an unanswered DELETE; true when it was one (so a not-found now is the
     /// effect of that DELETE, which Salesforce did before the answer was lost).
-    fn settle_unsure_delete(&self, key: &str) -> bool {
+    fn settle_unsure_delete(&self, sobject: &str, key: &str) -> bool {
         let mut unsure = self.unsure_deletes.lock().unwrap_or_else(|e| e.into_inner());
-        !unsure.is_empty() && unsure.remove(&self.unsure_key(key))
+        !unsure.is_empty() && unsure.remove(&self.unsure_key(sobject, key))
     }
 
     /// Text external IDs match case-insensitively; Native Ids are canonical and case matters.
-    fn unsure_key(&self, key: &str) -> String {
+    /// External IDs are unique per SObject only.
+    fn unsure_key(&self, sobject: &str, key: &str) -> String {
+        let mut unsure = sobject.to_ascii_lowercase();
+        unsure.push('\0');
         if self.external_id_mode() {
-            key.to_lowercase()
+            unsure.push_str(&key.to_lowercase());
         } else {
-            key.to_owned()
+            unsure.push_str(key);
         }
+        unsure
     }
 
     /// No record carries this external ID.
@@ -467,14 +647,14 @@ impl Writer {
         if item.write.op == Operation::Delete && self.cfg.ignore_missing_deletes {
             return SendResult::Written { id: None };
         }
-        if item.write.op == Operation::Delete && item.write.key.as_deref().is_some_and(|k| self.settle_unsure_delete(k)) {
+        if item.write.op == Operation::Delete && item.write.key.as_deref().is_some_and(|k| self.settle_unsure_delete(&item.write.sobject, k)) {
             return SendResult::Written { id: None };
         }
         let field = self.cfg.external_id_field.as_deref().unwrap_or("?");
         let what = if item.write.op == Operation::Update { " (UPDATE never creates; use UPSERT to create)" } else { "" };
         SendResult::Failed(format!(
             "NOT_FOUND: no {} record has {}='{}'{}",
-            self.cfg.sobject,
+            item.write.sobject,
             field,
             item.write.key.as_deref().unwrap_or(""),
             what
@@ -488,7 +668,7 @@ impl Writer {
             Some(k) => format!(" key '{k}'"),
             None => String::new(),
         };
-        format!("{} {}{} failed: {} [{}]", item.write.op, self.cfg.sobject, key, cause, item.origin)
+        format!("{} {}{} failed: {} [{}]", item.write.op, item.write.sobject, key, cause, item.origin)
     }
 
     fn fatal(&self, e: &SalesforceError) -> FatalError {

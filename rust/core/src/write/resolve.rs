@@ -2,8 +2,8 @@
 //! (10,000 entries, 7-day TTL), then one SOQL query per up to 200 keys (COLLECTIONS) or one GET by
 //! external ID per key (SINGLE, as the seed).
 
-use super::{FatalError, Item, SendResult, Writer};
-use crate::config::WriteMode;
+use super::{FatalError, Item, SendResult, Via, Writer};
+
 use crate::error::{ErrorClass, SalesforceError};
 use crate::http::percent_encode;
 use crate::keys::ExternalIdKind;
@@ -20,23 +20,28 @@ const MAX_QUERY_PAGES: usize = 50;
 /// Salesforce refuses URIs over 16,384 bytes (414); leave room for the host and path.
 const MAX_ENCODED_QUERY: usize = 15_000;
 
-/// External ID → Id. Keys are stored lower-cased: Salesforce matches text external IDs
+/// (SObject, external ID) → Id. Keys are stored lower-cased: Salesforce matches text external IDs
 /// case-insensitively, so `K-1` and `k-1` name one record and must share one entry (numeric keys
-/// are canonical decimals, which have no case). An entry lives 7 days from its resolution.
+/// are canonical decimals, which have no case). An external ID is unique within its SObject only
+/// (`${topic}` writes several), so the SObject is part of the entry's key. An entry lives 7 days
+/// from its resolution.
 pub struct IdCache(moka::sync::Cache<String, String>);
 
 impl IdCache {
     pub fn new() -> Self {
         IdCache(moka::sync::Cache::builder().max_capacity(CACHE_ENTRIES).time_to_live(CACHE_TTL).build())
     }
-    pub fn get(&self, key: &str) -> Option<String> {
-        self.0.get(&key.to_lowercase())
+    fn entry(sobject: &str, key: &str) -> String {
+        format!("{}\0{}", sobject.to_lowercase(), key.to_lowercase())
     }
-    pub fn insert(&self, key: &str, id: &str) {
-        self.0.insert(key.to_lowercase(), id.to_owned())
+    pub fn get(&self, sobject: &str, key: &str) -> Option<String> {
+        self.0.get(&Self::entry(sobject, key))
     }
-    pub fn evict(&self, key: &str) {
-        self.0.invalidate(&key.to_lowercase())
+    pub fn insert(&self, sobject: &str, key: &str, id: &str) {
+        self.0.insert(Self::entry(sobject, key), id.to_owned())
+    }
+    pub fn evict(&self, sobject: &str, key: &str) {
+        self.0.invalidate(&Self::entry(sobject, key))
     }
 }
 
@@ -53,12 +58,16 @@ pub(super) enum Resolution {
 }
 
 impl Writer {
-    pub(super) async fn resolve(&self, items: &[Item], which: &[usize]) -> Result<Vec<(usize, Resolution)>, FatalError> {
+    /// Ids of `items[which]`, all of one SObject (a request's).
+    pub(super) async fn resolve(&self, items: &[Item], which: &[usize], via: Via) -> Result<Vec<(usize, Resolution)>, FatalError> {
         let mut out = Vec::with_capacity(which.len());
         let mut unknown: Vec<usize> = Vec::new();
+        let Some(&first) = which.first() else { return Ok(out) };
+        let sobject = std::sync::Arc::clone(&items[first].write.sobject);
         for &i in which {
+            debug_assert_eq!(items[i].write.sobject, sobject, "a request writes one SObject");
             let key = items[i].write.key.as_deref().unwrap_or_default();
-            match self.ids.get(key).filter(|_| !items[i].re_resolved) {
+            match self.ids.get(&sobject, key).filter(|_| !items[i].re_resolved) {
                 Some(id) => {
                     self.client.metrics().id_cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     out.push((i, Resolution::Found { id, from_cache: true }))
@@ -73,20 +82,20 @@ impl Writer {
             return Ok(out);
         }
         let keys: Vec<&str> = unknown.iter().map(|&i| items[i].write.key.as_deref().unwrap_or_default()).collect();
-        let found = match self.cfg.write_mode {
-            WriteMode::Single => self.lookup_each(&keys).await,
-            WriteMode::Collections => self.query_ids(&keys).await,
+        let found = match via {
+            Via::Single => self.lookup_each(&sobject, &keys).await,
+            Via::Collections | Via::Bulk => self.query_ids(&sobject, &keys).await,
         };
         for (i, key) in unknown.into_iter().zip(keys) {
             let resolution = match found.get(&key.to_lowercase()) {
                 Some(Ok(ids)) if ids.len() == 1 => {
-                    self.ids.insert(key, &ids[0]);
+                    self.ids.insert(&sobject, key, &ids[0]);
                     Resolution::Found { id: ids[0].clone(), from_cache: false }
                 }
                 Some(Ok(ids)) if ids.len() > 1 => Resolution::Failed(SendResult::Failed(format!(
                     "{} {} records have {}='{}'; an external ID must name one record",
                     ids.len(),
-                    self.cfg.sobject,
+                    sobject,
                     self.cfg.external_id_field.as_deref().unwrap_or_default(),
                     key
                 ))),
@@ -103,13 +112,13 @@ impl Writer {
     }
 
     /// SINGLE mode: `GET /sobjects/{T}/{field}/{value}?fields=Id`, one per key, as the seed.
-    async fn lookup_each(&self, keys: &[&str]) -> HashMap<String, Result<Vec<String>, SalesforceError>> {
+    async fn lookup_each(&self, sobject: &str, keys: &[&str]) -> HashMap<String, Result<Vec<String>, SalesforceError>> {
         let field = self.cfg.external_id_field.as_deref().unwrap_or_default();
         let mut found = HashMap::new();
         for key in keys {
             let path = format!(
                 "/sobjects/{}/{}/{}?fields=Id",
-                percent_encode(&self.cfg.sobject),
+                percent_encode(sobject),
                 percent_encode(field),
                 percent_encode(key)
             );
@@ -134,13 +143,13 @@ impl Writer {
     /// COLLECTIONS mode: `SELECT Id, F FROM T WHERE F IN (…)`, up to 200 keys and 15,000 encoded
     /// bytes a query, every page of the answer. Keys are matched as the field's kind says
     /// (text case-insensitively, numbers as decimals).
-    async fn query_ids(&self, keys: &[&str]) -> HashMap<String, Result<Vec<String>, SalesforceError>> {
+    async fn query_ids(&self, sobject: &str, keys: &[&str]) -> HashMap<String, Result<Vec<String>, SalesforceError>> {
         let field = self.cfg.external_id_field.as_deref().unwrap_or_default();
-        let kind = self.known_external_id_kind();
+        let kind = self.kind_of(sobject);
         let numeric = kind.is_numeric();
         let mut found: HashMap<String, Result<Vec<String>, SalesforceError>> = HashMap::new();
-        for chunk in chunk_keys(keys, field, &self.cfg.sobject, numeric) {
-            let soql = soql_for(&chunk, field, &self.cfg.sobject, numeric);
+        for chunk in chunk_keys(keys, field, sobject, numeric) {
+            let soql = soql_for(&chunk, field, sobject, numeric);
             match self.query_all_pages(&soql, field, &chunk, kind).await {
                 Ok(matches) => {
                     for key in &chunk {
@@ -357,9 +366,14 @@ mod tests {
     #[test]
     fn cache_evicts_and_ignores_case() {
         let c = IdCache::new();
-        c.insert("K-1", "003");
-        assert_eq!(c.get("k-1").as_deref(), Some("003"));
-        c.evict("k-1");
-        assert_eq!(c.get("K-1"), None);
+        c.insert("Contact", "K-1", "003");
+        assert_eq!(c.get("contact", "k-1").as_deref(), Some("003"));
+        // the same external ID on another SObject is another record
+        assert_eq!(c.get("Account", "K-1"), None);
+        c.insert("Account", "K-1", "001");
+        assert_eq!(c.get("Contact", "K-1").as_deref(), Some("003"));
+        c.evict("CONTACT", "k-1");
+        assert_eq!(c.get("Contact", "K-1"), None);
+        assert_eq!(c.get("Account", "K-1").as_deref(), Some("001"));
     }
 }

@@ -7,7 +7,7 @@ use crate::http::percent_encode;
 use reqwest::Method;
 
 pub(super) async fn send(w: &Writer, op: Operation, item: &RequestItem) -> Result<SendResult, SalesforceError> {
-    let sobject = percent_encode(&w.cfg.sobject);
+    let sobject = percent_encode(&item.sobject);
     let body = || {
         let mut b = Vec::with_capacity(item.fields.len() + 2);
         b.push(b'{');

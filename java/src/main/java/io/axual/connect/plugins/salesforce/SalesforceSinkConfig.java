@@ -56,6 +56,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String EXTERNAL_ID_FIELD = "salesforce.external.id.field";
     public static final String OPERATION_HEADER_ENABLED = "salesforce.operation.header.enabled";
     public static final String OPERATION_HEADER_NAME = "salesforce.operation.header.name";
+    public static final String OPERATION_HEADER_MAPPING = "salesforce.operation.header.mapping";
     public static final String TOMBSTONE_DELETE = "salesforce.tombstone.delete";
     public static final String NULL_FIELDS = "salesforce.null.fields";
     // Error Handling and Retries
@@ -74,20 +75,29 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String COALESCE_UPDATES = "salesforce.coalesce.updates";
     public static final String API_QUOTA_CHECK_INTERVAL_MS = "salesforce.api.quota.check.interval.ms";
     public static final String API_QUOTA_RESERVE_PERCENT = "salesforce.api.quota.reserve.percent";
+    // Bulk API 2.0 (write modes BULK and AUTO)
+    public static final String BULK_THRESHOLD = "salesforce.bulk.threshold";
+    public static final String BULK_MAX_RECORDS_PER_JOB = "salesforce.bulk.max.records.per.job";
+    public static final String BULK_LINGER_MS = "salesforce.bulk.linger.ms";
+    public static final String BULK_POLL_INTERVAL_MS = "salesforce.bulk.poll.interval.ms";
+    public static final String BULK_HARD_DELETE = "salesforce.bulk.hard.delete";
 
     static final String CLIENT_CREDENTIALS = "CLIENT_CREDENTIALS";
     static final String JWT_BEARER = "JWT_BEARER";
     static final String UPSERT = "UPSERT";
+    /** {@code salesforce.sobject.type=${topic}}: each record's SObject is its topic after SMTs (SPEC §9). */
+    public static final String SOBJECT_BY_TOPIC = "${topic}";
 
     static final String GROUP_AUTHENTICATION = "Authentication";
     static final String GROUP_CONNECTION = "Connection";
     static final String GROUP_MAPPING = "SObject Mapping";
     static final String GROUP_ERRORS = "Error Handling and Retries";
     static final String GROUP_ADVANCED = "Advanced";
+    static final String GROUP_BULK = "Bulk API 2.0";
 
     static final List<String> AUTH_TYPES = List.of(CLIENT_CREDENTIALS, JWT_BEARER);
     static final List<String> OPERATIONS = List.of("INSERT", "UPDATE", "DELETE", UPSERT);
-    static final List<String> WRITE_MODES = List.of("SINGLE", "COLLECTIONS");
+    static final List<String> WRITE_MODES = List.of("SINGLE", "COLLECTIONS", "BULK", "AUTO");
     static final List<String> NULL_FIELDS_MODES = List.of("SEND", "SKIP");
     static final List<String> DELETE_MISSING_MODES = List.of("FAIL", "IGNORE");
 
@@ -183,8 +193,12 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 GROUP_CONNECTION, ++order, Width.MEDIUM, "Trust store password");
 
         order = 0;
-        def.define(SOBJECT_TYPE, Type.STRING, ConfigDef.NO_DEFAULT_VALUE, new ApiNameValidator(), Importance.HIGH,
-                "API name of the target SObject, e.g. Contact, Account or MyObject__c.",
+        def.define(SOBJECT_TYPE, Type.STRING, ConfigDef.NO_DEFAULT_VALUE, new SObjectTypeValidator(), Importance.HIGH,
+                "API name of the target SObject, e.g. Contact, Account or MyObject__c, or ${topic}: each "
+                        + "record's topic (after SMTs, e.g. a RegexRouter from crm.Contact to Contact) is its "
+                        + "SObject. With ${topic} the SObject and the external ID field cannot be checked here; "
+                        + "each SObject is checked (describe) when its first record arrives, and records of a "
+                        + "topic that is no SObject API name or names an unknown SObject go to the DLQ.",
                 GROUP_MAPPING, ++order, Width.MEDIUM, "SObject type");
         def.define(OPERATION, Type.STRING, "INSERT", enumValidator(OPERATIONS), Importance.HIGH,
                 "Write operation for every record (unless header routing overrides it): INSERT, UPDATE, DELETE or "
@@ -203,6 +217,13 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         def.define(OPERATION_HEADER_NAME, Type.STRING, "operation", new ConfigDef.NonEmptyString(), Importance.LOW,
                 "Name of the header that carries the per-record operation (the last one counts).",
                 GROUP_MAPPING, ++order, Width.MEDIUM, "Operation header name", new VisibleWhenTrue(OPERATION_HEADER_ENABLED));
+        def.define(OPERATION_HEADER_MAPPING, Type.STRING, "", new HeaderMappingValidator(), Importance.LOW,
+                "Maps operation header values to operations, as comma-separated value:OPERATION pairs, e.g. "
+                        + "c:UPSERT,r:UPSERT,u:UPSERT,d:DELETE for Debezium's __op header (ExtractNewRecordState "
+                        + "with add.headers=op). Values and operations are case-insensitive; values not listed "
+                        + "keep their usual meaning (INSERT, UPDATE, DELETE, UPSERT); any other value is a record "
+                        + "error.",
+                GROUP_MAPPING, ++order, Width.LONG, "Operation header mapping", new VisibleWhenTrue(OPERATION_HEADER_ENABLED));
         def.define(TOMBSTONE_DELETE, Type.BOOLEAN, false, null, Importance.MEDIUM,
                 "When true, a record with a null value deletes the Salesforce record named by its key. When false, "
                         + "tombstones are skipped.",
@@ -238,8 +259,10 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 GROUP_ADVANCED, ++order, Width.SHORT, "Compression");
         def.define(WRITE_MODE, Type.STRING, "COLLECTIONS", enumValidator(WRITE_MODES), Importance.MEDIUM,
                 "SINGLE: one REST request per record (as the original connector). COLLECTIONS: sObject "
-                        + "Collections, up to salesforce.batch.size records per request (Bulk API 2.0 is not "
-                        + "available yet).",
+                        + "Collections, up to salesforce.batch.size records per request. BULK: Bulk API 2.0 ingest "
+                        + "jobs (a few API requests per job of up to salesforce.bulk.max.records.per.job records). "
+                        + "AUTO: Collections while few records wait, a Bulk job once salesforce.bulk.threshold "
+                        + "records of one operation wait.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Write mode", new EnumRecommender(WRITE_MODES));
         def.define(BATCH_SIZE, Type.INT, 200, ConfigDef.Range.between(1, 200), Importance.LOW,
                 "Records per sObject Collections request (1..200).",
@@ -272,7 +295,45 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                         + "and reads /limits every salesforce.api.quota.check.interval.ms until the remaining share is "
                         + "back above it. Records wait; nothing goes to the DLQ. 0 turns the guard off.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Quota reserve (%)");
+        defineBulk(def);
         return def;
+    }
+
+    private static void defineBulk(ConfigDef def) {
+        int order = 0;
+        def.define(BULK_THRESHOLD, Type.INT, 2_000, ConfigDef.Range.between(1, 10_000_000), Importance.LOW,
+                "AUTO: records of one operation waiting before they go as a Bulk API 2.0 job instead of "
+                        + "Collections requests.",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk threshold");
+        def.define(BULK_MAX_RECORDS_PER_JOB, Type.INT, 100_000, ConfigDef.Range.between(1, 150_000_000),
+                Importance.LOW, "Records per Bulk API 2.0 job at most; a job's CSV also stays below Salesforce's "
+                        + "100 MB upload limit.",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk max records per job");
+        def.define(BULK_LINGER_MS, Type.INT, 5_000, ConfigDef.Range.between(0, 3_600_000), Importance.LOW,
+                "BULK: a job is closed and sent this long after its last record arrived (or when full; the "
+                        + "oldest record waits at most 12 times this long).",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk linger (ms)");
+        def.define(BULK_POLL_INTERVAL_MS, Type.INT, 2_000, ConfigDef.Range.between(1, 3_600_000), Importance.LOW,
+                "First poll of a Bulk job's status; later polls back off to 30 s.",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk poll interval (ms)");
+        def.define(BULK_HARD_DELETE, Type.BOOLEAN, false, null, Importance.LOW,
+                "DELETE through Bulk jobs as hardDelete: records skip the recycle bin (the integration user "
+                        + "needs the Bulk API Hard Delete permission).",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk hard delete");
+    }
+
+    /**
+     * Unfinished records at which the task pauses its partitions. Bulk modes hold at least two jobs'
+     * worth, so one job can fill while the previous one runs.
+     */
+    int effectiveMaxBufferedRecords() {
+        int configured = getInt(MAX_BUFFERED_RECORDS);
+        String mode = upper(getString(WRITE_MODE));
+        if ("BULK".equals(mode) || "AUTO".equals(mode)) {
+            long twoJobs = 2L * getInt(BULK_MAX_RECORDS_PER_JOB);
+            return (int) Math.min(Integer.MAX_VALUE, Math.max(configured, twoJobs));
+        }
+        return configured;
     }
 
     private static ConfigDef.Validator enumValidator(List<String> values) {
@@ -520,6 +581,63 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         @Override
         public String toString() {
             return "Salesforce API name, e.g. Contact or MyObject__c";
+        }
+    }
+
+    /** An API name, or {@code ${topic}}. */
+    static final class SObjectTypeValidator extends ApiNameValidator {
+        @Override
+        public void ensureValid(String name, Object value) {
+            if (value != null && SOBJECT_BY_TOPIC.equals(value.toString().trim())) {
+                return;
+            }
+            super.ensureValid(name, value);
+        }
+
+        @Override
+        public String toString() {
+            return "Salesforce API name, e.g. Contact or MyObject__c, or ${topic}";
+        }
+    }
+
+    /** {@code value:OPERATION,...}; a value may be mapped once (values match case-insensitively). */
+    static final class HeaderMappingValidator implements ConfigDef.Validator {
+        @Override
+        public void ensureValid(String name, Object value) {
+            if (value == null) {
+                return;
+            }
+            List<String> seen = new ArrayList<>();
+            for (String pair : value.toString().split(",")) {
+                String trimmed = pair.trim();
+                if (trimmed.isEmpty()) {
+                    continue;
+                }
+                int colon = trimmed.lastIndexOf(':');
+                if (colon < 0) {
+                    throw new ConfigException(name, value, "'" + trimmed + "' is not of the form value:OPERATION "
+                            + "(e.g. c:UPSERT,u:UPSERT,d:DELETE)");
+                }
+                String headerValue = trimmed.substring(0, colon).trim().toLowerCase(Locale.ROOT);
+                String operation = trimmed.substring(colon + 1).trim().toUpperCase(Locale.ROOT);
+                if (headerValue.isEmpty()) {
+                    throw new ConfigException(name, value, "'" + trimmed + "' has an empty header value");
+                }
+                if (!OPERATIONS.contains(operation)) {
+                    throw new ConfigException(name, value, "'" + trimmed + "': " + operation
+                            + " is not INSERT, UPDATE, DELETE or UPSERT");
+                }
+                if (seen.contains(headerValue)) {
+                    throw new ConfigException(name, value, "header value '" + headerValue + "' is mapped more than "
+                            + "once (values match case-insensitively)");
+                }
+                seen.add(headerValue);
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "comma-separated value:OPERATION pairs, e.g. c:UPSERT,r:UPSERT,u:UPSERT,d:DELETE";
         }
     }
 

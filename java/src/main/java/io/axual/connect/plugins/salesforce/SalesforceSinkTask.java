@@ -56,6 +56,17 @@ public class SalesforceSinkTask extends SinkTask {
     static final long RETRIABLE_BACKOFF_MS = 1_000L;
     /** The consumer's default {@code max.poll.interval.ms}. */
     static final long DEFAULT_MAX_POLL_INTERVAL_MS = 300_000L;
+    /**
+     * How long the commit before {@code close(partitions)} waits for buffered records when the
+     * partitions are revoked: the rebalance waits for it (bounded by the consumer's
+     * max.poll.interval.ms); what does not finish is written again by the next owner.
+     */
+    static final long REVOKING_COMMIT_WAIT_MS = 15_000L;
+    /**
+     * The same when the task stops: Connect gives a stopping task 5 s in all
+     * (task.shutdown.graceful.timeout.ms), and close() then waits up to 3 s for requests in flight.
+     */
+    static final long STOPPING_COMMIT_WAIT_MS = 2_000L;
 
     private final Function<byte[], NativeWriter> opener;
     private final int chunkBytes;
@@ -127,7 +138,7 @@ public class SalesforceSinkTask extends SinkTask {
         tolerateAll = "all".equals(props.getOrDefault(ERRORS_TOLERANCE_PROP, "none").trim().toLowerCase(Locale.ROOT));
         reporter = errantRecordReporter();
         encoder = new RecordBatchEncoder(config.operationHeaderNameIfEnabled(), chunkBytes);
-        maxBuffered = config.getInt(SalesforceSinkConfig.MAX_BUFFERED_RECORDS);
+        maxBuffered = config.effectiveMaxBufferedRecords();
         flushTimeoutMs = putTimeBudgetMs(props);
         offsets.clear();
         paused = false;
@@ -151,9 +162,11 @@ public class SalesforceSinkTask extends SinkTask {
             throw e;
         }
         log.info("{}Salesforce sink task started: SObject {}, operation {}, write mode {}, DLQ reporter {}, "
-                        + "errors.tolerance {}", logPrefix, config.getString(SalesforceSinkConfig.SOBJECT_TYPE),
+                        + "errors.tolerance {}, preCommit {}", logPrefix, config.getString(SalesforceSinkConfig.SOBJECT_TYPE),
                 config.getString(SalesforceSinkConfig.OPERATION), config.getString(SalesforceSinkConfig.WRITE_MODE),
-                reporter == null ? "absent" : "present", tolerateAll ? "all" : "none");
+                reporter == null ? "absent" : "present", tolerateAll ? "all" : "none",
+                OffsetTracker.originalCoordinatesKnown() ? "asynchronous (original record coordinates)"
+                        : "synchronous (worker before Kafka 3.6: no SinkRecord.originalTopic())");
     }
 
     private static int parseTaskNumber(String taskId) {
@@ -306,7 +319,18 @@ public class SalesforceSinkTask extends SinkTask {
         List<Future<Void>> reports = new ArrayList<>();
         try {
             boolean synchronous = !OffsetTracker.originalCoordinatesKnown();
-            apply(call(() -> w.flush(synchronous ? flushTimeoutMs : 0)), reports);
+            Closing closing = synchronous ? Closing.NO : closingCommit();
+            long wait = synchronous ? flushTimeoutMs : Math.min(flushTimeoutMs, closing.waitMs);
+            int before = offsets.unfinished();
+            long started = System.nanoTime();
+            apply(call(() -> w.flush(wait)), reports);
+            if (closing != Closing.NO && before > 0) {
+                int left = offsets.unfinished();
+                log.info("{}Last commit before {} partitions {}: {} of {} buffered records finished in {} ms{}",
+                        logPrefix, closing == Closing.REVOKING ? "revoking" : "closing", currentOffsets.keySet(),
+                        before - left, before, (System.nanoTime() - started) / 1_000_000,
+                        left == 0 ? "" : "; the partitions' next owner writes the " + left + " others again");
+            }
             awaitReports(reports);
             if (synchronous) {
                 return offsets.unfinished() == 0 ? currentOffsets : Collections.emptyMap();
@@ -317,6 +341,36 @@ public class SalesforceSinkTask extends SinkTask {
             // errors.tolerance=none must fail the task, which a throw from put() does.
             deferredFailure = e;
             return offsets.takeCommittable();
+        }
+    }
+
+    /**
+     * Whether Connect calls preCommit for the commit it makes right before {@code close(partitions)}
+     * (partitions revoked, or the task stopping). Connect passes no flag for it, so the call stack
+     * tells: {@code WorkerSinkTask.closePartitions}/{@code onPartitionsRevoked} (Kafka 2.x to 4.x).
+     * That commit is the last this task makes for those partitions; records written after an
+     * unfinished one would otherwise be written again by the next owner, and a replayed UPDATE or
+     * DELETE whose key a later, already applied DELETE removed would reach the DLQ as NOT_FOUND.
+     */
+    static Closing closingCommit() {
+        Set<String> frames = StackWalker.getInstance().walk(stack -> stack.limit(64)
+                .filter(f -> f.getClassName().startsWith("org.apache.kafka.connect.runtime.WorkerSinkTask"))
+                .map(StackWalker.StackFrame::getMethodName)
+                .collect(java.util.stream.Collectors.toSet()));
+        if (frames.contains("onPartitionsRevoked")) {
+            return Closing.REVOKING;
+        }
+        return frames.contains("closePartitions") || frames.contains("closeAllPartitions") ? Closing.STOPPING : Closing.NO;
+    }
+
+    /** Which commit a preCommit call is, and how long it may wait for buffered records. */
+    enum Closing {
+        NO(0), REVOKING(REVOKING_COMMIT_WAIT_MS), STOPPING(STOPPING_COMMIT_WAIT_MS);
+
+        final long waitMs;
+
+        Closing(long waitMs) {
+            this.waitMs = waitMs;
         }
     }
 
@@ -472,8 +526,8 @@ public class SalesforceSinkTask extends SinkTask {
         String where = "topic " + record.topic() + ", partition " + record.kafkaPartition() + ", offset "
                 + record.kafkaOffset();
         if (tolerateAll) {
-            log.warn("{}Skipping the record at {} (errors.tolerance=all, no dead letter queue configured): {}",
-                    logPrefix, where, error.getMessage());
+            log.warn("{}Skipping the record at {} (errors.tolerance=all and no dead letter queue: none configured, "
+                    + "or a worker before Kafka 2.6): {}", logPrefix, where, error.getMessage());
             return;
         }
         throw new ConnectException(error.getMessage() + " (record at " + where + ")", error);

@@ -196,6 +196,35 @@ class SalesforceSinkConfigTest {
     }
 
     @Test
+    void sobjectTypeAcceptsTopicPlaceholderAndOtherKeysAreStillChecked() {
+        Map<String, String> props = clientCredentials();
+        props.put("salesforce.sobject.type", "${topic}");
+        props.put("salesforce.operation", "UPSERT");
+        props.put("salesforce.external.id.field", "ExternalId__c");
+        assertEquals(Map.of(), errors(props));
+        assertEquals("${topic}", new SalesforceSinkConfig(props).getString("salesforce.sobject.type"));
+        props.put("salesforce.batch.size", "500");
+        assertOnlyErrorOn("salesforce.batch.size", props);
+        props.remove("salesforce.batch.size");
+        for (String bad : new String[] {"${topic", "crm.Contact", "${other}"}) {
+            props.put("salesforce.sobject.type", bad);
+            assertOnlyErrorOn("salesforce.sobject.type", props);
+        }
+    }
+
+    @Test
+    void operationHeaderMappingIsCheckedOnItsKey() {
+        Map<String, String> props = clientCredentials();
+        props.put("salesforce.operation.header.enabled", "true");
+        props.put("salesforce.operation.header.mapping", " c:UPSERT, r:upsert,U:Update ,d:DELETE");
+        assertEquals(Map.of(), errors(props));
+        for (String bad : new String[] {"c", "c:MERGE", ":UPSERT", "c:UPSERT,C:DELETE"}) {
+            props.put("salesforce.operation.header.mapping", bad);
+            assertOnlyErrorOn("salesforce.operation.header.mapping", props);
+        }
+    }
+
+    @Test
     void missingRequiredKeysAreReportedOnceEach() {
         Map<String, List<String>> errors = errors(Map.of("name", "sf"));
         assertEquals(Set.of("salesforce.instance.url", "salesforce.client.id", "salesforce.auth.type",
@@ -223,18 +252,20 @@ class SalesforceSinkConfigTest {
                 "salesforce.jwt.audience", "salesforce.api.version", "salesforce.request.timeout.ms",
                 "salesforce.sobject.type", "salesforce.operation", "salesforce.external.id.field",
                 "salesforce.operation.header.enabled", "salesforce.operation.header.name",
-                "salesforce.tombstone.delete", "salesforce.retry.max.attempts",
+                "salesforce.operation.header.mapping", "salesforce.tombstone.delete", "salesforce.retry.max.attempts",
                 "salesforce.retry.initial.backoff.ms", "salesforce.retry.max.backoff.ms",
                 "salesforce.startup.validation.enabled", "salesforce.compression.enabled", "salesforce.write.mode",
                 "salesforce.batch.size", "salesforce.max.in.flight.requests", "salesforce.null.fields",
                 "salesforce.linger.ms", "salesforce.max.buffered.records", "salesforce.coalesce.updates",
                 "salesforce.api.quota.check.interval.ms", "salesforce.api.quota.reserve.percent",
+                "salesforce.bulk.threshold", "salesforce.bulk.max.records.per.job", "salesforce.bulk.linger.ms",
+                "salesforce.bulk.poll.interval.ms", "salesforce.bulk.hard.delete",
                 "salesforce.delete.missing", "salesforce.proxy.url",
                 "salesforce.proxy.username", "salesforce.proxy.password", "salesforce.ssl.ca.pem",
                 "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password");
         assertEquals(expected, def.names());
         Set<String> groups = Set.of("Authentication", "Connection", "SObject Mapping", "Error Handling and Retries",
-                "Advanced");
+                "Advanced", "Bulk API 2.0");
         for (ConfigDef.ConfigKey key : def.configKeys().values()) {
             assertTrue(groups.contains(key.group), key.name);
             assertNotNull(key.documentation, key.name);

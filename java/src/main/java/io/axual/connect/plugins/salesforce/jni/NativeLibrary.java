@@ -19,6 +19,8 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.connect.errors.ConnectException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Loads the {@code salesforce_sink_jni} library once per class loader.
@@ -35,6 +37,11 @@ import org.apache.kafka.connect.errors.ConnectException;
  *
  * <p>For development, the system property or environment variable {@value #OVERRIDE} may name a
  * library file to load instead.
+ *
+ * <p>Java 24+ restricts {@code System.load} (JEP 472): without {@value #NATIVE_ACCESS_FLAG} the JVM
+ * prints a warning to stderr (this class also logs one), and under
+ * {@code --illegal-native-access=deny} (a future Java's default) it refuses, which fails the task
+ * with a message naming the flag.
  */
 public final class NativeLibrary {
     static final String OVERRIDE = "SALESFORCE_SINK_NATIVE_LIB";
@@ -44,9 +51,12 @@ public final class NativeLibrary {
     /** The oldest glibc the packed Linux libraries run on (they are linked against it; CI checks). */
     static final String MIN_GLIBC = "2.17";
     /** Every platform directory the loader knows; the ones present in the jar are the supported ones. */
+    /** The JVM option that grants class path code (Connect plugins included) native access. */
+    static final String NATIVE_ACCESS_FLAG = "--enable-native-access=ALL-UNNAMED";
     static final String[] KNOWN_PLATFORMS = {
         "linux-x86_64", "linux-aarch64", "darwin-x86_64", "darwin-aarch64", "windows-x86_64", "windows-aarch64"};
 
+    private static final Logger log = LoggerFactory.getLogger(NativeLibrary.class);
     private static final String COPY_PREFIX = "salesforce-sink-";
     private static final String LOCK_SUFFIX = ".lock";
 
@@ -280,8 +290,17 @@ public final class NativeLibrary {
     }
 
     private static void systemLoad(Path path, String origin, String resource) {
+        if (nativeAccessRestricted()) {
+            log.warn("Java {} restricts native access (JEP 472): it warns on stderr when the Salesforce sink loads "
+                    + "its native library, and a later Java refuses unless the Connect worker is started with {} "
+                    + "(e.g. in KAFKA_OPTS)", Runtime.version().feature(), NATIVE_ACCESS_FLAG);
+        }
         try {
             System.load(path.toString());
+        } catch (IllegalCallerException e) {
+            throw new ConnectException("The JVM refused to load the Salesforce sink native library " + path + " ("
+                    + origin + "): " + e.getMessage() + ". Start the Connect worker with " + NATIVE_ACCESS_FLAG
+                    + " (e.g. in KAFKA_OPTS)", e);
         } catch (UnsatisfiedLinkError | SecurityException e) {
             throw new ConnectException("Could not load the Salesforce sink native library " + path + " ("
                     + origin + "): " + e.getMessage() + explain(e.getMessage(), resource, path), e);
@@ -289,6 +308,23 @@ public final class NativeLibrary {
     }
 
     /** What the operator can do about a failed load: the usual causes, each with needed vs found. */
+    /**
+     * Whether this Java restricts {@code System.load} for this class: Java 24+ without native access
+     * granted to its module ({@code Module.isNativeAccessEnabled()}, Java 22+, called reflectively:
+     * the jar is Java 11 bytecode).
+     */
+    static boolean nativeAccessRestricted() {
+        if (Runtime.version().feature() < 24) {
+            return false;
+        }
+        try {
+            Object enabled = Module.class.getMethod("isNativeAccessEnabled").invoke(NativeLibrary.class.getModule());
+            return !Boolean.TRUE.equals(enabled);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return false;
+        }
+    }
+
     static String explain(String error, String resource, Path path) {
         String message = error == null ? "" : error;
         StringBuilder hint = new StringBuilder();

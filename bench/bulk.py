@@ -1,0 +1,90 @@
+"""Bulk API 2.0 and AUTO measures (issue 9), run by ``bench.run`` as the ``bulk`` phase, side by
+side with COLLECTIONS in the same run:
+
+1. API requests for one backlog of UPSERTs (1,000,000; 100,000 with ``--quick``) in COLLECTIONS,
+   BULK and AUTO, with the emulator processing 10,000 records/s per job.
+2. Records/s through BULK in that run (one task).
+3. Produce-to-Salesforce latency of a trickle of 10 records (2/s) in AUTO and COLLECTIONS.
+"""
+from __future__ import annotations
+
+import time
+
+JOB_RATE = 10_000
+
+
+def _upserts(n: int):
+    for i in range(n):
+        yield f"b-{i}", {"FirstName": "Bulk", "LastName": f"Backlog {i}", "Description": f"d{i % 7}"}
+
+
+def run(b, log) -> dict:
+    n = 100_000 if b.quick else 1_000_000
+    out: dict = {"records": n}
+    b.emu.set_bulk(records_per_second=JOB_RATE)
+    for mode in ("COLLECTIONS", "BULK", "AUTO"):
+        out[mode] = _backlog(b, log, n, mode)
+    b.emu.set_bulk(records_per_second=50_000)
+    out["trickle"] = {mode: b.measure_latency(mode, rate=2, seconds=5) for mode in ("COLLECTIONS", "AUTO")}
+    b.settings["bulk"] = {"records": n, "job_rate": JOB_RATE}
+    return out
+
+
+def _backlog(b, log, n: int, mode: str) -> dict:
+    b.emu.clear_records("Contact")
+    b.emu.set_latency(0)
+    topic = b.name(f"bulk-{mode}")
+    b.produce(topic, _upserts(n))
+    before = b.stats()
+    cfg = b.config(topic, "UPSERT", True, mode)
+    name = b.name(f"bulk-{mode}")
+    base = int(before["records_written"])
+    t0 = time.monotonic()
+    b.connect.create(name, cfg)
+    b.wait_written(base + n, 1800, name, interval=0.5)
+    seconds = time.monotonic() - t0
+    # The last job's results are read before its offsets commit: the counters are read after that.
+    group = f"connect-{name}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        end = b.stack.kafka.end_offsets(topic)
+        committed = b.stack.kafka.committed(group, topic)
+        if end and all(committed.get(p, -1) >= off for p, off in end.items()):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"bulk {mode}: offsets not committed within 10 min\n" + b.connect.describe(name))
+    s = b.stats()
+    b.drop_connector(name)
+    api = int(s["api_requests"]) - int(before["api_requests"])
+    kinds = {k: int(v) - int(before["by_kind"].get(k, 0)) for k, v in s["by_kind"].items()
+             if int(v) - int(before["by_kind"].get(k, 0)) > 0}
+    rate = n / seconds
+    log(f"bulk {mode}: {n:,} upserts -> {api:,} API requests in {seconds:.0f} s ({rate:,.0f} records/s): {kinds}")
+    return {"api": api, "seconds": seconds, "rate": rate, "kinds": kinds}
+
+
+def rows(res: dict, row, verdicts: list) -> None:
+    """Table rows for ``bench.run.build_table``."""
+    r = res["bulk"]
+    n = r["records"]
+    per_m = 1_000_000 / n
+    coll, bulk, auto = (r[m]["api"] * per_m for m in ("COLLECTIONS", "BULK", "AUTO"))
+    met = bulk <= 100
+    verdicts.append(("bulk: ≤ 100 API requests per 1,000,000 UPSERTs in BULK", met, f"{bulk:,.0f}"))
+    row("API requests / 1,000,000 UPSERTs", f"{n:,}-record backlog (per million), emulator {JOB_RATE:,} "
+        "records/s per job; COLLECTIONS vs BULK", f"{coll:,.0f}", f"{bulk:,.0f}", f"{coll / max(bulk, 1):,.0f}× fewer",
+        "≤ 100", met)
+    met = auto <= 2 * bulk
+    verdicts.append(("bulk: AUTO through the backlog ≤ 2 × BULK requests", met, f"{auto:,.0f} vs {bulk:,.0f}"))
+    row("API requests / 1,000,000 UPSERTs, AUTO", "same backlog; BULK vs AUTO (threshold 2,000)", f"{bulk:,.0f}",
+        f"{auto:,.0f}", f"{auto / max(bulk, 1):.2f}×", "≤ 2 × BULK", met)
+    row("Records/s through the backlog, one task", "COLLECTIONS vs BULK (4 jobs in flight, 100,000 a job)",
+        f"{r['COLLECTIONS']['rate']:,.0f}", f"{r['BULK']['rate']:,.0f}", "", "", None)
+    t = r["trickle"]
+    c, a = t["COLLECTIONS"], t["AUTO"]
+    met = a["p50"] <= c["p50"] * 1.5 + 50
+    verdicts.append(("bulk: a trickle of 10 records in AUTO is no slower than COLLECTIONS", met,
+                     f"p50 {a['p50']:.0f} vs {c['p50']:.0f} ms"))
+    row("Produce → Salesforce, trickle of 10 records (2/s), p50 / max ms", "COLLECTIONS vs AUTO",
+        f"{c['p50']:.0f} / {c['max']:.0f}", f"{a['p50']:.0f} / {a['max']:.0f}", "", "no worse", met)
