@@ -175,3 +175,42 @@ fn an_id_lookup_is_not_followed_by_its_write_once_the_guard_holds() {
     assert!(snapshot["id.cache.misses"] >= 1_000, "{snapshot:?}");
     assert_eq!(snapshot["requests.query"] as usize, emu.data_requests().iter().filter(|r| r["path"].as_str().unwrap().ends_with("/query")).count());
 }
+
+#[test]
+fn bulk_jobs_are_counted_open_while_they_run_and_their_calls_by_kind() {
+    let emu = Emulator::start();
+    emu.control("POST", "latency", json!({"ms": 20}));
+    let sink = emu.sink(&[
+        ("salesforce.external.id.field", "ExternalId__c"),
+        ("salesforce.operation", "UPSERT"),
+        ("salesforce.write.mode", "BULK"),
+        ("salesforce.bulk.linger.ms", "0"),
+        ("salesforce.bulk.poll.interval.ms", "10"),
+    ]);
+    emu.control("DELETE", "requests", Json::Null);
+    let keys: Vec<String> = (0..300).map(|i| format!("b-{i}")).collect();
+    let records: Vec<Record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Record {
+            topic: "b",
+            partition: 0,
+            offset: i as i64,
+            key: Value::String(k),
+            value: Value::Map(vec![("LastName", Value::String(k))]),
+            operation_header: OperationHeader::Absent,
+        })
+        .collect();
+    sink.submit(&records, 0).unwrap();
+    wait_for("a Bulk job under way", Duration::from_secs(10), || {
+        sink.metrics().snapshot(0, 0).iter().any(|(n, v)| *n == "bulk.jobs.open" && *v > 0)
+    });
+    assert_eq!(sink.wait(Duration::from_secs(30)).unwrap().unfinished, 0);
+    let snapshot: std::collections::HashMap<_, _> = sink.metrics().snapshot(0, 0).into_iter().collect();
+    assert_eq!(snapshot["bulk.jobs.open"], 0);
+    let bulk_calls = emu.data_requests().iter().filter(|r| r["path"].as_str().unwrap().contains("/jobs/ingest")).count();
+    assert!(bulk_calls >= 4, "create, upload, close, poll: {bulk_calls}");
+    assert_eq!(snapshot["requests.bulk"] as usize, bulk_calls);
+    assert_eq!(snapshot["records.written"], 300);
+    assert_eq!(emu.records("Contact").len(), 300);
+}
