@@ -157,6 +157,9 @@ pub struct Config {
     pub coalesce_updates: bool,
     /// `salesforce.api.quota.check.interval.ms`: how long writes refused for the daily quota wait.
     pub quota_check_interval: Duration,
+    /// `salesforce.api.quota.reserve.percent`: share of the daily API allowance left untouched
+    /// (SPEC §8); 0 turns the quota guard off.
+    pub quota_reserve_percent: u64,
     pub bulk: BulkConfig,
     /// Test-only hook from [`TEST_PANIC_ENV`]: the native entry point that must panic.
     pub test_panic: Option<String>,
@@ -369,6 +372,7 @@ impl Config {
             max_buffered_records: v.int("salesforce.max.buffered.records", 20_000, 1, 10_000_000)? as usize,
             coalesce_updates: v.boolean("salesforce.coalesce.updates", false)?,
             quota_check_interval: Duration::from_millis(v.int("salesforce.api.quota.check.interval.ms", 60_000, 1, i32::MAX as u64)?),
+            quota_reserve_percent: v.int("salesforce.api.quota.reserve.percent", 10, 0, 100)?,
             bulk: BulkConfig {
                 threshold: v.int("salesforce.bulk.threshold", 2_000, 1, 10_000_000)? as usize,
                 max_records_per_job: v.int("salesforce.bulk.max.records.per.job", 100_000, 1, 150_000_000)? as usize,

@@ -9,7 +9,8 @@ use crate::logs::Logs;
 use flate2::{write::GzEncoder, Compression};
 use reqwest::Method;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use crate::metrics::{Metrics, RequestKind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ pub struct SalesforceClient {
     tokens: Arc<TokenProvider>,
     compression: bool,
     timeout: Duration,
-    usage: ApiUsage,
+    metrics: Arc<Metrics>,
     logs: Logs,
     requests_sent: AtomicU64,
 }
@@ -77,7 +78,7 @@ pub fn build_http(cfg: &Config) -> Result<reqwest::Client, String> {
 }
 
 impl SalesforceClient {
-    pub fn new(cfg: &Config, http: reqwest::Client, tokens: Arc<TokenProvider>, logs: Logs) -> Self {
+    pub fn new(cfg: &Config, http: reqwest::Client, tokens: Arc<TokenProvider>, metrics: Arc<Metrics>, logs: Logs) -> Self {
         SalesforceClient {
             http,
             data_url: cfg.data_url(),
@@ -85,10 +86,14 @@ impl SalesforceClient {
             tokens,
             compression: cfg.compression,
             timeout: cfg.request_timeout,
-            usage: ApiUsage::default(),
+            metrics,
             logs,
             requests_sent: AtomicU64::new(0),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn logs(&self) -> &Logs {
@@ -133,12 +138,13 @@ impl SalesforceClient {
         });
         let mut refreshed = false;
         loop {
-            let token = self.tokens.token().await?;
+            let token = self.tokens.token_counted(&self.metrics).await?;
             let result = self.send_once(method.clone(), path, body.as_ref(), accept, max_answer_bytes, token.value.expose()).await;
             match result {
                 Err(e) if e.is_session_expired() && !refreshed => {
                     self.logs.debug("Salesforce reported the session expired or invalid; fetching a new token and repeating the request once");
                     self.tokens.invalidate(&token).await;
+                    self.metrics.token_refreshes.fetch_add(1, Ordering::Relaxed);
                     refreshed = true;
                 }
                 other => return other,
@@ -167,12 +173,36 @@ impl SalesforceClient {
             }
         }
         self.requests_sent.fetch_add(1, Ordering::Relaxed);
-        let response = request.send().await.map_err(|e| self.transport(e))?;
+        self.metrics.count_request(RequestKind::of_data_path(path));
+        let started = std::time::Instant::now();
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let e = self.transport(e);
+                self.metrics.salesforce_unavailable(&e.to_string());
+                return Err(e);
+            }
+        };
         let status = response.status().as_u16();
         if let Some(info) = response.headers().get("Sforce-Limit-Info").and_then(|v| v.to_str().ok()) {
-            self.usage.observe(info, &self.logs);
+            self.metrics.observe_api_usage(info);
         }
-        let body = self.read_body(response, max_answer_bytes).await?;
+        let body = self.read_body(response, max_answer_bytes).await;
+        self.metrics.record_latency(started.elapsed());
+        let body = match body {
+            Ok(body) if status >= 500 => {
+                self.metrics.salesforce_unavailable(&format!("HTTP {status} {}", snippet(&body[..body.len().min(120)])));
+                body
+            }
+            Ok(body) => {
+                self.metrics.salesforce_answered();
+                body
+            }
+            Err(e) => {
+                self.metrics.salesforce_unavailable(&e.to_string());
+                return Err(e);
+            }
+        };
         if (200..300).contains(&status) {
             return Ok(Response { status, body });
         }
@@ -267,36 +297,7 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// `Sforce-Limit-Info: api-usage=USED/MAX` → a WARN when the remaining daily quota first drops
-/// below 20 % and again below 5 %.
-#[derive(Default)]
-pub struct ApiUsage {
-    /// 0 = no warning yet, 1 = warned below 20 %, 2 = warned below 5 %.
-    warned: AtomicU8,
-    pub used: AtomicU64,
-    pub max: AtomicU64,
-}
-
-impl ApiUsage {
-    pub fn observe(&self, header: &str, logs: &Logs) {
-        let Some((used, max)) = parse_api_usage(header) else { return };
-        self.used.store(used, Ordering::Relaxed);
-        self.max.store(max, Ordering::Relaxed);
-        if max == 0 {
-            return;
-        }
-        let remaining = max.saturating_sub(used) as f64 / max as f64;
-        let level = if remaining < 0.05 { 2 } else if remaining < 0.20 { 1 } else { 0 };
-        let previous = self.warned.fetch_max(level, Ordering::Relaxed);
-        if level > previous {
-            let pct = if level == 2 { 5 } else { 20 };
-            logs.warn(format!(
-                "Salesforce daily API quota is below {pct}% remaining: {used} of {max} requests used (api-usage from Sforce-Limit-Info)"
-            ));
-        }
-    }
-}
-
+/// `Sforce-Limit-Info: api-usage=USED/MAX` → (used, max).
 pub fn parse_api_usage(header: &str) -> Option<(u64, u64)> {
     let usage = header.split(';').map(str::trim).find_map(|part| part.strip_prefix("api-usage="))?;
     let (used, max) = usage.split_once('/')?;
@@ -308,21 +309,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usage_header_and_warnings() {
+    fn usage_header() {
         assert_eq!(parse_api_usage("api-usage=25/15000"), Some((25, 15000)));
         assert_eq!(parse_api_usage("api-usage=18/5000; api-bursts=2/100"), Some((18, 5000)));
         assert_eq!(parse_api_usage("garbage"), None);
-        let logs = Logs::default();
-        let usage = ApiUsage::default();
-        usage.observe("api-usage=100/1000", &logs);
-        assert!(logs.drain().is_empty());
-        usage.observe("api-usage=810/1000", &logs);
-        usage.observe("api-usage=820/1000", &logs);
-        let warned = logs.drain();
-        assert_eq!(warned.len(), 1);
-        assert!(warned[0].message.contains("below 20%"));
-        usage.observe("api-usage=960/1000", &logs);
-        assert!(logs.drain()[0].message.contains("below 5%"));
     }
 
     #[test]

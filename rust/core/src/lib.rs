@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod keys;
 pub mod logs;
+pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod record;
@@ -98,7 +99,8 @@ impl SalesforceSink {
         let logs = Logs::default();
         let http = http::build_http(&cfg).map_err(SinkError::Startup)?;
         let tokens = auth::TokenProvider::shared(&cfg, http.clone());
-        let client = Arc::new(http::SalesforceClient::new(&cfg, http, tokens, logs.clone()));
+        let metrics = Arc::new(metrics::Metrics::new(cfg.quota_reserve_percent, logs.clone()));
+        let client = Arc::new(http::SalesforceClient::new(&cfg, http, tokens, Arc::clone(&metrics), logs.clone()));
         let writer = write::Writer::new(Arc::clone(&cfg), Arc::clone(&client));
         if cfg.startup_validation {
             if let Some(kind) = RUNTIME.block_on(startup::validate(&cfg, &client, &logs))? {
@@ -126,7 +128,7 @@ impl SalesforceSink {
         test_hook(&self.cfg, "put");
         let records = wire::batch::decode_batch(batch)?;
         let progress = self.submit(&records, first_seq)?;
-        Ok(wire::outcome::encode_progress(&progress, &self.logs.drain()))
+        Ok(self.encode(&progress))
     }
 
     /// Waits up to `timeout` for every submitted record to finish (0: just collect what did).
@@ -136,7 +138,19 @@ impl SalesforceSink {
         } else {
             RUNTIME.block_on(self.pipeline.flush(timeout.min(self.cfg.put_time_budget)))?
         };
-        Ok(wire::outcome::encode_progress(&progress, &self.logs.drain()))
+        Ok(self.encode(&progress))
+    }
+
+    /// The progress buffer: outcomes, the metrics snapshot, the health and the logs since the last call.
+    fn encode(&self, progress: &pipeline::Progress) -> Vec<u8> {
+        let metrics = self.client.metrics();
+        let snapshot = metrics.snapshot(progress.unfinished, progress.requests_in_flight);
+        wire::outcome::encode_progress(progress, &snapshot, &metrics.health(), &self.logs.drain())
+    }
+
+    /// The task's metrics and health (SPEC §10), for tests.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        self.client.metrics()
     }
 
     /// The typed core of [`flush`](Self::flush), for tests and benchmarks (no put time budget).

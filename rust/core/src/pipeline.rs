@@ -22,11 +22,13 @@
 
 use crate::config::{Config, Operation, WriteMode};
 use crate::logs::Logs;
+use crate::metrics::Metrics;
 use crate::plan::{self, Plan, PlannedWrite};
 use crate::record::Record;
 use crate::wire::outcome::Outcome;
 use crate::write::{FatalError, Item, ItemResult, Origin, Via, Writer, MIN_RETRY_BACKOFF};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -97,12 +99,17 @@ struct State {
     flushing: usize,
     fatal: Option<String>,
     closed: bool,
+    /// While the quota guard holds requests back: when `GET /limits` is read next, and whether
+    /// that read is under way.
+    quota_next_check: Option<Instant>,
+    quota_checking: bool,
 }
 
 struct Shared {
     cfg: Arc<Config>,
     writer: Arc<Writer>,
     logs: Logs,
+    metrics: Arc<Metrics>,
     state: Mutex<State>,
     /// Something for the dispatcher: new entries, a finished request, a flush.
     wake: Notify,
@@ -123,10 +130,12 @@ const ABORT_JOBS_WAIT: Duration = Duration::from_secs(10);
 
 impl Pipeline {
     pub fn start(runtime: &tokio::runtime::Runtime, cfg: Arc<Config>, writer: Arc<Writer>, logs: Logs) -> Pipeline {
+        let metrics = Arc::clone(writer.client().metrics());
         let shared = Arc::new(Shared {
             cfg,
             writer,
             logs,
+            metrics,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             progress: Notify::new(),
@@ -158,7 +167,10 @@ impl Pipeline {
                         skipped += 1;
                         state.finished.push((seq, Outcome::Skipped));
                     }
-                    Plan::Reject(reason) => state.finished.push((seq, Outcome::Failed(format!("{reason} [{}]", record.location())))),
+                    Plan::Reject(reason) => {
+                        self.shared.metrics.records_failed.fetch_add(1, Relaxed);
+                        state.finished.push((seq, Outcome::Failed(format!("{reason} [{}]", record.location()))));
+                    }
                     Plan::Write(write) => {
                         let topic = match &topic {
                             Some(t) if **t == *record.topic => Arc::clone(t),
@@ -176,6 +188,7 @@ impl Pipeline {
             }
         }
         if skipped > 0 {
+            self.shared.metrics.records_skipped.fetch_add(skipped as u64, Relaxed);
             self.shared.logs.debug(format!("skipped {skipped} tombstone(s): salesforce.tombstone.delete=false"));
         }
         self.shared.wake.notify_one();
@@ -504,7 +517,7 @@ impl State {
     }
 
     /// Applies one request's results.
-    fn settle(&mut self, number: u64, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, now: Instant) {
+    fn settle(&mut self, number: u64, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, metrics: &Metrics, now: Instant) {
         self.requests_in_flight -= 1;
         self.in_flight_requests.remove(&number);
         self.jobs_in_flight.remove(&number);
@@ -530,6 +543,15 @@ impl State {
             entry.seqs.retain(|s| !self.abandoned.remove(s));
             if entry.seqs.is_empty() {
                 continue;
+            }
+            let counter = match &result {
+                Some(ItemResult::Written) => Some(&metrics.records_written),
+                Some(ItemResult::Failed(_)) => Some(&metrics.records_failed),
+                Some(ItemResult::NotSent) => None, // never sent
+                _ => Some(&metrics.records_retried),
+            };
+            if let Some(counter) = counter {
+                counter.fetch_add(entry.seqs.len() as u64, Relaxed);
             }
             match result {
                 Some(ItemResult::Written) => self.finish(&entry.seqs, Outcome::Written),
@@ -615,7 +637,12 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             }
             if state.fatal.is_some() {
                 (vec![], None)
+            } else if shared.metrics.quota.active() {
+                // SPEC §8: nothing but GET /limits until the remaining share is back above the
+                // reserve; requests already in flight finish.
+                (vec![], Some(quota_check_due(&shared, &mut state, now)))
             } else {
+                state.quota_next_check = None;
                 state.take_requests(&shared.cfg, now)
             }
         };
@@ -631,7 +658,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                     let entries: Vec<Entry> = entries.into_iter().zip(items).map(|(e, item)| Entry { item, ..e }).collect();
                     {
                         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                        state.settle(number, entries, results, &shared.cfg, Instant::now());
+                        state.settle(number, entries, results, &shared.cfg, &shared.metrics, Instant::now());
                     }
                     shared.wake.notify_one();
                     shared.progress.notify_waiters();
@@ -644,5 +671,41 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             }
             None => shared.wake.notified().await,
         }
+    }
+}
+
+/// While the quota guard holds: starts the `GET /limits` read when it is due (one at a time, every
+/// `salesforce.api.quota.check.interval.ms`) and returns when the dispatcher should look again.
+fn quota_check_due(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Instant {
+    let interval = shared.cfg.quota_check_interval;
+    let due = *state.quota_next_check.get_or_insert(now + interval);
+    if due > now || state.quota_checking {
+        return if due > now { due } else { now + interval };
+    }
+    state.quota_checking = true;
+    state.quota_next_check = Some(now + interval);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        match read_daily_limits(&shared).await {
+            Ok((used, max)) => {
+                shared.logs.debug(format!("GET /limits: {used} of {max} daily API requests used"));
+                shared.metrics.observe_limits(used, max);
+            }
+            Err(e) => shared.logs.debug(format!("GET /limits failed, read again in {} ms: {e}", shared.cfg.quota_check_interval.as_millis())),
+        }
+        shared.state.lock().unwrap_or_else(|e| e.into_inner()).quota_checking = false;
+        shared.wake.notify_one();
+    });
+    now + interval
+}
+
+/// `DailyApiRequests` of `GET /services/data/vNN.0/limits`, as (used, max).
+async fn read_daily_limits(shared: &Shared) -> Result<(u64, u64), String> {
+    let answer = shared.writer.client().send(reqwest::Method::GET, "/limits", None).await.map_err(|e| e.to_string())?;
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).map_err(|e| format!("not JSON: {e}"))?;
+    let daily = &json["DailyApiRequests"];
+    match (daily["Max"].as_u64(), daily["Remaining"].as_u64()) {
+        (Some(max), Some(remaining)) => Ok((max.saturating_sub(remaining), max)),
+        _ => Err("no DailyApiRequests.Max/Remaining in the answer".into()),
     }
 }

@@ -46,7 +46,7 @@ pub(crate) enum FieldCheck {
 /// it started: the check is then made again before the first records are planned. An address
 /// where nothing answers at all still fails the start.
 pub(crate) async fn validate(cfg: &Config, client: &SalesforceClient, logs: &Logs) -> Result<Option<ExternalIdKind>, SinkError> {
-    match with_retries(cfg, logs, "fetching an OAuth token", || client.tokens().token()).await {
+    match with_retries(cfg, logs, "fetching an OAuth token", || client.tokens().token_counted(client.metrics())).await {
         Ok(_) => logs.info(format!("OAuth token obtained from {}/services/oauth2/token", cfg.instance_url)),
         // Nothing answers at that address: far more often a wrong salesforce.instance.url (or
         // proxy) than an outage, and an operator must hear of it now, not find a silent task.

@@ -9,7 +9,8 @@
 use libfuzzer_sys::fuzz_target;
 use salesforce_sink_core::config::Operation;
 use salesforce_sink_core::error::classify_code;
-use salesforce_sink_core::http::{parse_api_usage, rejection, ApiUsage};
+use salesforce_sink_core::http::{parse_api_usage, rejection};
+use salesforce_sink_core::metrics::Metrics;
 use salesforce_sink_core::logs::Logs;
 use salesforce_sink_core::write::fuzzing;
 
@@ -41,5 +42,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = classify_code(code, message, Some(status));
     let _ = classify_code(code, message, None);
     let _ = parse_api_usage(&text);
-    ApiUsage::default().observe(&text, &Logs::default());
+    Metrics::new(10, Logs::default()).observe_api_usage(&text);
 });

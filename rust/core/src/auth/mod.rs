@@ -82,6 +82,18 @@ impl TokenProvider {
         Ok(token)
     }
 
+    /// [`token`](Self::token), counting a token request in `metrics` when one was fetched.
+    pub async fn token_counted(&self, metrics: &crate::metrics::Metrics) -> Result<AccessToken, SalesforceError> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref().filter(|t| t.is_fresh()) {
+            return Ok(token.clone());
+        }
+        metrics.count_request(crate::metrics::RequestKind::Token);
+        let token = self.fetch().await?;
+        *current = Some(token.clone());
+        Ok(token)
+    }
+
     /// Forgets `stale` after Salesforce refused it, unless another task already replaced it.
     pub async fn invalidate(&self, stale: &AccessToken) {
         let mut current = self.current.lock().await;

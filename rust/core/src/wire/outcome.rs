@@ -3,6 +3,7 @@
 
 use super::Writer;
 use crate::logs::LogEvent;
+use crate::metrics::Health;
 use crate::pipeline::Progress;
 
 /// What became of one record of the batch.
@@ -50,8 +51,9 @@ fn bounded(message: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// `i32 n, n × {i64 seq, u8 status, [status 2: str message]}, i32 unfinished,
-/// i32 requestsInFlight`, then the logs.
-pub fn encode_progress(progress: &Progress, logs: &[LogEvent]) -> Vec<u8> {
+/// i32 requestsInFlight`, the metrics (`i32 n, n × {str name, i64 value}`), the health
+/// (`u8 state, i64 sinceEpochMs, str message`), then the logs.
+pub fn encode_progress(progress: &Progress, metrics: &[(&str, i64)], health: &Health, logs: &[LogEvent]) -> Vec<u8> {
     let mut w = Writer::default();
     w.i32(progress.finished.len() as i32);
     for (seq, outcome) in &progress.finished {
@@ -63,6 +65,14 @@ pub fn encode_progress(progress: &Progress, logs: &[LogEvent]) -> Vec<u8> {
     }
     w.i32(progress.unfinished.min(i32::MAX as usize) as i32);
     w.i32(progress.requests_in_flight.min(i32::MAX as usize) as i32);
+    w.i32(metrics.len() as i32);
+    for (name, value) in metrics {
+        w.str(name);
+        w.i64(*value);
+    }
+    w.u8(health.state as u8);
+    w.i64(health.since_epoch_ms);
+    w.str(&health.message);
     encode_logs_into(&mut w, logs);
     w.buf
 }
@@ -102,7 +112,8 @@ mod tests {
             unfinished: 5,
             requests_in_flight: 2,
         };
-        let buf = encode_progress(&progress, &logs);
+        let health = Health { state: crate::metrics::HealthState::QuotaReserve, since_epoch_ms: 258, message: "q".into() };
+        let buf = encode_progress(&progress, &[("m", 1)], &health, &logs);
         let mut expected = vec![0, 0, 0, 3];
         expected.extend_from_slice(&7i64.to_be_bytes());
         expected.push(0);
@@ -111,6 +122,8 @@ mod tests {
         expected.extend_from_slice(&8i64.to_be_bytes());
         expected.push(1);
         expected.extend_from_slice(&[0, 0, 0, 5, 0, 0, 0, 2]);
+        expected.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, b'm', 0, 0, 0, 0, 0, 0, 0, 1]);
+        expected.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 1, b'q']);
         expected.extend_from_slice(&[0, 0, 0, 1, 3, 0, 0, 0, 1, b'w']);
         assert_eq!(buf, expected);
     }

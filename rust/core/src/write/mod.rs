@@ -200,6 +200,10 @@ impl Writer {
         })
     }
 
+    pub fn client(&self) -> &Arc<SalesforceClient> {
+        &self.client
+    }
+
     /// What startup validation learned about the External ID field.
     pub fn learned_external_id_kind(&self, kind: ExternalIdKind) {
         let _ = self.external_id.set(kind);
@@ -383,6 +387,9 @@ impl Writer {
         items: &mut [Item],
         abandoned: &Arc<AtomicBool>,
     ) -> Result<Vec<ItemResult>, FatalError> {
+        if self.client.metrics().quota.active() {
+            return Ok(items.iter().map(|_| ItemResult::NotSent).collect());
+        }
         let mut results: Vec<Option<SendResult>> = (0..items.len()).map(|_| None).collect();
         let needs_id: Vec<usize> = (0..items.len())
             .filter(|&i| self.external_id_mode() && matches!(op, Operation::Update | Operation::Delete) && items[i].id.is_none())
@@ -454,6 +461,14 @@ impl Writer {
 
     /// One Bulk API 2.0 job for `request`; one result per write in request order.
     async fn send_job(&self, op: Operation, request: Vec<RequestItem>, abandoned: &AtomicBool) -> Result<Vec<SendResult>, FatalError> {
+        let metrics = self.client.metrics();
+        if metrics.quota.active() {
+            return Ok(request.iter().map(|_| SendResult::NotSent).collect());
+        }
+        metrics.write_requests.fetch_add(1, Ordering::Relaxed);
+        metrics.write_records.fetch_add(request.len() as u64, Ordering::Relaxed);
+        // Open from its creation until this call ends (done, failed, aborted, or dropped at stop).
+        let _open = crate::metrics::OpenJob::new(metrics);
         let error = match bulk::run(self, op, &request, abandoned).await {
             Ok(results) => return Ok(results),
             Err(bulk::JobError::Abandoned) => {
@@ -497,6 +512,14 @@ impl Writer {
             if abandoned.load(Ordering::SeqCst) {
                 return Ok(request.iter().map(|_| SendResult::Retry("abandoned: the partition was revoked".into())).collect());
             }
+            // The guard turned on while this request looked Ids up or split a refused request: the
+            // write waits, so no more than the requests in flight go past the reserve line.
+            if self.client.metrics().quota.active() {
+                return Ok(request.iter().map(|_| SendResult::NotSent).collect());
+            }
+            let metrics = self.client.metrics();
+            metrics.write_requests.fetch_add(1, Ordering::Relaxed);
+            metrics.write_records.fetch_add(request.len() as u64, Ordering::Relaxed);
             let outcome = match via {
                 Via::Single => single::send(&self, op, &request[0]).await.map(|r| vec![r]),
                 Via::Collections | Via::Bulk => collections::send(&self, op, &request).await,

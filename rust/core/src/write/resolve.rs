@@ -68,8 +68,14 @@ impl Writer {
             debug_assert_eq!(items[i].write.sobject, sobject, "a request writes one SObject");
             let key = items[i].write.key.as_deref().unwrap_or_default();
             match self.ids.get(&sobject, key).filter(|_| !items[i].re_resolved) {
-                Some(id) => out.push((i, Resolution::Found { id, from_cache: true })),
-                None => unknown.push(i),
+                Some(id) => {
+                    self.client.metrics().id_cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    out.push((i, Resolution::Found { id, from_cache: true }))
+                }
+                None => {
+                    self.client.metrics().id_cache_misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    unknown.push(i)
+                }
             }
         }
         if unknown.is_empty() {

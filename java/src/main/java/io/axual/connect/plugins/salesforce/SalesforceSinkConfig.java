@@ -74,6 +74,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String MAX_BUFFERED_RECORDS = "salesforce.max.buffered.records";
     public static final String COALESCE_UPDATES = "salesforce.coalesce.updates";
     public static final String API_QUOTA_CHECK_INTERVAL_MS = "salesforce.api.quota.check.interval.ms";
+    public static final String API_QUOTA_RESERVE_PERCENT = "salesforce.api.quota.reserve.percent";
     // Bulk API 2.0 (write modes BULK and AUTO)
     public static final String BULK_THRESHOLD = "salesforce.bulk.threshold";
     public static final String BULK_MAX_RECORDS_PER_JOB = "salesforce.bulk.max.records.per.job";
@@ -284,9 +285,16 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                         + "flows and field history then see one change instead of several.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Coalesce updates");
         def.define(API_QUOTA_CHECK_INTERVAL_MS, Type.INT, 60_000, ConfigDef.Range.between(1_000, 86_400_000),
-                Importance.LOW, "While the org's daily API quota is spent (REQUEST_LIMIT_EXCEEDED TotalRequests), "
-                        + "how often waiting records are tried again. They never go to the DLQ for it.",
+                Importance.LOW, "While the quota guard holds (salesforce.api.quota.reserve.percent) or the org's daily "
+                        + "API quota is spent (REQUEST_LIMIT_EXCEEDED TotalRequests), how often /limits is read or "
+                        + "waiting records are tried again. They never go to the DLQ for it.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Quota check interval (ms)");
+        def.define(API_QUOTA_RESERVE_PERCENT, Type.INT, 10, ConfigDef.Range.between(0, 100), Importance.MEDIUM,
+                "Share of the org's daily API allowance this connector leaves untouched. When the remaining share "
+                        + "(Sforce-Limit-Info api-usage) falls below it, the task stops sending, pauses its partitions "
+                        + "and reads /limits every salesforce.api.quota.check.interval.ms until the remaining share is "
+                        + "back above it. Records wait; nothing goes to the DLQ. 0 turns the guard off.",
+                GROUP_ADVANCED, ++order, Width.SHORT, "Quota reserve (%)");
         defineBulk(def);
         return def;
     }

@@ -1,5 +1,6 @@
 package io.axual.connect.plugins.salesforce;
 
+import io.axual.connect.plugins.salesforce.health.TaskHealthRegistry;
 import io.axual.connect.plugins.salesforce.jni.ConfigEncoder;
 import io.axual.connect.plugins.salesforce.jni.EncodedBatch;
 import io.axual.connect.plugins.salesforce.jni.LogEvent;
@@ -9,6 +10,8 @@ import io.axual.connect.plugins.salesforce.jni.NativeSinkHandle;
 import io.axual.connect.plugins.salesforce.jni.NativeWriter;
 import io.axual.connect.plugins.salesforce.jni.Progress;
 import io.axual.connect.plugins.salesforce.jni.RecordBatchEncoder;
+import io.axual.connect.plugins.salesforce.metrics.PluginMetricsBridge;
+import io.axual.connect.plugins.salesforce.metrics.SinkTaskMetrics;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
@@ -21,6 +24,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.function.Function;
 import java.util.function.Supplier;
+import javax.management.JMException;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigException;
@@ -77,6 +81,14 @@ public class SalesforceSinkTask extends SinkTask {
     private int maxBuffered;
     private long flushTimeoutMs;
     private boolean paused;
+    /** Why the partitions are paused: the buffer is full, and/or the quota guard holds (SPEC §8). */
+    private boolean bufferFull;
+    private boolean quotaHeld;
+    private String connectorName;
+    private int taskNumber;
+    private SinkTaskMetrics metrics;
+    private PluginMetricsBridge pluginMetrics;
+    private int lastHealthState = -1;
     /** A record failure seen where throwing would not fail the task (preCommit): thrown at the next put. */
     private ConnectException deferredFailure;
 
@@ -105,7 +117,18 @@ public class SalesforceSinkTask extends SinkTask {
         String connectorName = props.getOrDefault(CONNECTOR_NAME_PROP, "salesforce-sobject-sink");
         String taskId = props.getOrDefault(ConfigEncoder.TASK_ID, "0");
         logPrefix = "[" + connectorName + "|task-" + taskId + "] ";
+        this.connectorName = connectorName;
+        this.taskNumber = parseTaskNumber(taskId);
+        registerMetrics(connectorName, taskId);
+        try {
+            startTask(props, connectorName, taskId);
+        } catch (RuntimeException | Error e) {
+            unregisterMetrics(); // a failed start leaves no MBean behind: stop() may never come
+            throw e;
+        }
+    }
 
+    private void startTask(Map<String, String> props, String connectorName, String taskId) {
         SalesforceSinkConfig config;
         try {
             config = new SalesforceSinkConfig(props);
@@ -119,6 +142,9 @@ public class SalesforceSinkTask extends SinkTask {
         flushTimeoutMs = putTimeBudgetMs(props);
         offsets.clear();
         paused = false;
+        bufferFull = false;
+        quotaHeld = false;
+        lastHealthState = -1;
         deferredFailure = null;
 
         byte[] configBuffer = ConfigEncoder.encode(config.nativeSettings(), connectorName, taskId, flushTimeoutMs);
@@ -141,6 +167,60 @@ public class SalesforceSinkTask extends SinkTask {
                 reporter == null ? "absent" : "present", tolerateAll ? "all" : "none",
                 OffsetTracker.originalCoordinatesKnown() ? "asynchronous (original record coordinates)"
                         : "synchronous (worker before Kafka 3.6: no SinkRecord.originalTopic())");
+    }
+
+    private static int parseTaskNumber(String taskId) {
+        try {
+            return Integer.parseInt(taskId.trim());
+        } catch (NumberFormatException e) {
+            return 0;
+        }
+    }
+
+    /**
+     * The task's MBean (SPEC §10), and on Kafka 4.1+ workers the same figures as plugin metrics
+     * (KIP-877). Older workers have no {@code pluginMetrics()}: the bridge class, the only one that
+     * links against it, fails to link there and is skipped.
+     */
+    private void registerMetrics(String connectorName, String taskId) {
+        unregisterMetrics();
+        try {
+            metrics = SinkTaskMetrics.register(connectorName, taskId);
+        } catch (JMException | RuntimeException e) {
+            log.warn("{}Could not register the task's metrics MBean: {}", logPrefix, e.toString());
+            metrics = null;
+            return;
+        }
+        if (context != null) {
+            try {
+                pluginMetrics = PluginMetricsBridge.publish(context, metrics);
+            } catch (LinkageError e) {
+                log.debug("{}This worker has no plugin metrics (Kafka before 4.1): JMX MBean only", logPrefix);
+            } catch (RuntimeException e) {
+                log.warn("{}Could not publish plugin metrics: {}", logPrefix, e.toString());
+            }
+        }
+    }
+
+    private void unregisterMetrics() {
+        PluginMetricsBridge bridge = pluginMetrics;
+        pluginMetrics = null;
+        if (bridge != null) {
+            bridge.close();
+        }
+        SinkTaskMetrics m = metrics;
+        metrics = null;
+        boolean owner = true;
+        if (m != null) {
+            try {
+                owner = m.unregister();
+            } catch (RuntimeException e) {
+                log.warn("{}Could not unregister the task's metrics MBean: {}", logPrefix, e.toString());
+            }
+        }
+        if (connectorName != null && owner) { // a newer instance of this task keeps its health entry
+            TaskHealthRegistry.remove(connectorName, taskNumber);
+        }
     }
 
     /**
@@ -325,6 +405,7 @@ public class SalesforceSinkTask extends SinkTask {
     /** Applies what the native side finished: DLQ reports, offsets, back-pressure. */
     private void apply(Progress progress, List<Future<Void>> reports) {
         logNative(progress.logs());
+        observe(progress);
         for (int i = 0; i < progress.size(); i++) {
             long seq = progress.seq(i);
             SinkRecord record = offsets.record(seq);
@@ -340,7 +421,21 @@ public class SalesforceSinkTask extends SinkTask {
             }
             offsets.finish(seq);
         }
-        applyBackPressure(progress.unfinished());
+        applyBackPressure(progress.unfinished(), progress.healthState() == Progress.HEALTH_QUOTA_RESERVE);
+    }
+
+    /** The metrics snapshot and the health of a native crossing, for JMX and the status API. */
+    private void observe(Progress progress) {
+        SinkTaskMetrics m = metrics;
+        if (m != null) {
+            m.update(progress);
+        }
+        if (progress.healthState() != lastHealthState && connectorName != null) {
+            lastHealthState = progress.healthState();
+            TaskHealthRegistry.update(connectorName, taskNumber, new TaskHealthRegistry.Health(
+                    Progress.healthName(progress.healthState()), progress.healthMessage(),
+                    progress.healthSinceEpochMs()));
+        }
     }
 
     /**
@@ -364,21 +459,32 @@ public class SalesforceSinkTask extends SinkTask {
      * Pauses every assigned partition while {@code max.buffered.records} are unfinished, and
      * resumes them once half of that drained: the consumer keeps polling, so it is never evicted.
      */
-    private void applyBackPressure(int unfinished) {
+    private void applyBackPressure(int unfinished, boolean quotaGuardHolds) {
         if (context == null) {
             return;
         }
-        if (!paused && unfinished >= maxBuffered) {
-            Set<TopicPartition> assigned = context.assignment();
-            context.pause(assigned.toArray(new TopicPartition[0]));
-            paused = true;
+        if (!bufferFull && unfinished >= maxBuffered) {
+            bufferFull = true;
             log.info("{}{} records are waiting for Salesforce (salesforce.max.buffered.records={}): partitions paused",
                     logPrefix, unfinished, maxBuffered);
-        } else if (paused && unfinished <= maxBuffered / 2) {
-            Set<TopicPartition> assigned = context.assignment();
-            context.resume(assigned.toArray(new TopicPartition[0]));
-            paused = false;
+        } else if (bufferFull && unfinished <= maxBuffered / 2) {
+            bufferFull = false;
             log.info("{}{} records are waiting for Salesforce: partitions resumed", logPrefix, unfinished);
+        }
+        if (quotaGuardHolds != quotaHeld) {
+            quotaHeld = quotaGuardHolds;
+            log.info("{}API quota guard {}: partitions {}", logPrefix, quotaHeld ? "holds" : "released",
+                    quotaHeld ? "paused" : "resumed");
+        }
+        boolean hold = bufferFull || quotaHeld;
+        if (hold != paused) {
+            Set<TopicPartition> assigned = context.assignment();
+            if (hold) {
+                context.pause(assigned.toArray(new TopicPartition[0]));
+            } else {
+                context.resume(assigned.toArray(new TopicPartition[0]));
+            }
+            paused = hold;
         }
     }
 
@@ -469,6 +575,7 @@ public class SalesforceSinkTask extends SinkTask {
 
     @Override
     public void stop() {
+        unregisterMetrics();
         if (writer == null) {
             return;
         }

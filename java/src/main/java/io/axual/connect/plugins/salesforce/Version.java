@@ -5,14 +5,14 @@ import java.io.InputStream;
 import java.util.Properties;
 
 /** The connector version, filtered into a resource by the Maven build. */
-final class Version {
+public final class Version {
     private static final String RESOURCE = "/salesforce-sink-version.properties";
     private static volatile String version;
 
     private Version() {
     }
 
-    static String get() {
+    public static String get() {
         String v = version;
         if (v == null) {
             v = read();

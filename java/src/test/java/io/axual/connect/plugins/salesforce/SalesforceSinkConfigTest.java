@@ -257,7 +257,7 @@ class SalesforceSinkConfigTest {
                 "salesforce.startup.validation.enabled", "salesforce.compression.enabled", "salesforce.write.mode",
                 "salesforce.batch.size", "salesforce.max.in.flight.requests", "salesforce.null.fields",
                 "salesforce.linger.ms", "salesforce.max.buffered.records", "salesforce.coalesce.updates",
-                "salesforce.api.quota.check.interval.ms",
+                "salesforce.api.quota.check.interval.ms", "salesforce.api.quota.reserve.percent",
                 "salesforce.bulk.threshold", "salesforce.bulk.max.records.per.job", "salesforce.bulk.linger.ms",
                 "salesforce.bulk.poll.interval.ms", "salesforce.bulk.hard.delete",
                 "salesforce.delete.missing", "salesforce.proxy.url",

@@ -45,6 +45,9 @@ class SalesforceSinkTaskTest {
         long finished;
         byte[] config;
         int closes;
+        /** The health and metrics the next progress buffers carry. */
+        int health;
+        Map<String, Long> metrics = new java.util.LinkedHashMap<>();
 
         @Override
         public byte[] put(long firstSeq, byte[] batch) {
@@ -97,8 +100,8 @@ class SalesforceSinkTaskTest {
             String[] texts = ready.stream().map(r -> messages.get(r[0])).toArray(String[]::new);
             finished += ready.size();
             ready.clear();
-            return ReferenceDecoder.progress(seqs, statuses, texts, (int) (submitted - finished), 0,
-                    new int[] {3}, new String[] {"w"});
+            return ReferenceDecoder.progress(seqs, statuses, texts, (int) (submitted - finished), 0, metrics, health,
+                    1_000L, health == 0 ? "" : "held", new int[] {3}, new String[] {"w"});
         }
     }
 

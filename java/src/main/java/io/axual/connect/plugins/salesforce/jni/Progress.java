@@ -5,7 +5,9 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * The decoded progress buffer that every native call returns (layout in ARCHITECTURE.md): the
@@ -19,15 +21,30 @@ public final class Progress {
     public static final int SKIPPED = 1;
     public static final int FAILED = 2;
 
+    /** Health states (rust/core/src/metrics.rs HealthState). */
+    public static final int HEALTH_OK = 0;
+    public static final int HEALTH_QUOTA_RESERVE = 1;
+    public static final int HEALTH_SALESFORCE_UNAVAILABLE = 2;
+    private static final String[] HEALTH_NAMES = {"OK", "QUOTA_RESERVE", "SALESFORCE_UNAVAILABLE"};
+
     private final long[] seqs;
     private final byte[] statuses;
     private final String[] messages;
     private final int unfinished;
     private final int requestsInFlight;
+    private final Map<String, Long> metrics;
+    private final int healthState;
+    private final long healthSinceEpochMs;
+    private final String healthMessage;
     private final List<LogEvent> logs;
 
     private Progress(long[] seqs, byte[] statuses, String[] messages, int unfinished, int requestsInFlight,
+            Map<String, Long> metrics, int healthState, long healthSinceEpochMs, String healthMessage,
             List<LogEvent> logs) {
+        this.metrics = metrics;
+        this.healthState = healthState;
+        this.healthSinceEpochMs = healthSinceEpochMs;
+        this.healthMessage = healthMessage;
         this.seqs = seqs;
         this.statuses = statuses;
         this.messages = messages;
@@ -65,9 +82,22 @@ public final class Progress {
             }
             int unfinished = in.getInt();
             int requestsInFlight = in.getInt();
+            int metricCount = in.getInt();
+            if (metricCount < 0 || metricCount > in.remaining() / 12) {
+                throw new NativeSinkException("malformed progress buffer: " + metricCount + " metrics");
+            }
+            Map<String, Long> metrics = new LinkedHashMap<>();
+            for (int i = 0; i < metricCount; i++) {
+                String name = readStr(in);
+                metrics.put(name, in.getLong());
+            }
+            int healthState = in.get() & 0xFF;
+            long healthSince = in.getLong();
+            String healthMessage = readStr(in);
             List<LogEvent> logs = readLogs(in);
             ensureConsumed(in);
-            return new Progress(seqs, statuses, messages, unfinished, requestsInFlight, logs);
+            return new Progress(seqs, statuses, messages, unfinished, requestsInFlight,
+                    Collections.unmodifiableMap(metrics), healthState, healthSince, healthMessage, logs);
         } catch (BufferUnderflowException | IllegalArgumentException e) {
             throw new NativeSinkException("malformed progress buffer: truncated or bad length (" + buffer.length
                     + " bytes)");
@@ -149,6 +179,29 @@ public final class Progress {
 
     public int requestsInFlight() {
         return requestsInFlight;
+    }
+
+    /** The task's metrics by name (SPEC §10; names in rust/core/src/metrics.rs), totals since open. */
+    public Map<String, Long> metrics() {
+        return metrics;
+    }
+
+    /** {@link #HEALTH_OK}, {@link #HEALTH_QUOTA_RESERVE}, {@link #HEALTH_SALESFORCE_UNAVAILABLE}, or a newer state. */
+    public int healthState() {
+        return healthState;
+    }
+
+    public long healthSinceEpochMs() {
+        return healthSinceEpochMs;
+    }
+
+    /** What holds the task back and what to do; empty when OK. */
+    public String healthMessage() {
+        return healthMessage;
+    }
+
+    public static String healthName(int state) {
+        return state >= 0 && state < HEALTH_NAMES.length ? HEALTH_NAMES[state] : "UNKNOWN_" + state;
     }
 
     public List<LogEvent> logs() {

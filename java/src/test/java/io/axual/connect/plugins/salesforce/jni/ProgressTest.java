@@ -48,11 +48,28 @@ class ProgressTest {
     }
 
     @Test
+    void decodesMetricsAndHealth() {
+        java.util.Map<String, Long> metrics = new java.util.LinkedHashMap<>();
+        metrics.put("records.written", 12L);
+        metrics.put("requests.bulk", 0L);
+        byte[] buffer = ReferenceDecoder.progress(new long[0], new int[0], new String[0], 0, 0, metrics, 1,
+                1_700_000_000_000L, "quota reserve reached", new int[] {3}, new String[] {"w"});
+        Progress progress = Progress.decode(buffer);
+        assertEquals(metrics, progress.metrics());
+        assertEquals(Progress.HEALTH_QUOTA_RESERVE, progress.healthState());
+        assertEquals("QUOTA_RESERVE", Progress.healthName(progress.healthState()));
+        assertEquals(1_700_000_000_000L, progress.healthSinceEpochMs());
+        assertEquals("quota reserve reached", progress.healthMessage());
+        assertEquals(1, progress.logs().size());
+    }
+
+    @Test
     void decodesDrainedLogs() {
         byte[] progress = ReferenceDecoder.progress(new long[0], new int[0], new String[0], 0, 0, new int[] {0, 1, 3},
                 new String[] {"t", "d", "w"});
-        // A drainLogs buffer is the progress buffer's log section: skip i32 count, i32 unfinished, i32 in flight.
-        byte[] logs = Arrays.copyOfRange(progress, 12, progress.length);
+        // A drainLogs buffer is the progress buffer's log section: skip i32 count, i32 unfinished, i32 in flight,
+        // i32 0 metrics, the health (u8 state, i64 since, str "").
+        byte[] logs = Arrays.copyOfRange(progress, 12 + 4 + 13, progress.length);
         List<LogEvent> events = Progress.decodeLogs(logs);
         assertEquals(3, events.size());
         assertEquals(LogEvent.WARN, events.get(2).level());

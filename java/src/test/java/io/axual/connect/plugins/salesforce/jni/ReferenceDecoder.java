@@ -179,6 +179,14 @@ public final class ReferenceDecoder {
     /** A progress buffer as the native side writes it (ARCHITECTURE.md). */
     public static byte[] progress(long[] seqs, int[] statuses, String[] messages, int unfinished, int inFlight,
             int[] logLevels, String[] logs) {
+        return progress(seqs, statuses, messages, unfinished, inFlight, new java.util.LinkedHashMap<>(), 0, 0L, "",
+                logLevels, logs);
+    }
+
+    /** With a metrics section (name → value) and a health (state, since, message). */
+    public static byte[] progress(long[] seqs, int[] statuses, String[] messages, int unfinished, int inFlight,
+            java.util.Map<String, Long> metrics, int healthState, long healthSince, String healthMessage,
+            int[] logLevels, String[] logs) {
         ByteBuffer out = ByteBuffer.allocate(1 << 16);
         out.putInt(seqs.length);
         for (int i = 0; i < seqs.length; i++) {
@@ -190,6 +198,14 @@ public final class ReferenceDecoder {
         }
         out.putInt(unfinished);
         out.putInt(inFlight);
+        out.putInt(metrics.size());
+        for (java.util.Map.Entry<String, Long> metric : metrics.entrySet()) {
+            putStr(out, metric.getKey());
+            out.putLong(metric.getValue());
+        }
+        out.put((byte) healthState);
+        out.putLong(healthSince);
+        putStr(out, healthMessage);
         out.putInt(logs.length);
         for (int i = 0; i < logs.length; i++) {
             out.put((byte) logLevels[i]);
