@@ -128,7 +128,10 @@ def test_a_rebalance_mid_stream_replays_nothing_already_written(e2e, stack):
     from .checks import dlq_entries
     from .test_reliability import EXT, compare, fault_stream, live_state, wait_drained
 
-    records, model, ops = fault_stream(4000, keys=200, seed=23)
+    # Keys repeat (2 writes each on average), so writes of a key wait behind each other; the
+    # task that moves to the new worker is stopped (2 s to finish its buffer), the one that stays
+    # has partitions revoked (up to 15 s).
+    records, model, ops = fault_stream(4000, keys=2000, seed=23)
     e2e.kafka.create_topic(e2e.topic, partitions=4)
     dlq = e2e.new_topic("dlq")
     cfg = e2e.sink_config({
@@ -141,7 +144,7 @@ def test_a_rebalance_mid_stream_replays_nothing_already_written(e2e, stack):
         **e2e.dlq_config(dlq),
     })
     name = e2e.create_connector(cfg, tasks=2)
-    e2e.emu.set_latency(300)
+    e2e.emu.set_latency(100)
     try:
         e2e.produce(records[:2500])
         time.sleep(3)  # requests in flight, records waiting behind them
