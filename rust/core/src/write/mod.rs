@@ -32,6 +32,13 @@ pub mod fuzzing {
         }
     }
 
+    /// A Bulk API 2.0 result file: its rows, each re-encoded as a CSV line (the matching of
+    /// INSERT results depends on that round trip).
+    pub fn bulk_result_rows(body: &[u8]) -> Result<Vec<String>, String> {
+        let rows = super::bulk::csv::parse(&String::from_utf8_lossy(body))?;
+        Ok(rows.iter().map(|r| super::bulk::csv::encode_line(r.iter().map(String::as_str))).collect())
+    }
+
     /// A SOQL answer matched against `keys` on `field`: (key index, Id) pairs.
     pub fn query_ids(body: &[u8], field: &str, keys: &[&str], numeric: bool) -> Vec<(usize, String)> {
         let kind = if numeric {
