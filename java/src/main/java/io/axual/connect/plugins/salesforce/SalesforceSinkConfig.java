@@ -310,11 +310,12 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                         + "100 MB upload limit.",
                 GROUP_BULK, ++order, Width.SHORT, "Bulk max records per job");
         def.define(BULK_LINGER_MS, Type.INT, 5_000, ConfigDef.Range.between(0, 3_600_000), Importance.LOW,
-                "BULK: a job is closed and sent this long after its last record arrived (or when full; the "
-                        + "oldest record waits at most 12 times this long).",
+                "A Bulk job is closed when full, this long after its last record arrived (once no other job "
+                        + "runs), or when its oldest record has waited 12 times this long.",
                 GROUP_BULK, ++order, Width.SHORT, "Bulk linger (ms)");
         def.define(BULK_POLL_INTERVAL_MS, Type.INT, 2_000, ConfigDef.Range.between(1, 3_600_000), Importance.LOW,
-                "First poll of a Bulk job's status; later polls back off to 30 s.",
+                "First poll of a Bulk job's status; later polls come when the job should be done at the rate "
+                        + "it has shown (doubling while it shows none), at most 30 s apart.",
                 GROUP_BULK, ++order, Width.SHORT, "Bulk poll interval (ms)");
         def.define(BULK_HARD_DELETE, Type.BOOLEAN, false, null, Importance.LOW,
                 "DELETE through Bulk jobs as hardDelete: records skip the recycle bin (the integration user "
