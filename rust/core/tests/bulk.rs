@@ -21,6 +21,11 @@ fn upsert<'a>(offset: i64, key: &'a str, fields: Vec<(&'a str, Value<'a>)>) -> R
     }
 }
 
+/// One UPSERT per key, offsets from 0, the key as its LastName.
+fn named_upserts(keys: &[String]) -> Vec<Record<'_>> {
+    keys.iter().enumerate().map(|(i, k)| upsert(i as i64, k, vec![("LastName", Value::String(k))])).collect()
+}
+
 fn bulk_sink(emu: &Emulator, extra: &[(&str, &str)]) -> salesforce_sink_core::SalesforceSink {
     let mut pairs = vec![
         ("salesforce.external.id.field", "ExternalId__c"),
@@ -51,7 +56,7 @@ fn the_daily_bulk_allowance_makes_records_wait_never_fail() {
     emu.control("POST", "bulk", json!({"daily_records_limit": 10}));
     let sink = bulk_sink(&emu, &[("salesforce.api.quota.check.interval.ms", "500")]);
     let keys: Vec<String> = (0..50).map(|i| format!("q-{i}")).collect();
-    let records: Vec<Record> = keys.iter().enumerate().map(|(i, k)| upsert(i as i64, k, vec![("LastName", Value::String(k))])).collect();
+    let records = named_upserts(&keys);
     let progress = sink.submit(&records, 0).unwrap();
     assert!(progress.finished.is_empty());
     let progress = sink.wait(Duration::from_secs(2)).unwrap();
@@ -94,7 +99,7 @@ fn stopping_a_task_aborts_its_running_jobs() {
     emu.control("POST", "bulk", json!({"records_per_second": 50}));
     let sink = bulk_sink(&emu, &[]);
     let keys: Vec<String> = (0..2_000).map(|i| format!("s-{i}")).collect();
-    let records: Vec<Record> = keys.iter().enumerate().map(|(i, k)| upsert(i as i64, k, vec![("LastName", Value::String(k))])).collect();
+    let records = named_upserts(&keys);
     sink.submit(&records, 0).unwrap();
     wait_for("a job in progress", Duration::from_secs(10), || emu.control("GET", "bulk", Json::Null)["records_processed"].as_u64() > Some(0));
     drop(sink);
@@ -111,7 +116,7 @@ fn abandoned_records_abort_their_job() {
     emu.control("POST", "bulk", json!({"records_per_second": 50}));
     let sink = bulk_sink(&emu, &[]);
     let keys: Vec<String> = (0..500).map(|i| format!("a-{i}")).collect();
-    let records: Vec<Record> = keys.iter().enumerate().map(|(i, k)| upsert(i as i64, k, vec![("LastName", Value::String(k))])).collect();
+    let records = named_upserts(&keys);
     sink.submit(&records, 0).unwrap();
     wait_for("a job in progress", Duration::from_secs(10), || emu.control("GET", "bulk", Json::Null)["records_processed"].as_u64() > Some(0));
     let seqs: Vec<u8> = (0..500i64).flat_map(|s| s.to_be_bytes()).collect();
@@ -137,7 +142,7 @@ fn auto_uses_collections_for_a_trickle_and_a_job_for_a_backlog() {
         ("salesforce.linger.ms", "10"),
     ]);
     let keys: Vec<String> = (0..1_010).map(|i| format!("t-{i}")).collect();
-    let records: Vec<Record> = keys.iter().enumerate().map(|(i, k)| upsert(i as i64, k, vec![("LastName", Value::String(k))])).collect();
+    let records = named_upserts(&keys);
     sink.submit(&records[..10], 0).unwrap();
     assert_eq!(sink.wait(Duration::from_secs(10)).unwrap().unfinished, 0);
     let trickle = kinds(&emu);
@@ -154,7 +159,7 @@ fn deletes_go_as_hard_deletes_when_configured() {
     let emu = Emulator::start();
     let sink = bulk_sink(&emu, &[("salesforce.bulk.hard.delete", "true"), ("salesforce.operation.header.enabled", "true")]);
     let keys: Vec<String> = (0..20).map(|i| format!("h-{i}")).collect();
-    let records: Vec<Record> = keys.iter().enumerate().map(|(i, k)| upsert(i as i64, k, vec![("LastName", Value::String(k))])).collect();
+    let records = named_upserts(&keys);
     sink.submit(&records, 0).unwrap();
     assert_eq!(sink.wait(Duration::from_secs(20)).unwrap().unfinished, 0);
     let deletes: Vec<Record> = keys

@@ -278,6 +278,44 @@ fn native_id_streams_never_touch_a_record_they_do_not_name() {
 /// The stream submitted in random `put()`-sized pieces without waiting in between (requests then
 /// fill across puts and run concurrently), with `linger.ms` random: the buffer must keep per-key
 /// order on its own. (Coalescing changes outcomes by design; `pipeline.rs` tests it.)
+/// Submits `msgs` in puts of random size without waiting between them, waits up to `wait_secs`
+/// for every record to finish, and checks each outcome and the emulator's final state against
+/// the one-by-one model. Returns the outcomes in record order.
+fn put_all_and_check(
+    emu: &Emulator,
+    sink: &salesforce_sink_core::SalesforceSink,
+    msgs: &[Msg],
+    rng: &mut StdRng,
+    wait_secs: u64,
+    single: bool,
+    context: &str,
+) -> Vec<Outcome> {
+    let records: Vec<Record> = msgs.iter().enumerate().map(|(i, m)| m.record(i as i64)).collect();
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
+    let mut at = 0;
+    while at < records.len() {
+        let put = rng.gen_range(1..=records.len() - at).min(300);
+        let progress = sink.submit(&records[at..at + put], at as i64).unwrap_or_else(|e| panic!("{context}: {e}"));
+        for (seq, o) in progress.finished {
+            outcomes[seq as usize] = Some(o);
+        }
+        at += put;
+    }
+    let progress = sink.wait(std::time::Duration::from_secs(wait_secs)).unwrap_or_else(|e| panic!("{context}: {e}"));
+    assert_eq!(progress.unfinished, 0, "{context}: unfinished after {wait_secs} s");
+    for (seq, o) in progress.finished {
+        outcomes[seq as usize] = Some(o);
+    }
+    let (expected, ok) = model(msgs, single);
+    for (i, (o, written)) in outcomes.iter().zip(&ok).enumerate() {
+        let o = o.as_ref().unwrap_or_else(|| panic!("{context}: record {i} has no outcome"));
+        let deleted_anyway = unsure_delete(msgs[i].op, *written, o);
+        assert!(deleted_anyway || (*o == Outcome::Written) == *written, "{context}: record {i} {:?}: {o:?}", msgs[i]);
+    }
+    assert_eq!(state_of(emu), expected, "{context}");
+    outcomes.into_iter().flatten().collect()
+}
+
 #[test]
 fn pipelined_streams_match_the_one_by_one_model() {
     let (seed, cases) = cases();
@@ -306,30 +344,7 @@ fn pipelined_streams_match_the_one_by_one_model() {
             ("salesforce.tombstone.delete", "true"),
         ]);
         let context = format!("seed {seed} pipeline case {case} ({mode}, batch.size {batch_size}, in flight {in_flight}, linger {linger}, keys {keys:?})");
-        let records: Vec<Record> = msgs.iter().enumerate().map(|(i, m)| m.record(i as i64)).collect();
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
-        let mut at = 0;
-        while at < records.len() {
-            let put = rng.gen_range(1..=records.len() - at).min(300);
-            let progress = sink.submit(&records[at..at + put], at as i64).unwrap_or_else(|e| panic!("{context}: {e}"));
-            for (seq, o) in progress.finished {
-                outcomes[seq as usize] = Some(o);
-            }
-            at += put;
-        }
-        let progress = sink.wait(std::time::Duration::from_secs(60)).unwrap_or_else(|e| panic!("{context}: {e}"));
-        assert_eq!(progress.unfinished, 0, "{context}: unfinished after 60 s");
-        for (seq, o) in progress.finished {
-            outcomes[seq as usize] = Some(o);
-        }
-        let (expected, ok) = model(&msgs, mode == "SINGLE");
-        for (i, (o, written)) in outcomes.iter().zip(&ok).enumerate() {
-            let o = o.as_ref().unwrap_or_else(|| panic!("{context}: record {i} has no outcome"));
-            let deleted_anyway = unsure_delete(msgs[i].op, *written, o);
-            assert!(deleted_anyway || (*o == Outcome::Written) == *written, "{context}: record {i} {:?}: {o:?}", msgs[i]);
-        }
-        assert_eq!(state_of(&emu), expected, "{context}");
-        let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
+        let outcomes = put_all_and_check(&emu, &sink, &msgs, &mut rng, 60, mode == "SINGLE", &context);
         tally.case(&emu, &outcomes, keys);
     }
     tally.record("core generative: pipelined puts (no waiting between them), random linger, in-flight and faults", seed);
@@ -381,34 +396,11 @@ fn bulk_and_auto_streams_match_the_one_by_one_model() {
             "seed {seed} bulk case {case} ({mode}, threshold {threshold}, per job {per_job}, in flight {in_flight}, bulk linger {bulk_linger}, \
              failed jobs {fail_jobs}, unprocessed jobs {unprocessed_jobs}, keys {keys:?})"
         );
-        let records: Vec<Record> = msgs.iter().enumerate().map(|(i, m)| m.record(i as i64)).collect();
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
-        let mut at = 0;
-        while at < records.len() {
-            let put = rng.gen_range(1..=records.len() - at).min(300);
-            let progress = sink.submit(&records[at..at + put], at as i64).unwrap_or_else(|e| panic!("{context}: {e}"));
-            for (seq, o) in progress.finished {
-                outcomes[seq as usize] = Some(o);
-            }
-            at += put;
-        }
-        let progress = sink.wait(std::time::Duration::from_secs(120)).unwrap_or_else(|e| panic!("{context}: {e}"));
-        assert_eq!(progress.unfinished, 0, "{context}: unfinished after 120 s");
-        for (seq, o) in progress.finished {
-            outcomes[seq as usize] = Some(o);
-        }
-        let (expected, ok) = model(&msgs, false);
-        for (i, (o, written)) in outcomes.iter().zip(&ok).enumerate() {
-            let o = o.as_ref().unwrap_or_else(|| panic!("{context}: record {i} has no outcome"));
-            let deleted_anyway = unsure_delete(msgs[i].op, *written, o);
-            assert!(deleted_anyway || (*o == Outcome::Written) == *written, "{context}: record {i} {:?}: {o:?}", msgs[i]);
-        }
-        assert_eq!(state_of(&emu), expected, "{context}");
+        let outcomes = put_all_and_check(&emu, &sink, &msgs, &mut rng, 120, false, &context);
         let bulk = emu.control("GET", "bulk", Json::Null);
         jobs += bulk["jobs_created"].as_u64().unwrap_or(0);
         failed_jobs += bulk["jobs_failed"].as_u64().unwrap_or(0);
         processed += bulk["records_processed"].as_u64().unwrap_or(0);
-        let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
         tally.case(&emu, &outcomes, keys);
     }
     println!("bulk jobs created {jobs}, ended Failed {failed_jobs}, records processed by jobs {processed}");
