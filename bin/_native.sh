@@ -18,25 +18,26 @@ rust_triple() {
   esac
 }
 
-# zig from PyPI in a private venv, exposed as `zig` on PATH through a wrapper (cargo-zigbuild
-# runs `zig`); cargo-zigbuild from crates.io; the target's Rust standard library from rustup.
+# zig and cargo-zigbuild from PyPI in a private venv, on PATH through .work/tools/bin (cargo-zigbuild
+# runs `zig`); the target's Rust standard library from rustup.
 ensure_zig_toolchain() {
   local triple="$1" venv="$TOOLS_DIR/zig-venv"
-  if [[ ! -x "$TOOLS_DIR/bin/zig" || "$("$TOOLS_DIR/bin/zig" version 2>/dev/null)" != "$ZIG_VERSION" ]]; then
-    printf '\n==> zig %s from PyPI (ziglang) -> %s\n' "$ZIG_VERSION" "$venv" >&2
+  # Both from PyPI as prebuilt wheels: compiling cargo-zigbuild from crates.io took minutes of a
+  # newcomer's first run.
+  if [[ ! -x "$TOOLS_DIR/bin/zig" || "$("$TOOLS_DIR/bin/zig" version 2>/dev/null)" != "$ZIG_VERSION" \
+        || "$("$TOOLS_DIR/bin/cargo-zigbuild" --version 2>/dev/null | awk '{print $2}')" != "$CARGO_ZIGBUILD_VERSION" ]]; then
+    printf '\n==> zig %s and cargo-zigbuild %s from PyPI -> %s\n' "$ZIG_VERSION" "$CARGO_ZIGBUILD_VERSION" "$venv" >&2
     local py
     py="$(command -v python3.11 || command -v python3)"
     [[ -x "$venv/bin/python" ]] || "$py" -m venv "$venv"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q "ziglang==$ZIG_VERSION" </dev/null
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q "ziglang==$ZIG_VERSION" \
+      "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION" </dev/null
     mkdir -p "$TOOLS_DIR/bin"
     printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$venv/bin/python" >"$TOOLS_DIR/bin/zig"
     chmod +x "$TOOLS_DIR/bin/zig"
+    ln -sf "$venv/bin/cargo-zigbuild" "$TOOLS_DIR/bin/cargo-zigbuild"
   fi
   export PATH="$TOOLS_DIR/bin:$PATH"
-  if [[ "$(cargo-zigbuild --version 2>/dev/null | awk '{print $2}')" != "$CARGO_ZIGBUILD_VERSION" ]]; then
-    printf '\n==> cargo install cargo-zigbuild %s (crates.io)\n' "$CARGO_ZIGBUILD_VERSION" >&2
-    cargo install cargo-zigbuild --version "$CARGO_ZIGBUILD_VERSION" --locked </dev/null
-  fi
   if ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
     printf '\n==> rustup target add %s\n' "$triple" >&2
     rustup target add "$triple" </dev/null
