@@ -13,6 +13,8 @@ import time
 import uuid
 
 import pytest
+import re
+import requests
 
 from tests.stack import jmx_exporter, wait_until
 from tests.stack.util import free_port
@@ -120,6 +122,12 @@ def test_exported_metrics_equal_what_the_emulator_saw(observed, sink, e2e):
     assert 0 < got["requestlatencyp50ms"] <= got["requestlatencyp99ms"] < 10_000
     assert got["recordswrittenrate"] > 0
     assert health(observed, name)["state"] == "OK"
+    # Totals are typed as counters (rate() works on them), levels as gauges.
+    types = dict(re.findall(r"^# TYPE (salesforce_sink_\w+) (\w+)$", requests.get(
+        f"http://127.0.0.1:{observed.exporter_port}/metrics", timeout=10).text, re.M))
+    assert types.get("salesforce_sink_recordswritten") == "counter" or \
+        types.get("salesforce_sink_recordswritten_total") == "counter", types
+    assert types.get("salesforce_sink_recordsbuffered") == "gauge", types
     # The same figures as plugin metrics of the 4.1 worker (KIP-877).
     plugin = {k: v for k, v in scrape(observed).items()
               if k[0].startswith("kafka_connect_plugins") and ("connector", name) in k[1]}

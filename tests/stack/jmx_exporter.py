@@ -21,11 +21,19 @@ VERSION = "1.0.1"
 ARTIFACT = f"io.prometheus.jmx:jmx_prometheus_javaagent:{VERSION}"
 AGENTS_DIR = TESTS_DIR / ".kafka" / "agents"
 
-# The README's example config (keep them in step).
+# The example config of docs/operations.md (keep them in step).
 EXPORTER_CONFIG = """\
 lowercaseOutputName: true
 includeObjectNames: ["io.axual.connect.salesforce:type=sink-task-metrics,*"]
 rules:
+  # Totals since the task started: counters (Prometheus appends _total), so rate() works.
+  - pattern: 'io.axual.connect.salesforce<type=sink-task-metrics, connector=(.+), task=(.+)><>(Records(?:Written|Failed|Retried|Skipped)|Requests(?:Collections|Single|Query|Bulk|Token|Limits|Other)|TokenRefreshes|IdCacheHits|IdCacheMisses|WriteRecords|WriteRequests):'
+    name: salesforce_sink_$3
+    labels:
+      connector: "$1"
+      task: "$2"
+    type: COUNTER
+  # Everything else is a level: rates, latencies, buffered records, quota, health.
   - pattern: 'io.axual.connect.salesforce<type=sink-task-metrics, connector=(.+), task=(.+)><>(\\w+)'
     name: salesforce_sink_$3
     labels:
@@ -83,5 +91,8 @@ def scrape(port: int) -> dict:
 
 
 def task_metric(samples: dict, name: str, connector: str, task: str = "0"):
-    """The value of ``salesforce_sink_<name>`` for one task, or None."""
-    return samples.get((f"salesforce_sink_{name}", frozenset({("connector", connector), ("task", task)})))
+    """The value of ``salesforce_sink_<name>`` (a gauge) or ``salesforce_sink_<name>_total`` (a
+    counter) for one task, or None."""
+    labels = frozenset({("connector", connector), ("task", task)})
+    value = samples.get((f"salesforce_sink_{name}", labels))
+    return value if value is not None else samples.get((f"salesforce_sink_{name}_total", labels))
