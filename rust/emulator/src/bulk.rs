@@ -22,7 +22,7 @@ use crate::collections::{collection_write_error, duplicates, id_error};
 use crate::dml::{self, UpsertError};
 use crate::rest::Ctx;
 use crate::server::{App, Reply};
-use crate::state::{format_datetime, match_key, normalize_id, now_ms, FieldType, ObjectDef, Store, USER_ID};
+use crate::state::{format_datetime, match_key, normalize_id, now_ms, FieldType, ObjectDef, Store};
 use crate::validate::{convert, Lookup, Prepared, SfError};
 
 /// Key prefix of Bulk API jobs (AsyncApexJob / BulkJob ids start with 750).
@@ -38,6 +38,8 @@ pub const DEFAULT_DAILY_BATCHES: u64 = 15_000;
 pub const RECORDS_PER_BATCH: u64 = 10_000;
 /// Salesforce processes a job's records in chunks of 200 (one DML call each).
 pub const CHUNK: usize = 200;
+/// Salesforce: Get All Jobs returns up to 1000 jobs per request, then a `nextRecordsUrl`.
+pub const LIST_PAGE_SIZE: u64 = 1000;
 pub const DEFAULT_FAIL_MESSAGE: &str = "InternalServerError : Job processing failed after 10 retries";
 const DAY_MS: u64 = 86_400_000;
 const TICK: Duration = Duration::from_millis(10);
@@ -60,6 +62,8 @@ pub struct Settings {
     pub daily_records_limit: u64,
     pub daily_batches_limit: u64,
     pub seed: u64,
+    /// Jobs per page of `GET /jobs/ingest` (Salesforce: up to 1000).
+    pub list_page_size: u64,
 }
 
 impl Default for Settings {
@@ -74,6 +78,7 @@ impl Default for Settings {
             daily_records_limit: DEFAULT_DAILY_RECORDS,
             daily_batches_limit: DEFAULT_DAILY_BATCHES,
             seed: 0x5EED,
+            list_page_size: LIST_PAGE_SIZE,
         }
     }
 }
@@ -134,6 +139,7 @@ impl BulkState {
                 "daily_records_limit" => s.daily_records_limit = n()?,
                 "daily_batches_limit" => s.daily_batches_limit = n()?,
                 "seed" => s.seed = n()?,
+                "list_page_size" => s.list_page_size = n()?.clamp(1, LIST_PAGE_SIZE),
                 "fail_message" => match x {
                     Value::String(t) => s.fail_message = t.clone(),
                     Value::Null => s.fail_message = DEFAULT_FAIL_MESSAGE.into(),
@@ -243,6 +249,8 @@ pub struct Job {
     pub object: String,
     pub operation: Operation,
     pub external_id: Option<String>,
+    /// The user whose access token created the job.
+    created_by: String,
     line_ending: LineEnding,
     delimiter: (&'static str, u8),
     api_version: f64,
@@ -269,7 +277,7 @@ impl Job {
         m.insert("id".into(), json!(self.id));
         m.insert("operation".into(), json!(self.operation.name()));
         m.insert("object".into(), json!(self.object));
-        m.insert("createdById".into(), json!(normalize_id(USER_ID).unwrap_or_default()));
+        m.insert("createdById".into(), json!(self.created_by));
         m.insert("createdDate".into(), json!(format_datetime(self.created_ms)));
         m.insert("systemModstamp".into(), json!(format_datetime(self.modified_ms)));
         m.insert("state".into(), json!(self.state.name()));
@@ -742,7 +750,7 @@ pub fn route(store: &mut Store, ctx: &Ctx, vnum: f64, rest: &[&str]) -> Reply {
     match rest {
         [] => match m {
             "POST" => create(store, ctx, vnum).kind("bulk_create"),
-            "GET" => list(store).kind("bulk_list"),
+            "GET" => list(store, ctx, vnum).kind("bulk_list"),
             _ => not_allowed("GET,POST"),
         },
         [id] => match m {
@@ -845,6 +853,7 @@ fn create(store: &mut Store, ctx: &Ctx, vnum: f64) -> Reply {
         object: def.name.clone(),
         operation,
         external_id,
+        created_by: ctx.user.to_string(),
         line_ending,
         delimiter,
         api_version: vnum,
@@ -870,12 +879,28 @@ fn create(store: &mut Store, ctx: &Ctx, vnum: f64) -> Reply {
     Reply::json(200, &info)
 }
 
-fn list(store: &Store) -> Reply {
-    let records: Vec<Value> = store
-        .bulk
-        .order
+/// Get All Jobs: every ingest job of the org (any user), filtered by the documented parameters,
+/// `list_page_size` (1000) at a time with a `nextRecordsUrl` holding a query locator.
+fn list(store: &Store, ctx: &Ctx, vnum: f64) -> Reply {
+    let param = |k: &str| ctx.param(k);
+    // Every job here is a Bulk API 2.0 (V2Ingest) job in parallel mode without PK chunking
+    // (a Bulk API 1.0 feature), so each filter keeps all jobs or none.
+    let keep = param("isPkChunkingEnabled").is_none_or(|v| !v.eq_ignore_ascii_case("true"))
+        && param("jobType").is_none_or(|v| v == "V2Ingest")
+        && param("concurrencyMode").is_none_or(|v| v.eq_ignore_ascii_case("parallel"));
+    let offset = match param("queryLocator") {
+        None => 0,
+        Some(l) => match l.strip_prefix(LOCATOR_PREFIX).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => n,
+            None => return err(400, "INVALID_QUERY_LOCATOR", "invalid query locator"),
+        },
+    };
+    let jobs: Vec<&Job> = if keep { store.bulk.order.iter().filter_map(|id| store.bulk.jobs.get(id)).collect() } else { vec![] };
+    let page = store.bulk.settings.list_page_size.max(1) as usize;
+    let records: Vec<Value> = jobs
         .iter()
-        .filter_map(|id| store.bulk.jobs.get(id))
+        .skip(offset)
+        .take(page)
         .map(|j| {
             let mut v = j.info();
             if let Value::Object(m) = &mut v {
@@ -887,8 +912,22 @@ fn list(store: &Store) -> Reply {
             v
         })
         .collect();
-    Reply::json(200, &json!({"done": true, "records": records, "nextRecordsUrl": null}))
+    let done = offset + page >= jobs.len();
+    let next = (!done).then(|| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for k in ["isPkChunkingEnabled", "jobType", "concurrencyMode"] {
+            if let Some(v) = param(k) {
+                q.append_pair(k, &v);
+            }
+        }
+        q.append_pair("queryLocator", &format!("{LOCATOR_PREFIX}{}", offset + page));
+        format!("/services/data/v{vnum:.1}/jobs/ingest?{}", q.finish())
+    });
+    Reply::json(200, &json!({"done": done, "records": records, "nextRecordsUrl": next}))
 }
+
+/// Query locators of Get All Jobs: an opaque-looking prefix and the offset of the next page.
+const LOCATOR_PREFIX: &str = "01gEmuLocator-";
 
 fn upload(store: &mut Store, ctx: &Ctx, raw_id: &str) -> Reply {
     let rows = count_rows(ctx.body);

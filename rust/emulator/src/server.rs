@@ -329,13 +329,13 @@ fn api(
     let mut store = app.lock();
     let (mut reply, counted) = match oauth::check_token(&mut store, auth) {
         Err(e) => (Reply::error(&e), false),
-        Ok(()) if store.api_used >= store.api_max => (
+        Ok(_) if store.api_used >= store.api_max => (
             Reply::error(&SfError::new(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")),
             false,
         ),
-        Ok(()) => {
+        Ok(user) => {
             store.api_used += 1;
-            let ctx = rest::Ctx { method, query, json: json.as_ref(), raw: text, body, record_rules };
+            let ctx = rest::Ctx { method, query, json: json.as_ref(), raw: text, body, record_rules, user: &user };
             (rest::dispatch(&mut store, &ctx, rest_path), true)
         }
     };

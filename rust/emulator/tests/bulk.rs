@@ -401,3 +401,79 @@ async fn injected_failures_limits_faults_and_reset() {
     let s = e.control("GET", "bulk", json!({})).await;
     assert_eq!((s["jobs"].as_u64(), s["jobs_created"].as_u64(), s["max_upload_bytes"].as_u64()), (Some(0), Some(0), Some(100 * 1024 * 1024)));
 }
+
+/// A token of a newly registered client acting as `username` (client-credentials flow).
+async fn token_for(e: &Emu, client_id: &str, username: &str) -> Value {
+    e.control("POST", "clients", json!({"client_id": client_id, "client_secret": "s", "username": username})).await;
+    let r = e.http.post(format!("{}/services/oauth2/token", e.base))
+        .form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", "s")])
+        .send().await.unwrap();
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn get_all_jobs_pages_filters_and_created_by_the_token_user() {
+    let e = emu().await;
+    let mine = e.create(json!({"object": "Contact", "operation": "insert"})).await;
+    // createdById is the user of the token's identity URL.
+    let info = e.send("GET", &format!("/{mine}"), None, None).await.json();
+    let me: Value = e.http.post(format!("{}/services/oauth2/token", e.base))
+        .form(&[("grant_type", "client_credentials"), ("client_id", "test-client-id"), ("client_secret", "test-client-secret")])
+        .send().await.unwrap().json().await.unwrap();
+    let my_user = me["id"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    assert!(my_user.starts_with("005") && my_user.len() == 18, "{my_user}");
+    assert_eq!(info["createdById"], my_user.as_str());
+
+    // Another client with its own username: its own stable user, the same on every token.
+    let other = token_for(&e, "other-app", "etl@example.com").await;
+    let other_user = other["id"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    assert!(other_user.starts_with("005") && other_user != my_user, "{other_user}");
+    let again = token_for(&e, "other-app", "ETL@example.com").await;
+    assert!(again["id"].as_str().unwrap().ends_with(&other_user));
+    let r = e.http.post(e.url("")).bearer_auth(other["access_token"].as_str().unwrap())
+        .json(&json!({"object": "Account", "operation": "insert"})).send().await.unwrap();
+    let theirs: Value = r.json().await.unwrap();
+    assert_eq!(theirs["createdById"], other_user.as_str());
+
+    for _ in 0..3 {
+        e.create(json!({"object": "Contact", "operation": "insert"})).await;
+    }
+    e.control("POST", "bulk", json!({"list_page_size": 2})).await;
+    // Paging: 5 jobs, 2 a page, through nextRecordsUrl; every documented field is there.
+    let mut seen = vec![];
+    let mut url = e.url("");
+    loop {
+        let page: Value = e.http.get(&url).bearer_auth(&e.token).send().await.unwrap().json().await.unwrap();
+        for j in page["records"].as_array().unwrap() {
+            for k in ["id", "operation", "object", "createdById", "createdDate", "systemModstamp", "state", "concurrencyMode",
+                "contentType", "apiVersion", "jobType", "lineEnding", "columnDelimiter"] {
+                assert!(!j[k].is_null(), "{k} missing in {j}");
+            }
+            assert!(j.get("numberRecordsProcessed").is_none());
+            seen.push(j["id"].as_str().unwrap().to_string());
+        }
+        if page["done"] == true {
+            assert!(page["nextRecordsUrl"].is_null());
+            break;
+        }
+        let next = page["nextRecordsUrl"].as_str().unwrap();
+        assert!(next.starts_with("/services/data/v62.0/jobs/ingest?") && next.contains("queryLocator="), "{next}");
+        url = format!("{}{next}", e.base);
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(seen.contains(&mine) && seen.contains(&theirs["id"].as_str().unwrap().to_string()));
+
+    // Filters: only Bulk API 2.0 ingest jobs in parallel mode exist, none with PK chunking.
+    let e = &e;
+    let count = |q: &'static str| async move {
+        let v = e.send("GET", q, None, None).await.json();
+        v["records"].as_array().map(Vec::len).unwrap_or(usize::MAX)
+    };
+    e.control("POST", "bulk", json!({"list_page_size": 1000})).await;
+    assert_eq!(count("?jobType=V2Ingest").await, 5);
+    assert_eq!(count("?jobType=Classic").await, 0);
+    assert_eq!(count("?concurrencyMode=Parallel").await, 5);
+    assert_eq!(count("?isPkChunkingEnabled=true").await, 0);
+    assert_eq!(count("?isPkChunkingEnabled=false").await, 5);
+    assert_eq!(e.send("GET", "?queryLocator=bogus", None, None).await.status, 400);
+}
