@@ -58,6 +58,9 @@ pub struct Settings {
     pub fail_message: String,
     pub unprocessed_next_jobs: u64,
     pub process_first: u64,
+    /// The next N jobs closed complete normally but record no results (as for batches beyond
+    /// the daily batch allocation): result files hold the header only.
+    pub results_not_recorded_next_jobs: u64,
     pub max_upload_bytes: u64,
     pub daily_records_limit: u64,
     pub daily_batches_limit: u64,
@@ -74,6 +77,7 @@ impl Default for Settings {
             fail_message: DEFAULT_FAIL_MESSAGE.into(),
             unprocessed_next_jobs: 0,
             process_first: 0,
+            results_not_recorded_next_jobs: 0,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             daily_records_limit: DEFAULT_DAILY_RECORDS,
             daily_batches_limit: DEFAULT_DAILY_BATCHES,
@@ -135,6 +139,7 @@ impl BulkState {
                 "fail_next_jobs" => s.fail_next_jobs = n()?,
                 "unprocessed_next_jobs" => s.unprocessed_next_jobs = n()?,
                 "process_first" => s.process_first = n()?,
+                "results_not_recorded_next_jobs" => s.results_not_recorded_next_jobs = n()?,
                 "max_upload_bytes" => s.max_upload_bytes = n()?,
                 "daily_records_limit" => s.daily_records_limit = n()?,
                 "daily_batches_limit" => s.daily_batches_limit = n()?,
@@ -259,6 +264,9 @@ pub struct Job {
     pub state: JobState,
     upload: Option<Bytes>,
     plan: Plan,
+    /// False when Salesforce records no results for the job (successful and failed result files
+    /// hold the header only).
+    results_recorded: bool,
     parsed: Option<Arc<Parsed>>,
     next_row: usize,
     outcomes: Vec<Option<Outcome>>,
@@ -862,6 +870,7 @@ fn create(store: &mut Store, ctx: &Ctx, vnum: f64) -> Reply {
         state: JobState::Open,
         upload: None,
         plan: Plan::Normal,
+        results_recorded: true,
         parsed: None,
         next_row: 0,
         outcomes: vec![],
@@ -996,6 +1005,10 @@ fn patch(store: &mut Store, ctx: &Ctx, raw_id: &str) -> Reply {
                 } else {
                     Plan::Normal
                 };
+                if settings.results_not_recorded_next_jobs > 0 {
+                    settings.results_not_recorded_next_jobs -= 1;
+                    job.results_recorded = false;
+                }
                 job.state = JobState::UploadComplete;
                 job.modified_ms = now_ms();
             }
@@ -1070,7 +1083,7 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
             }
             (ResultKind::Successful, p) => {
                 lines.push(with_header(&["sf__Id", "sf__Created"]));
-                if let Some(p) = p {
+                if let Some(p) = p.as_ref().filter(|_| job.results_recorded) {
                     for (i, o) in job.outcomes.iter().enumerate() {
                         if let Some(Outcome::Success { id, created }) = o {
                             let mut cols = vec![csv_quote(id), csv_quote(if *created { "true" } else { "false" })];
@@ -1082,7 +1095,7 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
             }
             (ResultKind::Failed, p) => {
                 lines.push(with_header(&["sf__Id", "sf__Error"]));
-                if let Some(p) = p {
+                if let Some(p) = p.as_ref().filter(|_| job.results_recorded) {
                     for (i, o) in job.outcomes.iter().enumerate() {
                         if let Some(Outcome::Failure { id, error }) = o {
                             let mut cols = vec![csv_quote(id), csv_quote(error)];

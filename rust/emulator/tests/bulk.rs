@@ -477,3 +477,24 @@ async fn get_all_jobs_pages_filters_and_created_by_the_token_user() {
     assert_eq!(count("?isPkChunkingEnabled=false").await, 5);
     assert_eq!(e.send("GET", "?queryLocator=bogus", None, None).await.status, 400);
 }
+
+#[tokio::test]
+async fn results_not_recorded_the_rows_are_written_the_files_hold_headers_only() {
+    let e = emu().await;
+    e.control("POST", "bulk", json!({"results_not_recorded_next_jobs": 1})).await;
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), "LastName,Email\nA,a@example.com\nB,bad\n").await;
+    let done = e.wait_done(&id).await;
+    assert_eq!((done["state"].as_str(), done["numberRecordsProcessed"].as_u64()), (Some("JobComplete"), Some(2)), "{done}");
+    assert_eq!(e.records("Contact").await.len(), 1, "the good row is written");
+    let (h, ok) = e.results(&id, "successfulResults").await;
+    assert_eq!(h, ["sf__Id", "sf__Created", "LastName", "Email"]);
+    assert!(ok.is_empty(), "{ok:?}");
+    let (h, failed) = e.results(&id, "failedResults").await;
+    assert_eq!(h, ["sf__Id", "sf__Error", "LastName", "Email"]);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(e.results(&id, "unprocessedrecords").await.1.is_empty());
+    // Only the next N jobs.
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), "LastName\nC\n").await;
+    e.wait_done(&id).await;
+    assert_eq!(e.results(&id, "successfulResults").await.1.len(), 1);
+}
