@@ -67,6 +67,9 @@ pub struct Settings {
     pub seed: u64,
     /// Jobs per page of `GET /jobs/ingest` (Salesforce: up to 1000).
     pub list_page_size: u64,
+    /// Result files print each cell as the value was stored (numbers, booleans, dates, Ids in
+    /// their canonical form) instead of echoing the uploaded bytes.
+    pub normalize_echo: bool,
 }
 
 impl Default for Settings {
@@ -83,6 +86,7 @@ impl Default for Settings {
             daily_batches_limit: DEFAULT_DAILY_BATCHES,
             seed: 0x5EED,
             list_page_size: LIST_PAGE_SIZE,
+            normalize_echo: false,
         }
     }
 }
@@ -145,6 +149,7 @@ impl BulkState {
                 "daily_batches_limit" => s.daily_batches_limit = n()?,
                 "seed" => s.seed = n()?,
                 "list_page_size" => s.list_page_size = n()?.clamp(1, LIST_PAGE_SIZE),
+                "normalize_echo" => s.normalize_echo = x.as_bool().ok_or("normalize_echo must be a boolean")?,
                 "fail_message" => match x {
                     Value::String(t) => s.fail_message = t.clone(),
                     Value::Null => s.fail_message = DEFAULT_FAIL_MESSAGE.into(),
@@ -1051,6 +1056,8 @@ fn csv_quote(s: &str) -> String {
 }
 
 fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
+    let object = job_key(raw_id).and_then(|id| store.bulk.jobs.get(&id).map(|j| j.object.clone())).and_then(|o| store.object(&o));
+    let normalize = store.bulk.settings.normalize_echo;
     with_job_ref(store, raw_id, |bulk, job| {
         if !job.state.finished() {
             return invalid_state(job, "results are available once the job is JobComplete, Failed or Aborted");
@@ -1067,6 +1074,13 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
         };
         let mut lines: Vec<String> = vec![];
         let mut body_rows: Vec<String> = vec![];
+        let def = object.as_deref();
+        let echo = |p: &Parsed, i: usize| -> String {
+            match def.filter(|_| normalize) {
+                Some(def) => normalized_row(def, p, i, job.delimiter.1),
+                None => p.csv.rows[i].raw.clone(),
+            }
+        };
         match (kind, &job.parsed) {
             (ResultKind::Unprocessed, None) => {
                 // Never parsed (the job failed before): what was uploaded, as uploaded.
@@ -1087,7 +1101,7 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
                     for (i, o) in job.outcomes.iter().enumerate() {
                         if let Some(Outcome::Success { id, created }) = o {
                             let mut cols = vec![csv_quote(id), csv_quote(if *created { "true" } else { "false" })];
-                            cols.push(p.csv.rows[i].raw.clone());
+                            cols.push(echo(p, i));
                             body_rows.push(cols.join(&d));
                         }
                     }
@@ -1099,7 +1113,7 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
                     for (i, o) in job.outcomes.iter().enumerate() {
                         if let Some(Outcome::Failure { id, error }) = o {
                             let mut cols = vec![csv_quote(id), csv_quote(error)];
-                            cols.push(p.csv.rows[i].raw.clone());
+                            cols.push(echo(p, i));
                             body_rows.push(cols.join(&d));
                         }
                     }
@@ -1116,6 +1130,95 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
         text.push_str(nl);
         Reply::csv(200, text).records(n)
     })
+}
+
+/// One uploaded row as Salesforce would print the stored values: numbers as Java prints a double
+/// (or a whole number for int fields), booleans as `true`/`false`, dateTimes in UTC with
+/// milliseconds, Ids in their 18-character form; text, lookups, `#N/A` and cells that do not
+/// convert are kept as uploaded.
+fn normalized_row(def: &ObjectDef, p: &Parsed, row: usize, delim: u8) -> String {
+    let cells = &p.csv.rows[row].cells;
+    let printed: Vec<String> = p
+        .columns
+        .iter()
+        .zip(cells)
+        .map(|(col, cell)| {
+            let stored = match col {
+                _ if cell.is_empty() || cell == "#N/A" => None,
+                Column::Id => normalize_id(cell),
+                Column::Field(idx) => stored_text(&def.fields[*idx], cell),
+                Column::Lookup { .. } => None,
+            };
+            let text = stored.as_deref().unwrap_or(cell);
+            let special = |c: char| c == delim as char || matches!(c, '"' | '\r' | '\n');
+            if text.contains(special) {
+                csv_quote(text)
+            } else {
+                text.to_string()
+            }
+        })
+        .collect();
+    printed.join(&(delim as char).to_string())
+}
+
+fn stored_text(f: &crate::state::FieldDef, cell: &str) -> Option<String> {
+    let v = convert(f, &Value::String(cell.to_string()), "", &f.name).ok()?;
+    match (f.ftype, &v) {
+        (FieldType::Id | FieldType::Reference, Value::String(s)) => normalize_id(s),
+        (_, Value::Bool(b)) => Some(b.to_string()),
+        (FieldType::Int, Value::Number(n)) => Some(n.to_string()),
+        (_, Value::Number(n)) => n.as_f64().map(java_double),
+        (FieldType::Datetime, Value::String(s)) => datetime_utc(s),
+        (FieldType::Time, Value::String(s)) => Some(format!("{}.{:03}Z", &s[..8], fraction_ms(&s[8..]))),
+        _ => None,
+    }
+}
+
+/// Java's `Double.toString`: `1.5`, `10.0`, `1.0E7`, `1.0E-4`.
+fn java_double(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 || (1e-3..1e7).contains(&a) {
+        let t = format!("{x}");
+        return if t.contains('.') { t } else { format!("{t}.0") };
+    }
+    let t = format!("{x:E}");
+    match t.split_once('E') {
+        Some((m, e)) if !m.contains('.') => format!("{m}.0E{e}"),
+        _ => t,
+    }
+}
+
+/// Milliseconds of a `.SSS…` fraction (empty: 0).
+fn fraction_ms(rest: &str) -> u64 {
+    let digits: String = rest.strip_prefix('.').unwrap_or("").chars().take_while(char::is_ascii_digit).collect();
+    format!("{digits:0<3}")[..3].parse().unwrap_or(0)
+}
+
+/// A valid dateTime (`is_datetime`) in UTC with milliseconds: `2024-01-05T08:30:00.000Z`.
+fn datetime_utc(s: &str) -> Option<String> {
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<i64>().ok());
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let rest = &s[19..];
+    let zone_at = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
+    let ms = fraction_ms(&rest[..zone_at]) as i64;
+    let zone = &rest[zone_at..];
+    let offset_min = match zone.as_bytes().first() {
+        Some(b'+') | Some(b'-') => {
+            let digits: String = zone[1..].chars().filter(char::is_ascii_digit).collect();
+            let (hh, mm) = (digits.get(0..2)?.parse::<i64>().ok()?, digits.get(2..4)?.parse::<i64>().ok()?);
+            if zone.starts_with('-') { -(hh * 60 + mm) } else { hh * 60 + mm }
+        }
+        _ => 0,
+    };
+    // Days from civil (Howard Hinnant's algorithm), then back through `format_datetime`.
+    let (yy, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let epoch_ms = ((days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60) * 1000 + ms).max(0) as u64;
+    Some(format_datetime(epoch_ms).replace("+0000", "Z"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1299,6 +1402,17 @@ mod tests {
         assert_eq!(count_rows(b"A,B\n1,\"x\ny\"\n2,3\n\n"), 2);
         assert_eq!(count_rows(b"A,B\r\n1,2\r\n3,4"), 2);
         assert_eq!(count_rows(b"A\n"), 0);
+    }
+
+    #[test]
+    fn stored_values_print_like_salesforce() {
+        assert_eq!(java_double(1.5), "1.5");
+        assert_eq!(java_double(10.0), "10.0");
+        assert_eq!(java_double(12_345_678.0), "1.2345678E7");
+        assert_eq!(java_double(0.0001), "1.0E-4");
+        assert_eq!(datetime_utc("2024-01-05T10:00:00+02:00").unwrap(), "2024-01-05T08:00:00.000Z");
+        assert_eq!(datetime_utc("2024-03-01T00:30:00.5-0100").unwrap(), "2024-03-01T01:30:00.500Z");
+        assert_eq!(datetime_utc("2024-12-31T23:59:59Z").unwrap(), "2024-12-31T23:59:59.000Z");
     }
 
     #[test]

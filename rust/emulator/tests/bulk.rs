@@ -498,3 +498,37 @@ async fn results_not_recorded_the_rows_are_written_the_files_hold_headers_only()
     e.wait_done(&id).await;
     assert_eq!(e.results(&id, "successfulResults").await.1.len(), 1);
 }
+
+#[tokio::test]
+async fn normalize_echo_prints_stored_values_not_the_uploaded_bytes() {
+    let e = emu().await;
+    let csv = "LastName,Score__c,Active__c,Last_Contacted__c,Preferred_Time__c,Description,Email\n\
+               \"Smith, J\",7.50,TRUE,2024-01-05T10:00:00+02:00,09:30:00,\"kept \"\"as is\"\"\",bad\n\
+               Jones,12,false,2024-01-05T10:00:00Z,,#N/A,j@example.com\n";
+    // Default: the uploaded bytes, as Salesforce documents ("field data … provided in the upload").
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), csv).await;
+    e.wait_done(&id).await;
+    let (h, ok) = e.results(&id, "successfulResults").await;
+    assert_eq!(by(&h, &ok, "LastName")["Jones"]["Score__c"], "12");
+
+    e.control("POST", "bulk", json!({"normalize_echo": true})).await;
+    let (h, ok) = e.results(&id, "successfulResults").await;
+    let jones = &by(&h, &ok, "LastName")["Jones"];
+    assert_eq!((jones["Score__c"].as_str(), jones["Active__c"].as_str()), ("12.0", "false"));
+    assert_eq!(jones["Last_Contacted__c"], "2024-01-05T10:00:00.000Z");
+    assert_eq!(jones["Description"], "#N/A");
+    let (h, failed) = e.results(&id, "failedResults").await;
+    let smith = &by(&h, &failed, "LastName")["Smith, J"];
+    assert_eq!((smith["Score__c"].as_str(), smith["Active__c"].as_str()), ("7.5", "true"));
+    assert_eq!(smith["Last_Contacted__c"], "2024-01-05T08:00:00.000Z");
+    assert_eq!(smith["Preferred_Time__c"], "09:30:00.000Z");
+    assert_eq!(smith["Description"], "kept \"as is\"");
+    assert!(smith["sf__Error"].starts_with("INVALID_EMAIL_ADDRESS:"), "{smith:?}");
+
+    // Ids print in their 18-character form.
+    let contact = e.records("Contact").await[0]["Id"].as_str().unwrap().to_string();
+    let id = e.run_job(json!({"object": "Contact", "operation": "update"}), &format!("Id,FirstName\n{},X\n", &contact[..15])).await;
+    e.wait_done(&id).await;
+    let (_, ok) = e.results(&id, "successfulResults").await;
+    assert_eq!(ok[0][2], contact);
+}
