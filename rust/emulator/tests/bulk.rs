@@ -532,3 +532,29 @@ async fn normalize_echo_prints_stored_values_not_the_uploaded_bytes() {
     let (_, ok) = e.results(&id, "successfulResults").await;
     assert_eq!(ok[0][2], contact);
 }
+
+#[tokio::test]
+async fn result_download_faults_bom_and_truncated_body() {
+    let e = emu().await;
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), "LastName\nA\nB\nC\n").await;
+    e.wait_done(&id).await;
+    e.control("POST", "faults", json!({"rules": [
+        {"kind": "bom", "path_contains": "successfulResults", "count": 1},
+        {"kind": "truncate", "path_contains": "successfulResults", "count": 1}]})).await;
+    let r = e.http.get(e.url(&format!("/{id}/successfulResults/"))).bearer_auth(&e.token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"\xEF\xBB\xBF\"sf__Id\""), "{:?}", String::from_utf8_lossy(&bytes[..20]));
+    assert_eq!(bytes.iter().filter(|&&c| c == b'\n').count(), 4, "the whole file behind the BOM");
+
+    let r = e.http.get(e.url(&format!("/{id}/successfulResults/"))).bearer_auth(&e.token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let err = r.bytes().await.expect_err("the body is cut short");
+    assert!(err.is_body() || err.is_decode(), "{err:?}");
+
+    // Each fired once; the next download is whole, and the log names the faults.
+    assert_eq!(e.results(&id, "successfulResults").await.1.len(), 3);
+    let log = e.control("GET", "requests", json!({})).await;
+    let faults: Vec<&str> = log.as_array().unwrap().iter().filter_map(|x| x["fault"].as_str()).collect();
+    assert_eq!(faults, ["bom", "truncate"]);
+}
