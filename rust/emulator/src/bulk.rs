@@ -61,6 +61,9 @@ pub struct Settings {
     /// The next N jobs closed complete normally but record no results (as for batches beyond
     /// the daily batch allocation): result files hold the header only.
     pub results_not_recorded_next_jobs: u64,
+    /// The next N jobs closed vanish right after the close is answered, as if deleted in Setup:
+    /// their rows are still processed, but every later call on them answers 404 NOT_FOUND.
+    pub vanish_next_jobs: u64,
     pub max_upload_bytes: u64,
     pub daily_records_limit: u64,
     pub daily_batches_limit: u64,
@@ -81,6 +84,7 @@ impl Default for Settings {
             unprocessed_next_jobs: 0,
             process_first: 0,
             results_not_recorded_next_jobs: 0,
+            vanish_next_jobs: 0,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             daily_records_limit: DEFAULT_DAILY_RECORDS,
             daily_batches_limit: DEFAULT_DAILY_BATCHES,
@@ -144,6 +148,7 @@ impl BulkState {
                 "unprocessed_next_jobs" => s.unprocessed_next_jobs = n()?,
                 "process_first" => s.process_first = n()?,
                 "results_not_recorded_next_jobs" => s.results_not_recorded_next_jobs = n()?,
+                "vanish_next_jobs" => s.vanish_next_jobs = n()?,
                 "max_upload_bytes" => s.max_upload_bytes = n()?,
                 "daily_records_limit" => s.daily_records_limit = n()?,
                 "daily_batches_limit" => s.daily_batches_limit = n()?,
@@ -272,6 +277,8 @@ pub struct Job {
     /// False when Salesforce records no results for the job (successful and failed result files
     /// hold the header only).
     results_recorded: bool,
+    /// Gone for the API (deleted in Setup) while its rows are still processed.
+    vanished: bool,
     parsed: Option<Arc<Parsed>>,
     next_row: usize,
     outcomes: Vec<Option<Outcome>>,
@@ -797,7 +804,7 @@ fn job_key(raw: &str) -> Option<String> {
 }
 
 fn with_job(store: &mut Store, raw: &str, f: impl FnOnce(&mut BulkState, &str) -> Reply) -> Reply {
-    match job_key(raw).filter(|id| store.bulk.jobs.contains_key(id)) {
+    match job_key(raw).filter(|id| store.bulk.jobs.get(id).is_some_and(|j| !j.vanished)) {
         Some(id) => f(&mut store.bulk, &id),
         None => Reply::error(&SfError::not_found()),
     }
@@ -876,6 +883,7 @@ fn create(store: &mut Store, ctx: &Ctx, vnum: f64) -> Reply {
         upload: None,
         plan: Plan::Normal,
         results_recorded: true,
+        vanished: false,
         parsed: None,
         next_row: 0,
         outcomes: vec![],
@@ -909,7 +917,7 @@ fn list(store: &Store, ctx: &Ctx, vnum: f64) -> Reply {
             None => return err(400, "INVALID_QUERY_LOCATOR", "invalid query locator"),
         },
     };
-    let jobs: Vec<&Job> = if keep { store.bulk.order.iter().filter_map(|id| store.bulk.jobs.get(id)).collect() } else { vec![] };
+    let jobs: Vec<&Job> = if keep { store.bulk.order.iter().filter_map(|id| store.bulk.jobs.get(id)).filter(|j| !j.vanished).collect() } else { vec![] };
     let page = store.bulk.settings.list_page_size.max(1) as usize;
     let records: Vec<Value> = jobs
         .iter()
@@ -1013,6 +1021,10 @@ fn patch(store: &mut Store, ctx: &Ctx, raw_id: &str) -> Reply {
                 if settings.results_not_recorded_next_jobs > 0 {
                     settings.results_not_recorded_next_jobs -= 1;
                     job.results_recorded = false;
+                }
+                if settings.vanish_next_jobs > 0 {
+                    settings.vanish_next_jobs -= 1;
+                    job.vanished = true;
                 }
                 job.state = JobState::UploadComplete;
                 job.modified_ms = now_ms();

@@ -558,3 +558,26 @@ async fn result_download_faults_bom_and_truncated_body() {
     let faults: Vec<&str> = log.as_array().unwrap().iter().filter_map(|x| x["fault"].as_str()).collect();
     assert_eq!(faults, ["bom", "truncate"]);
 }
+
+#[tokio::test]
+async fn a_vanished_job_answers_404_everywhere_but_its_rows_are_written() {
+    let e = emu().await;
+    e.control("POST", "bulk", json!({"vanish_next_jobs": 1})).await;
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), "LastName\nA\nB\n").await;
+    for (method, path) in [("GET", format!("/{id}")), ("GET", format!("/{id}/successfulResults/")), ("GET", format!("/{id}/failedResults/")),
+        ("GET", format!("/{id}/unprocessedrecords/")), ("DELETE", format!("/{id}"))] {
+        let a = e.send(method, &path, None, None).await;
+        assert_eq!((a.status, a.json()[0]["errorCode"].as_str()), (404, Some("NOT_FOUND")), "{method} {path}: {}", a.text);
+    }
+    let a = e.send("PATCH", &format!("/{id}"), Some(json!({"state": "Aborted"})), None).await;
+    assert_eq!(a.status, 404);
+    assert!(e.send("GET", "", None, None).await.json()["records"].as_array().unwrap().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.records("Contact").await.len() < 2 {
+        assert!(Instant::now() < deadline, "the rows of a vanished job are still written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The next job is normal.
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), "LastName\nC\n").await;
+    assert_eq!(e.wait_done(&id).await["state"], "JobComplete");
+}
