@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -35,7 +35,10 @@ pub const DEFAULT_DAILY_RECORDS: u64 = 150_000_000;
 /// Salesforce: 15,000 Bulk API batches per rolling 24 hours; Bulk API 2.0 ingest counts one per
 /// 10,000 records it processes.
 pub const DEFAULT_DAILY_BATCHES: u64 = 15_000;
+/// Salesforce splits an ingest job into batches of 10,000 records, processed in parallel.
 pub const RECORDS_PER_BATCH: u64 = 10_000;
+/// What a job fails with when the rolling 24-hour record allowance runs out while it is processed.
+pub const DAILY_RECORDS_MESSAGE: &str = "ExceededQuota : Exceeded the maximum number of records Bulk API 2.0 can process in 24 hours";
 /// Salesforce processes a job's records in chunks of 200 (one DML call each).
 pub const CHUNK: usize = 200;
 /// Salesforce: Get All Jobs returns up to 1000 jobs per request, then a `nextRecordsUrl`.
@@ -70,6 +73,8 @@ pub struct Settings {
     pub seed: u64,
     /// Jobs per page of `GET /jobs/ingest` (Salesforce: up to 1000).
     pub list_page_size: u64,
+    /// Rows per internal batch (Salesforce: 10,000); smaller in tests to get many batches.
+    pub records_per_batch: u64,
     /// Result files print each cell as the value was stored (numbers, booleans, dates, Ids in
     /// their canonical form) instead of echoing the uploaded bytes.
     pub normalize_echo: bool,
@@ -90,6 +95,7 @@ impl Default for Settings {
             daily_batches_limit: DEFAULT_DAILY_BATCHES,
             seed: 0x5EED,
             list_page_size: LIST_PAGE_SIZE,
+            records_per_batch: RECORDS_PER_BATCH,
             normalize_echo: false,
         }
     }
@@ -154,6 +160,7 @@ impl BulkState {
                 "daily_batches_limit" => s.daily_batches_limit = n()?,
                 "seed" => s.seed = n()?,
                 "list_page_size" => s.list_page_size = n()?.clamp(1, LIST_PAGE_SIZE),
+                "records_per_batch" => s.records_per_batch = n()?.clamp(1, RECORDS_PER_BATCH),
                 "normalize_echo" => s.normalize_echo = x.as_bool().ok_or("normalize_echo must be a boolean")?,
                 "fail_message" => match x {
                     Value::String(t) => s.fail_message = t.clone(),
@@ -280,7 +287,16 @@ pub struct Job {
     /// Gone for the API (deleted in Setup) while its rows are still processed.
     vanished: bool,
     parsed: Option<Arc<Parsed>>,
-    next_row: usize,
+    /// Batches not yet done: (next row, end) each; one is drawn at random for every chunk, so
+    /// batches run interleaved (in parallel) and in no particular order.
+    pending: Vec<(usize, usize)>,
+    batch_size: usize,
+    /// Per batch: whether its results are recorded (false beyond the daily batch allocation).
+    batch_recorded: Vec<bool>,
+    /// Draws the batch of each next chunk (seeded per job).
+    rng: rand::rngs::StdRng,
+    /// record_error fault rules that apply to this job's rows.
+    record_rules: Vec<usize>,
     outcomes: Vec<Option<Outcome>>,
     processed: u64,
     failed: u64,
@@ -326,6 +342,11 @@ impl Job {
             m.insert("errorMessage".into(), json!(e));
         }
         Value::Object(m)
+    }
+
+    /// Whether row `i`'s result is recorded (its batch was within the daily batch allocation).
+    fn recorded(&self, i: usize) -> bool {
+        self.batch_recorded.get(i / self.batch_size.max(1)).copied().unwrap_or(true)
     }
 
     fn finish(&mut self, state: JobState, error: Option<String>, counters: &mut Counters) {
@@ -633,6 +654,7 @@ fn process_chunk(
     ext: Option<usize>,
     parsed: &Parsed,
     range: std::ops::Range<usize>,
+    rules: &[usize],
 ) -> Vec<Outcome> {
     let rows = &parsed.csv.rows[range];
     let mut prepared: Vec<Result<Prepared, SfError>> =
@@ -643,6 +665,10 @@ fn process_chunk(
         Operation::Insert => {
             for (i, p) in prepared.iter().enumerate() {
                 if let Ok(p) = p {
+                    if let Some(e) = store.faults.record_error(rules) {
+                        out[i] = Some(fail(None, &e));
+                        continue;
+                    }
                     out[i] = Some(match dml::insert(store, def, p, None) {
                         Ok(id) => Outcome::Success { id, created: true },
                         Err(e) => fail(None, &e),
@@ -672,6 +698,10 @@ fn process_chunk(
                     }
                     None => continue,
                 };
+                if let Some(e) = store.faults.record_error(rules) {
+                    out[i] = Some(fail(Some(id), &e));
+                    continue;
+                }
                 let r = match op {
                     Operation::Update => dml::update(store, def, &id, p, None),
                     Operation::Delete => dml::delete(store, def, &id, None),
@@ -713,6 +743,10 @@ fn process_chunk(
                     out[i] = Some(fail(None, &id_error("MISSING_ARGUMENT", format!("{} not specified", f.name))));
                     continue;
                 };
+                if let Some(e) = store.faults.record_error(rules) {
+                    out[i] = Some(fail(None, &e));
+                    continue;
+                }
                 if by_id {
                     p.id = None;
                 }
@@ -743,22 +777,6 @@ fn err(status: u16, code: &str, message: impl Into<String>) -> Reply {
 
 fn invalid_state(job: &Job, wanted: &str) -> Reply {
     err(409, "INVALIDJOBSTATE", format!("Job {} is in state {}; {wanted}", job.id, job.state.name()))
-}
-
-fn limit_exceeded(bulk: &BulkState) -> Option<Reply> {
-    let (records, batches) = bulk.used();
-    let s = &bulk.settings;
-    if records >= s.daily_records_limit || batches >= s.daily_batches_limit {
-        return Some(err(
-            403,
-            "REQUEST_LIMIT_EXCEEDED",
-            format!(
-                "Bulk API daily limit exceeded: {records} of {} records and {batches} of {} batches used in the last 24 hours",
-                s.daily_records_limit, s.daily_batches_limit
-            ),
-        ));
-    }
-    None
 }
 
 /// `/jobs/ingest[/...]` after the version: `rest` is what follows `jobs/ingest`.
@@ -863,9 +881,6 @@ fn create(store: &mut Store, ctx: &Ctx, vnum: f64) -> Reply {
         },
         (_, _) => None,
     };
-    if let Some(r) = limit_exceeded(&store.bulk) {
-        return r;
-    }
     let id = store.new_id(JOB_PREFIX);
     let now = now_ms();
     let job = Job {
@@ -885,7 +900,11 @@ fn create(store: &mut Store, ctx: &Ctx, vnum: f64) -> Reply {
         results_recorded: true,
         vanished: false,
         parsed: None,
-        next_row: 0,
+        pending: vec![],
+        batch_size: RECORDS_PER_BATCH as usize,
+        batch_recorded: vec![],
+        rng: rand::rngs::StdRng::seed_from_u64(0),
+        record_rules: vec![],
         outcomes: vec![],
         processed: 0,
         failed: 0,
@@ -974,18 +993,6 @@ fn upload(store: &mut Store, ctx: &Ctx, raw_id: &str) -> Reply {
                 format!("The upload is {} bytes; one upload may hold at most {max} bytes of CSV data", body.len()),
             );
         }
-        if let Some(r) = limit_exceeded(bulk) {
-            return r;
-        }
-        let (used, _) = bulk.used();
-        if used + rows > bulk.settings.daily_records_limit {
-            return err(
-                403,
-                "REQUEST_LIMIT_EXCEEDED",
-                format!("Bulk API daily limit exceeded: this upload of {rows} records would exceed {} records in 24 hours ({used} used)", bulk.settings.daily_records_limit),
-            );
-        }
-        bulk.usage.push_back((now_ms(), rows, rows.div_ceil(RECORDS_PER_BATCH).max(1)));
         bulk.counters.uploads += 1;
         let job = bulk.jobs.get_mut(id).expect("job");
         job.upload = Some(Bytes::copy_from_slice(body));
@@ -1063,6 +1070,11 @@ enum ResultKind {
     Unprocessed,
 }
 
+/// A per-job variation of the seed (FNV-1a of the job Id).
+fn salt(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3))
+}
+
 fn csv_quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -1110,7 +1122,7 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
             (ResultKind::Successful, p) => {
                 lines.push(with_header(&["sf__Id", "sf__Created"]));
                 if let Some(p) = p.as_ref().filter(|_| job.results_recorded) {
-                    for (i, o) in job.outcomes.iter().enumerate() {
+                    for (i, o) in job.outcomes.iter().enumerate().filter(|(i, _)| job.recorded(*i)) {
                         if let Some(Outcome::Success { id, created }) = o {
                             let mut cols = vec![csv_quote(id), csv_quote(if *created { "true" } else { "false" })];
                             cols.push(echo(p, i));
@@ -1122,7 +1134,7 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
             (ResultKind::Failed, p) => {
                 lines.push(with_header(&["sf__Id", "sf__Error"]));
                 if let Some(p) = p.as_ref().filter(|_| job.results_recorded) {
-                    for (i, o) in job.outcomes.iter().enumerate() {
+                    for (i, o) in job.outcomes.iter().enumerate().filter(|(i, _)| job.recorded(*i)) {
                         if let Some(Outcome::Failure { id, error }) = o {
                             let mut cols = vec![csv_quote(id), csv_quote(error)];
                             cols.push(echo(p, i));
@@ -1133,8 +1145,7 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
             }
         }
         // Salesforce promises no order: a seeded shuffle makes clients that assume one fail.
-        let salt = job.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3));
-        let mut rng = rand::rngs::StdRng::seed_from_u64(bulk.settings.seed ^ salt ^ kind as u64);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(bulk.settings.seed ^ salt(&job.id) ^ kind as u64);
         body_rows.shuffle(&mut rng);
         let n = body_rows.len();
         lines.extend(body_rows);
@@ -1252,7 +1263,7 @@ pub async fn run(app: Arc<App>) {
 }
 
 fn start_jobs(app: &App) {
-    let starting: Vec<(String, Option<Bytes>, u8, LineEnding, String)> = {
+    let starting: Vec<(String, Option<Bytes>, u8, LineEnding, String, f64)> = {
         let mut store = app.lock();
         let mut out = vec![];
         for id in store.bulk.order.clone() {
@@ -1261,12 +1272,12 @@ fn start_jobs(app: &App) {
                 job.state = JobState::InProgress;
                 job.started_ms = Some(now_ms());
                 job.modified_ms = now_ms();
-                out.push((id, job.upload.clone(), job.delimiter.1, job.line_ending, job.object.clone()));
+                out.push((id, job.upload.clone(), job.delimiter.1, job.line_ending, job.object.clone(), job.api_version));
             }
         }
         out
     };
-    for (id, upload, delim, ending, object) in starting {
+    for (id, upload, delim, ending, object, version) in starting {
         let parsed = match &upload {
             None => Err("InvalidBatch : No data was uploaded for this job".to_string()),
             Some(b) => std::str::from_utf8(b)
@@ -1275,7 +1286,10 @@ fn start_jobs(app: &App) {
         };
         let mut store = app.lock();
         let def = store.object(&object);
+        // Row-level faults: rules matching the job's upload (`PUT …/jobs/ingest/<id>/batches`).
+        let rules = store.faults.record_rules("PUT", &format!("/services/data/v{version:.1}/jobs/ingest/{id}/batches"));
         let bulk = &mut store.bulk;
+        let (batch_size, seed) = (bulk.settings.records_per_batch.max(1) as usize, bulk.settings.seed ^ salt(&id));
         let Some(job) = bulk.jobs.get_mut(&id) else { continue };
         if job.state != JobState::InProgress {
             continue;
@@ -1288,7 +1302,13 @@ fn start_jobs(app: &App) {
         match result {
             Err(msg) => job.finish(JobState::Failed, Some(msg), &mut bulk.counters),
             Ok(p) => {
-                job.outcomes = vec![None; p.csv.rows.len()];
+                let rows = p.csv.rows.len();
+                job.outcomes = vec![None; rows];
+                job.batch_size = batch_size;
+                job.pending = (0..rows).step_by(batch_size).map(|b| (b, (b + batch_size).min(rows))).collect();
+                job.batch_recorded = vec![true; job.pending.len()];
+                job.rng = rand::rngs::StdRng::seed_from_u64(seed);
+                job.record_rules = rules;
                 job.parsed = Some(Arc::new(p));
                 if let Plan::FailAll(msg) = job.plan.clone() {
                     job.finish(JobState::Failed, Some(msg), &mut bulk.counters);
@@ -1320,27 +1340,48 @@ fn advance_jobs(app: &App, dt: f64) {
         let ext = ext_name.as_deref().and_then(|f| def.field_index(f));
         let mut this_tick = 0;
         loop {
-            let job = store.bulk.jobs.get_mut(&id).expect("job");
-            let start = job.next_row;
-            if start >= stop_at {
-                let bulk = &mut store.bulk;
-                let job = bulk.jobs.get_mut(&id).expect("job");
+            let bulk = &mut store.bulk;
+            let (records_limit, batches_limit) = (bulk.settings.daily_records_limit, bulk.settings.daily_batches_limit);
+            let (records_used, batches_used) = bulk.used();
+            let job = bulk.jobs.get_mut(&id).expect("job");
+            let done = job.processed as usize;
+            if job.pending.is_empty() || done >= stop_at {
                 match &plan {
                     Plan::StopAfter(_, msg) if stop_at < total => job.finish(JobState::Failed, Some(msg.clone()), &mut bulk.counters),
                     _ => job.finish(JobState::JobComplete, None, &mut bulk.counters),
                 }
                 break;
             }
-            // Chunks are aligned to multiples of 200 rows, so duplicate detection does not
-            // depend on the processing rate.
-            let end = ((start / CHUNK + 1) * CHUNK).min(stop_at);
+            // Batches run in parallel: each chunk comes from a batch drawn at random.
+            let pick = job.rng.gen_range(0..job.pending.len());
+            let (start, batch_end) = job.pending[pick];
+            let batch_size = job.batch_size;
+            if start % batch_size == 0 {
+                // A batch starting: it counts towards the daily allowances. Beyond the records
+                // allowance the rest of the job is not processed and the job fails; beyond the
+                // batch allocation it runs, but its results are not recorded.
+                let rows = (batch_end - start) as u64;
+                if records_used + rows > records_limit {
+                    job.finish(JobState::Failed, Some(DAILY_RECORDS_MESSAGE.into()), &mut bulk.counters);
+                    break;
+                }
+                job.batch_recorded[start / batch_size] = batches_used < batches_limit;
+                bulk.usage.push_back((now_ms(), rows, 1));
+            }
+            let job = bulk.jobs.get_mut(&id).expect("job");
+            let end = (start + CHUNK - (start % batch_size) % CHUNK).min(batch_end).min(start + (stop_at - done));
             let need = (end - start) as f64;
             if job.budget < need || this_tick >= MAX_ROWS_PER_TICK {
+                // Not started after all: let the batch count again when it really starts.
+                if start % batch_size == 0 {
+                    bulk.usage.pop_back();
+                }
                 break;
             }
             this_tick += end - start;
             job.budget -= need;
-            let outcomes = process_chunk(&mut store, &def, op, ext, &parsed, start..end);
+            let rules = job.record_rules.clone();
+            let outcomes = process_chunk(&mut store, &def, op, ext, &parsed, start..end, &rules);
             let bulk = &mut store.bulk;
             let job = bulk.jobs.get_mut(&id).expect("job");
             for (k, o) in outcomes.into_iter().enumerate() {
@@ -1349,8 +1390,12 @@ fn advance_jobs(app: &App, dt: f64) {
                 }
                 job.outcomes[start + k] = Some(o);
             }
+            if end == batch_end {
+                job.pending.swap_remove(pick);
+            } else {
+                job.pending[pick].0 = end;
+            }
             job.processed += need as u64;
-            job.next_row = end;
             job.modified_ms = now_ms();
             bulk.counters.records_processed += need as u64;
         }

@@ -385,11 +385,18 @@ async fn injected_failures_limits_faults_and_reset() {
     let a = e.send("PUT", &format!("/{id}/batches"), None, Some("LastName\nAAAAAAAAAA\n")).await;
     assert_eq!(a.status, 400, "{}", a.text);
     e.control("POST", "bulk", json!({"max_upload_bytes": 1000})).await;
+    // Salesforce: beyond the records allowance the rest of the job is not processed and the job
+    // fails. Used so far: the 10-row batch of the second job and the 1-row batch of the third.
     let a = e.send("PUT", &format!("/{id}/batches"), None, Some(&csv)).await;
-    assert_eq!((a.status, a.json()[0]["errorCode"].as_str()), (403, Some("REQUEST_LIMIT_EXCEEDED")), "{}", a.text);
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(e.send("PATCH", &format!("/{id}"), Some(json!({"state": "UploadComplete"})), None).await.status, 200);
+    let done = e.wait_done(&id).await;
+    assert_eq!(done["state"], "Failed", "{done}");
+    assert!(done["errorMessage"].as_str().unwrap().starts_with("ExceededQuota"), "{done}");
+    assert_eq!(e.results(&id, "unprocessedrecords").await.1.len(), 10);
     let limits = e.http.get(format!("{}/services/data/v62.0/limits", e.base)).bearer_auth(&e.token).send().await.unwrap();
     let limits: Value = limits.json().await.unwrap();
-    assert_eq!(limits["DailyBulkApiBatches"]["Remaining"], 15000 - 3, "three accepted uploads: {limits}");
+    assert_eq!(limits["DailyBulkApiBatches"]["Remaining"], 15000 - 2, "two processed batches: {limits}");
 
     // Fault rules apply to the bulk endpoints.
     e.control("POST", "faults", json!({"kind": "status", "status": 503, "error_code": "SERVER_UNAVAILABLE", "message": "down", "path_contains": "/jobs/ingest/", "method": "GET", "count": 1})).await;
@@ -580,4 +587,94 @@ async fn a_vanished_job_answers_404_everywhere_but_its_rows_are_written() {
     // The next job is normal.
     let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), "LastName\nC\n").await;
     assert_eq!(e.wait_done(&id).await["state"], "JobComplete");
+}
+
+fn names_csv(n: usize) -> String {
+    std::iter::once("LastName\n".to_string()).chain((0..n).map(|i| format!("L{i}\n"))).collect()
+}
+
+fn indexes(rows: &[Vec<String>], col: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = rows.iter().map(|r| r[col][1..].parse().unwrap()).collect();
+    v.sort_unstable();
+    v
+}
+
+#[tokio::test]
+async fn batches_run_in_parallel_in_random_order_so_a_partial_failure_leaves_gaps() {
+    let e = emu().await;
+    e.control("POST", "bulk", json!({"records_per_batch": 100, "unprocessed_next_jobs": 1, "process_first": 450})).await;
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), &names_csv(1000)).await;
+    let done = e.wait_done(&id).await;
+    assert_eq!((done["state"].as_str(), done["numberRecordsProcessed"].as_u64()), (Some("Failed"), Some(450)), "{done}");
+    let (_, ok) = e.results(&id, "successfulResults").await;
+    let (_, unprocessed) = e.results(&id, "unprocessedrecords").await;
+    let (ok, left) = (indexes(&ok, 2), indexes(&unprocessed, 0));
+    assert_eq!((ok.len(), left.len()), (450, 550));
+    assert_ne!(ok, (0..450).collect::<Vec<_>>(), "not a done prefix");
+    assert!(left.iter().any(|&i| i < 450) && ok.iter().any(|&i| i >= 450), "gaps on both sides");
+    // Every batch is done in chunks of 200 from its start (here a batch is one chunk of 100):
+    // several batches were started and not all finished, i.e. they ran interleaved.
+    let touched: std::collections::BTreeSet<usize> = ok.iter().map(|i| i / 100).collect();
+    assert!(touched.len() >= 5, "{touched:?}");
+    assert_eq!(e.records("Contact").await.len(), 450);
+}
+
+#[tokio::test]
+async fn row_level_faults_land_in_failed_results_in_sf_error_format() {
+    let e = emu().await;
+    e.control("POST", "faults", json!({"seed": 3, "rules": [{"kind": "record_error", "path_contains": "/jobs/ingest", "probability": 0.3}]})).await;
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), &names_csv(300)).await;
+    let done = e.wait_done(&id).await;
+    let failed_n = done["numberRecordsFailed"].as_u64().unwrap() as usize;
+    assert!(failed_n > 30 && failed_n < 200, "{done}");
+    let (h, failed) = e.results(&id, "failedResults").await;
+    assert_eq!(failed.len(), failed_n);
+    let err = h.iter().position(|c| c == "sf__Error").unwrap();
+    assert!(failed.iter().all(|r| r[err] == "UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record:--"), "{:?}", failed[0]);
+    assert!(failed.iter().all(|r| r[0].is_empty()), "inserts that failed have no Id");
+    assert_eq!(e.records("Contact").await.len(), 300 - failed_n);
+
+    // Update and upsert rows too; an update's failed row names its Id.
+    e.control("DELETE", "faults", json!({})).await;
+    e.control("POST", "faults", json!({"rules": [{"kind": "record_error", "path_contains": "/jobs/ingest", "count": 1, "error_code": "UNABLE_TO_LOCK_ROW"}]})).await;
+    let some = e.records("Contact").await[0]["Id"].as_str().unwrap().to_string();
+    let id = e.run_job(json!({"object": "Contact", "operation": "update"}), &format!("Id,FirstName\n{some},X\n")).await;
+    e.wait_done(&id).await;
+    let (_, failed) = e.results(&id, "failedResults").await;
+    assert_eq!(failed[0][0], some);
+    assert!(failed[0][1].starts_with("UNABLE_TO_LOCK_ROW:"));
+}
+
+#[tokio::test]
+async fn beyond_the_batch_allocation_rows_are_written_without_results() {
+    let e = emu().await;
+    e.control("POST", "bulk", json!({"records_per_batch": 10, "daily_batches_limit": 2})).await;
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), &names_csv(50)).await;
+    let done = e.wait_done(&id).await;
+    assert_eq!((done["state"].as_str(), done["numberRecordsProcessed"].as_u64()), (Some("JobComplete"), Some(50)), "{done}");
+    assert_eq!(e.records("Contact").await.len(), 50, "every row written");
+    let (_, ok) = e.results(&id, "successfulResults").await;
+    let ok = indexes(&ok, 2);
+    assert_eq!(ok.len(), 20, "only the first two batches processed have results: {ok:?}");
+    let batches: std::collections::BTreeSet<usize> = ok.iter().map(|i| i / 10).collect();
+    assert_eq!(batches.len(), 2);
+    assert!(e.results(&id, "unprocessedrecords").await.1.is_empty());
+    let bulk = e.control("GET", "bulk", json!({})).await;
+    assert_eq!(bulk["daily_batches_used"], 5);
+}
+
+#[tokio::test]
+async fn beyond_the_records_allowance_the_job_fails_with_the_rest_unprocessed() {
+    let e = emu().await;
+    e.control("POST", "bulk", json!({"records_per_batch": 10, "daily_records_limit": 25})).await;
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), &names_csv(50)).await;
+    let done = e.wait_done(&id).await;
+    assert_eq!(done["state"], "Failed", "{done}");
+    assert!(done["errorMessage"].as_str().unwrap().starts_with("ExceededQuota"), "{done}");
+    assert_eq!(done["numberRecordsProcessed"], 20);
+    assert_eq!(e.records("Contact").await.len(), 20);
+    assert_eq!(e.results(&id, "unprocessedrecords").await.1.len(), 30);
+    // The allowance is spent: the next job fails at once, nothing written.
+    let id = e.run_job(json!({"object": "Contact", "operation": "insert"}), &names_csv(10)).await;
+    assert_eq!(e.wait_done(&id).await["numberRecordsProcessed"], 0);
 }
