@@ -643,6 +643,14 @@ async fn row_level_faults_land_in_failed_results_in_sf_error_format() {
     let (_, failed) = e.results(&id, "failedResults").await;
     assert_eq!(failed[0][0], some);
     assert!(failed[0][1].starts_with("UNABLE_TO_LOCK_ROW:"));
+
+    // `skip` counts jobs, not the HTTP requests of a job.
+    e.control("DELETE", "faults", json!({})).await;
+    e.control("POST", "faults", json!({"rules": [{"kind": "record_error", "path_contains": "/jobs/ingest", "skip": 1, "count": 2}]})).await;
+    let first = e.run_job(json!({"object": "Contact", "operation": "insert"}), &names_csv(5)).await;
+    assert_eq!(e.wait_done(&first).await["numberRecordsFailed"], 0);
+    let second = e.run_job(json!({"object": "Contact", "operation": "insert"}), &names_csv(5)).await;
+    assert_eq!(e.wait_done(&second).await["numberRecordsFailed"], 2);
 }
 
 #[tokio::test]
