@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::validate::SfError;
+use crate::error::SfError;
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct FaultRule {

@@ -16,10 +16,11 @@ use std::future::Future;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+use crate::app::{App, Reply};
 use crate::faults::Action;
 use crate::state::{now_ms, LogEntry, Store};
 use crate::validate::SfError;
@@ -27,60 +28,6 @@ use crate::{control, oauth, rest};
 
 /// Salesforce's URI limit for REST requests.
 pub const MAX_URI_BYTES: usize = 16_384;
-
-pub struct App {
-    pub store: Mutex<Store>,
-    pub port: u16,
-    pub verbose: bool,
-    /// Serving HTTPS: the `instance_url` in token answers is `https://`.
-    pub tls: bool,
-}
-
-impl App {
-    pub fn new(port: u16, verbose: bool) -> Arc<App> {
-        Arc::new(App { store: Mutex::new(Store::new()), port, verbose, tls: false })
-    }
-    /// A poisoned lock only means a handler panicked; the store itself stays usable.
-    pub fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// What a handler answers: status, body and extra headers, plus what the request log needs.
-pub struct Reply {
-    pub status: u16,
-    pub body: Option<Vec<u8>>,
-    pub headers: Vec<(&'static str, String)>,
-    pub kind: &'static str,
-    pub records: usize,
-    pub content_type: &'static str,
-}
-
-const JSON_TYPE: &str = "application/json;charset=UTF-8";
-
-impl Reply {
-    pub fn json(status: u16, v: &Value) -> Reply {
-        Reply { status, body: Some(serde_json::to_vec(v).unwrap_or_default()), headers: vec![], kind: "other", records: 1, content_type: JSON_TYPE }
-    }
-    /// A CSV body (Bulk API 2.0 results).
-    pub fn csv(status: u16, text: String) -> Reply {
-        Reply { status, body: Some(text.into_bytes()), headers: vec![], kind: "other", records: 1, content_type: "text/csv" }
-    }
-    pub fn empty(status: u16) -> Reply {
-        Reply { status, body: None, headers: vec![], kind: "other", records: 1, content_type: JSON_TYPE }
-    }
-    pub fn error(e: &SfError) -> Reply {
-        Reply::json(e.status, &e.body())
-    }
-    pub fn kind(mut self, kind: &'static str) -> Reply {
-        self.kind = kind;
-        self
-    }
-    pub fn records(mut self, n: usize) -> Reply {
-        self.records = n;
-        self
-    }
-}
 
 /// A response body: whole, or cut short by the `truncate` fault — the `Content-Length` of the
 /// whole body is announced, half of it is sent, then the connection is dropped.
@@ -415,7 +362,7 @@ fn api(
         ),
         Ok(user) => {
             store.api_used += 1;
-            let ctx = rest::Ctx { method, query, json: json.as_ref(), raw: text, body, record_rules, user: &user };
+            let ctx = crate::app::Ctx { method, query, json: json.as_ref(), raw: text, body, record_rules, user: &user };
             (rest::dispatch(&mut store, &ctx, rest_path), true)
         }
     };
