@@ -10,9 +10,8 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::dml::{self, Undo, UpsertError};
-use crate::rest::{ext_field, Ctx};
-use crate::server::Reply;
+use crate::app::{Ctx, Reply};
+use crate::dml::{self, ext_field, Undo, UpsertError};
 use crate::state::{match_key, normalize_id, ObjectDef, Store};
 use crate::validate::{prepare, Prepared, SfError};
 

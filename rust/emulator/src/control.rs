@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::server::{App, Reply};
+use crate::app::{App, Reply};
 use crate::state::{field_from_json, Client, ObjectDef, Store, DEFAULT_USERNAME};
 
 fn ok(v: Value) -> Reply {

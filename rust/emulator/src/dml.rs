@@ -346,3 +346,10 @@ fn check_unique(store: &Store, def: &ObjectDef, self_id: Option<&str>, fields: &
     }
     Ok(())
 }
+
+/// The external ID field named in a URL: it must exist and be an External ID or idLookup field.
+pub fn ext_field(def: &ObjectDef, name: &str) -> Result<usize, SfError> {
+    def.field_index(name)
+        .filter(|&i| def.fields[i].external_id || def.fields[i].id_lookup)
+        .ok_or_else(|| SfError::new(404, "NOT_FOUND", format!("Provided external ID field does not exist or is not accessible: {name}")))
+}

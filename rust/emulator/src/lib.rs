@@ -6,11 +6,15 @@
 //! quota, gzip, Bulk API 2.0 ingest jobs, plus a control API (`/__emulator/...`) for tests to inspect state and inject
 //! latency and faults.
 
+pub mod app;
 pub mod bulk;
+pub mod clock;
 pub mod collections;
 pub mod control;
 pub mod dml;
+pub mod error;
 pub mod faults;
+pub mod jobs;
 pub mod oauth;
 pub mod query;
 pub mod rest;

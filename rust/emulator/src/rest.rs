@@ -7,44 +7,10 @@ use serde_json::{json, Map, Value};
 use crate::collections;
 use crate::dml::{self, UpsertError};
 use crate::query;
-use crate::server::Reply;
+use crate::app::{Ctx, Reply};
+use crate::dml::ext_field;
 use crate::state::{FieldType, ObjectDef, Store};
 use crate::validate::{convert, prepare, SfError};
-
-/// What the route handlers see of a request.
-pub struct Ctx<'a> {
-    pub method: &'a str,
-    pub query: Option<&'a str>,
-    /// The parsed JSON body (None when the body is empty).
-    pub json: Option<&'a Result<Value, SfError>>,
-    /// The body text, for positions in JSON_PARSER_ERROR messages.
-    pub raw: &'a str,
-    /// The body bytes (decompressed): CSV for Bulk API 2.0 uploads.
-    pub body: &'a [u8],
-    /// record_error fault rules that apply to this request.
-    pub record_rules: &'a [usize],
-}
-
-impl Ctx<'_> {
-    pub fn param(&self, name: &str) -> Option<String> {
-        let q = self.query?;
-        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-    }
-
-    /// The body as a JSON object, or the error Salesforce gives for anything else.
-    pub fn body_object(&self) -> Result<&Map<String, Value>, SfError> {
-        match self.json {
-            None => Err(SfError::new(400, "JSON_PARSER_ERROR", "No content to map due to end-of-input at [line:1, column:0]")),
-            Some(Err(e)) => Err(e.clone()),
-            Some(Ok(Value::Object(m))) => Ok(m),
-            Some(Ok(_)) => Err(SfError::new(
-                400,
-                "JSON_PARSER_ERROR",
-                "Cannot deserialize instance of sobject from START_ARRAY value [ or request may be missing a required field at [line:1, column:1]",
-            )),
-        }
-    }
-}
 
 fn method_not_allowed(method: &str, allowed: &str) -> Reply {
     Reply::error(&SfError::new(
@@ -291,13 +257,6 @@ fn delete_by_id(store: &mut Store, ctx: &Ctx, def: &ObjectDef, raw: &str) -> Rep
         Ok(()) => Reply::empty(204),
         Err(e) => Reply::error(&e),
     }
-}
-
-/// The external ID field named in a URL: it must exist and be an External ID or idLookup field.
-pub fn ext_field(def: &ObjectDef, name: &str) -> Result<usize, SfError> {
-    def.field_index(name)
-        .filter(|&i| def.fields[i].external_id || def.fields[i].id_lookup)
-        .ok_or_else(|| SfError::new(404, "NOT_FOUND", format!("Provided external ID field does not exist or is not accessible: {name}")))
 }
 
 /// The URL's external ID value as a field value (numbers for numeric fields).

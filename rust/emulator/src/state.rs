@@ -8,9 +8,10 @@
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use crate::clock::{format_datetime, now_ms, now_us};
 use crate::faults::FaultState;
+use crate::jobs::BulkState;
 
 /// The emulated org and user (15-character ids, as Salesforce prints them in the identity URL).
 pub const ORG_ID: &str = "00D8d000004EmuL";
@@ -22,16 +23,6 @@ pub const DEFAULT_SESSION_TIMEOUT_SECS: u64 = 7200;
 pub const DEFAULT_API_MAX: u64 = 100_000;
 /// Upper bound on kept request-log entries, so a long benchmark cannot exhaust memory.
 pub const MAX_LOG_ENTRIES: usize = 1_000_000;
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// Microseconds since the epoch: when a record was stored, for latency measurements finer than
-/// Salesforce's millisecond `CreatedDate` (control API only).
-pub fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Record Ids
@@ -683,6 +674,23 @@ pub struct Client {
 #[derive(Clone, Debug)]
 pub struct Token {
     pub expires_at_ms: u64,
+    /// The 18-character Id of the user the token acts as (`createdById` of Bulk jobs).
+    pub user_id: String,
+}
+
+/// The stable User Id (`005…`, 18 characters) of a username: the default integration user has
+/// [`USER_ID`]; every other username gets an Id derived from its lower-cased text, so a client
+/// registered with a username keeps the same user across tokens, resets and restarts.
+pub fn user_id_for(username: &str) -> String {
+    if username.eq_ignore_ascii_case(DEFAULT_USERNAME) {
+        return normalize_id(USER_ID).unwrap_or_default();
+    }
+    let hash = username
+        .to_ascii_lowercase()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3));
+    // 005 + 12 base-62 characters = 15; 62^12 > 2^64, so every hash fits.
+    normalize_id(&format!("005{}", base62(hash, 12))).unwrap_or_default()
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -730,7 +738,7 @@ pub struct Store {
     pub api_requests: u64,
     pub records_written: u64,
     /// Bulk API 2.0 ingest jobs, their settings and counters.
-    pub bulk: crate::bulk::BulkState,
+    pub bulk: BulkState,
     /// Never reset, so Ids from before a reset are never handed out again.
     next_id: u64,
 }
@@ -761,7 +769,7 @@ impl Store {
             by_kind: BTreeMap::new(),
             api_requests: 0,
             records_written: 0,
-            bulk: crate::bulk::BulkState::default(),
+            bulk: BulkState::default(),
             // Start well inside the 9-character counter space so Ids look like real ones.
             next_id: 62u64.pow(7) * 3 + 12_345,
         };
@@ -799,7 +807,7 @@ impl Store {
         self.by_kind.clear();
         self.api_requests = 0;
         self.records_written = 0;
-        self.bulk = crate::bulk::BulkState::default();
+        self.bulk = BulkState::default();
     }
 
     /// Defines or replaces an object; a replaced object starts with no records.
@@ -875,34 +883,6 @@ impl Store {
         }
         self.log.push_back(e);
     }
-}
-
-/// Salesforce's dateTime rendering: `2024-05-01T12:34:56.789+0000`.
-pub fn format_datetime(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}+0000",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
