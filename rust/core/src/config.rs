@@ -267,15 +267,8 @@ pub fn check_instance_url(url: &str) -> Result<(), String> {
     let rest = if let Some(rest) = url.strip_prefix("https://") {
         rest
     } else if let Some(rest) = url.strip_prefix("http://") {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => authority.split(':').next().unwrap_or(""),
-        };
-        let loopback = host.eq_ignore_ascii_case("localhost")
-            || host == "::1"
-            || host.parse::<std::net::Ipv4Addr>().map(|ip| ip.is_loopback()).unwrap_or(false);
-        if !loopback {
+        let host = url_host(rest);
+        if !is_loopback_host(host) {
             return Err(format!(
                 "plain http:// is only allowed to loopback hosts; use https:// for '{host}'"
             ));
@@ -286,6 +279,45 @@ pub fn check_instance_url(url: &str) -> Result<(), String> {
     };
     if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() {
         return Err("has no host".into());
+    }
+    Ok(())
+}
+
+/// The host of `authority[/path]` (without brackets for IPv6).
+fn url_host(after_scheme: &str) -> &str {
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or("");
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    }
+}
+
+/// 127.0.0.0/8, `localhost` and `::1` (SPEC §1).
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host.parse::<std::net::Ipv4Addr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+/// Whether an `http(s)://` URL names a loopback host: the only hosts reached without TLS, and
+/// never through the proxy.
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or("");
+    is_loopback_host(url_host(rest))
+}
+
+/// `salesforce.proxy.url` is `http(s)://host:port`: credentials inside it would be echoed by the
+/// validate endpoint and the worker's config logging, so they belong in the Password keys. The
+/// message never repeats the URL.
+pub fn check_proxy_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        return Err("must be http://host:port or https://host:port".into());
+    };
+    if rest.split(['/', '?', '#']).next().unwrap_or("").contains('@') {
+        return Err("must not hold a user name or password; put them in salesforce.proxy.username and \
+                    salesforce.proxy.password (a Password key, never shown)"
+            .into());
     }
     Ok(())
 }
@@ -381,7 +413,8 @@ impl Config {
                 hard_delete: v.boolean("salesforce.bulk.hard.delete", false)?,
             },
             test_panic: test_panic_from_env(&v.string("connector.name", "salesforce-sink")),
-            proxy: v.opt("salesforce.proxy.url").map(|url| Proxy {
+            proxy: v.opt("salesforce.proxy.url").map(|url| check_proxy_url(url).map(|()| url)).transpose()
+                .map_err(|reason| err("salesforce.proxy.url", reason))?.map(|url| Proxy {
                 url: Secret::new(url),
                 username: v.opt("salesforce.proxy.username").map(str::to_owned),
                 password: v.opt("salesforce.proxy.password").map(Secret::new),

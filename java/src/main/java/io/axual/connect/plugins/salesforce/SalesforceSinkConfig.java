@@ -171,8 +171,9 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 "Per-request HTTP timeout in milliseconds. The TCP connect timeout is fixed at 30 seconds.",
                 GROUP_CONNECTION, ++order, Width.SHORT, "Request timeout (ms)");
         def.define(PROXY_URL, Type.STRING, null, new ProxyUrlValidator(), Importance.LOW,
-                "Optional HTTP(S) proxy for every Salesforce request, e.g. http://proxy.internal:3128. The "
-                        + "worker's proxy environment variables are not used.",
+                "Optional HTTP(S) proxy for every Salesforce request, e.g. http://proxy.internal:3128, without "
+                        + "credentials (use salesforce.proxy.username/password). The worker's proxy environment "
+                        + "variables are not used, and a loopback instance URL is reached directly.",
                 GROUP_CONNECTION, ++order, Width.LONG, "Proxy URL");
         def.define(PROXY_USERNAME, Type.STRING, null, null, Importance.LOW,
                 "User name for proxy basic authentication.",
@@ -536,6 +537,13 @@ public final class SalesforceSinkConfig extends AbstractConfig {
             try {
                 URI uri = new URI(value.toString().trim());
                 String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase(Locale.ROOT);
+                if (uri.getRawUserInfo() != null) {
+                    // Echoed by the validate endpoint and the worker's config log: credentials go in
+                    // the proxy username and (Password) password keys.
+                    throw new ConfigException(name, Password.HIDDEN, "must not hold a user name or password; "
+                            + "put them in " + PROXY_USERNAME + " and " + PROXY_PASSWORD
+                            + " (a Password key, never shown)");
+                }
                 if ((scheme.equals("http") || scheme.equals("https")) && uri.getHost() != null) {
                     return;
                 }

@@ -61,6 +61,18 @@ class SalesforceSinkConfigTest {
     }
 
     @Test
+    void proxyUrlWithCredentialsIsRefusedWithoutEchoingThem() {
+        Map<String, String> props = clientCredentials();
+        props.put("salesforce.proxy.url", "http://proxy-user:hunter2@proxy.internal:3128");
+        assertOnlyErrorOn("salesforce.proxy.url", props);
+        String message = errors(props).get("salesforce.proxy.url").toString();
+        assertTrue(message.contains("salesforce.proxy.password"), message);
+        assertFalse(message.contains("hunter2"), message);
+        props.put("salesforce.proxy.url", "http://proxy.internal:3128");
+        assertEquals(Map.of(), errors(props));
+    }
+
+    @Test
     void pemWithRealNewlinesIsAcceptedToo() {
         Map<String, String> props = jwt();
         props.put("salesforce.jwt.private.key", TestKeys.PEM);
