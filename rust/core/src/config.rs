@@ -257,7 +257,7 @@ pub fn check_sobject_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "'{}' is not a Salesforce API name (a letter, then letters, digits and single underscores, e.g. Contact or MyObject__c)",
-            name.chars().take(100).collect::<String>().escape_debug()
+            crate::keys::shown(name)
         ))
     }
 }

@@ -219,7 +219,7 @@ fn requested_operation(cfg: &Config, record: &Record<'_>) -> Result<Operation, S
     }
     Operation::parse(text).ok_or_else(|| {
         // Escaped: the value goes into logs and DLQ headers, where raw control characters do harm.
-        let shown: String = text.chars().take(64).collect::<String>().escape_debug().to_string();
+        let shown = shown(text);
         let mapped = if cfg.header_mapping.is_empty() {
             String::new()
         } else {
