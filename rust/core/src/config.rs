@@ -167,6 +167,38 @@ pub struct Config {
     /// Extra trusted CA certificates (PEM), for orgs reached through a TLS-inspecting proxy or a
     /// private endpoint. Java turns `salesforce.ssl.truststore.path` into this too.
     pub ca_pem: Option<String>,
+    /// `salesforce.sobject.allowed`: with `${topic}`, the only SObjects records may write.
+    pub sobject_allowed: Option<SObjectList>,
+}
+
+/// A list of SObject API names, matched as Salesforce matches them: case-insensitively
+/// (`salesforce.sobject.allowed`; the one way a record's SObject is compared with a configured list).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SObjectList(Vec<String>);
+
+impl SObjectList {
+    /// Comma-separated API names; `None` when there are none. Each must be an API name.
+    pub fn parse(text: &str) -> Result<Option<SObjectList>, String> {
+        let names: Vec<String> = text.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+        for name in &names {
+            check_sobject_name(name)?;
+        }
+        Ok((!names.is_empty()).then_some(SObjectList(names)))
+    }
+
+    pub fn contains(&self, sobject: &str) -> bool {
+        self.0.iter().any(|name| same_sobject(name, sobject))
+    }
+
+    /// The names as configured, for messages: `Contact, Account`.
+    pub fn shown(&self) -> String {
+        self.0.join(", ")
+    }
+}
+
+/// Whether two SObject API names name the same SObject (Salesforce ignores their case).
+pub fn same_sobject(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -367,6 +399,15 @@ impl Config {
 
         let sobject = v.required("salesforce.sobject.type")?.to_owned();
 
+        let sobject_allowed = SObjectList::parse(v.opt("salesforce.sobject.allowed").unwrap_or(""))
+            .map_err(|reason| err("salesforce.sobject.allowed", reason))?;
+        if let Some(allowed) = sobject_allowed.as_ref().filter(|a| sobject != SOBJECT_BY_TOPIC && !a.contains(&sobject)) {
+            return Err(err(
+                "salesforce.sobject.allowed",
+                format!("does not list salesforce.sobject.type '{sobject}' (allowed: {})", allowed.shown()),
+            ));
+        }
+
         let max_backoff_ms = v.int("salesforce.retry.max.backoff.ms", 30_000, 0, i32::MAX as u64)?;
         Ok(Config {
             connector_name: v.string("connector.name", "salesforce-sink"),
@@ -420,6 +461,7 @@ impl Config {
                 password: v.opt("salesforce.proxy.password").map(Secret::new),
             }),
             ca_pem: v.opt("salesforce.ssl.ca.pem").map(str::to_owned),
+            sobject_allowed,
         })
     }
 

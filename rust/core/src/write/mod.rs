@@ -266,6 +266,13 @@ impl Writer {
                 crate::keys::shown(topic)
             )));
         }
+        if let Some(allowed) = self.cfg.sobject_allowed.as_ref().filter(|a| !a.contains(topic)) {
+            return Ok(Err(format!(
+                "SObject '{topic}' (the record's topic, salesforce.sobject.type=${{topic}}) is not in \
+                 salesforce.sobject.allowed ({}): this connector may not write it",
+                allowed.shown()
+            )));
+        }
         let cache_key = topic.to_ascii_lowercase();
         if let Some(known) = self.by_topic.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
             return Ok(known.clone());

@@ -52,6 +52,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String SSL_TRUSTSTORE_PASSWORD = "salesforce.ssl.truststore.password";
     // SObject Mapping
     public static final String SOBJECT_TYPE = "salesforce.sobject.type";
+    public static final String SOBJECT_ALLOWED = "salesforce.sobject.allowed";
     public static final String OPERATION = "salesforce.operation";
     public static final String EXTERNAL_ID_FIELD = "salesforce.external.id.field";
     public static final String OPERATION_HEADER_ENABLED = "salesforce.operation.header.enabled";
@@ -201,6 +202,12 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                         + "each SObject is checked (describe) when its first record arrives, and records of a "
                         + "topic that is no SObject API name or names an unknown SObject go to the DLQ.",
                 GROUP_MAPPING, ++order, Width.MEDIUM, "SObject type");
+        def.define(SOBJECT_ALLOWED, Type.LIST, null, new SObjectListValidator(), Importance.MEDIUM,
+                "With " + SOBJECT_TYPE + "=${topic}: the SObjects this connector may write, e.g. Contact,Account "
+                        + "(API names, case-insensitive). A record whose topic names any other SObject is a "
+                        + "non-recoverable record error (DLQ) and never reaches Salesforce, so whoever can create "
+                        + "topics cannot pick any SObject the integration user may write. Unset: any SObject.",
+                GROUP_MAPPING, ++order, Width.LONG, "Allowed SObjects");
         def.define(OPERATION, Type.STRING, "INSERT", enumValidator(OPERATIONS), Importance.HIGH,
                 "Write operation for every record (unless header routing overrides it): INSERT, UPDATE, DELETE or "
                         + "UPSERT, case-insensitive. UPSERT needs salesforce.external.id.field; without it the "
@@ -367,6 +374,13 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         if (UPSERT.equals(upper(values.get(OPERATION))) && isBlank(values.get(EXTERNAL_ID_FIELD))) {
             add(errors, OPERATION, "UPSERT needs " + EXTERNAL_ID_FIELD + " (UPSERT is not supported in Native ID "
                     + "mode): set the External ID field, or use INSERT/UPDATE");
+        }
+        Object sobject = values.get(SOBJECT_TYPE);
+        Object allowed = values.get(SOBJECT_ALLOWED);
+        if (sobject != null && !SOBJECT_BY_TOPIC.equals(sobject.toString().trim()) && allowed instanceof List
+                && !((List<?>) allowed).isEmpty()
+                && ((List<?>) allowed).stream().noneMatch(a -> a.toString().trim().equalsIgnoreCase(sobject.toString().trim()))) {
+            add(errors, SOBJECT_ALLOWED, SOBJECT_ALLOWED + " does not list " + SOBJECT_TYPE + " '" + sobject + "'");
         }
         Object initial = values.get(RETRY_INITIAL_BACKOFF_MS);
         Object max = values.get(RETRY_MAX_BACKOFF_MS);
@@ -606,6 +620,27 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         @Override
         public String toString() {
             return "Salesforce API name, e.g. Contact or MyObject__c, or ${topic}";
+        }
+    }
+
+    /** A list of SObject API names (or nothing). */
+    static final class SObjectListValidator implements ConfigDef.Validator {
+        @Override
+        public void ensureValid(String name, Object value) {
+            if (!(value instanceof List)) {
+                return;
+            }
+            for (Object item : (List<?>) value) {
+                if (!API_NAME_PATTERN.matcher(item.toString().trim()).matches()) {
+                    throw new ConfigException(name, value, "'" + item + "' is not a Salesforce API name: a letter "
+                            + "followed by letters, digits and underscores, e.g. Contact or MyObject__c");
+                }
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "comma-separated SObject API names, e.g. Contact,Account";
         }
     }
 
