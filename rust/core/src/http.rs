@@ -309,6 +309,11 @@ pub fn transport_error(e: reqwest::Error) -> SalesforceError {
         text.push_str(&s.to_string());
         source = s.source();
     }
+    // A proxy that refuses the CONNECT tunnel (https) answers 407 before any request is sent:
+    // the same fix as a 407 answer (plain http never goes through the proxy: only loopback is http).
+    if text.contains("proxy authorization required") {
+        return SalesforceError::Unexpected { status: 407, snippet: "Proxy Authentication Required (CONNECT refused)".into() };
+    }
     // rustls names certificate problems in the error chain; they do not clear by themselves.
     if text.contains("certificate") || text.contains("UnknownIssuer") {
         return SalesforceError::Tls(text);

@@ -129,7 +129,12 @@ impl TokenProvider {
             .body(body)
             .send()
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| match transport_error(e) {
+                SalesforceError::Unexpected { status: 407, snippet } => {
+                    SalesforceError::TokenRefused { status: 407, error: "proxy".into(), description: snippet }
+                }
+                other => other,
+            })?;
         let status = response.status().as_u16();
         if let Some(location) = redirect_location(&response) {
             return Err(SalesforceError::TokenRefused { status, error: REDIRECTED.into(), description: format!("to '{location}'") });
