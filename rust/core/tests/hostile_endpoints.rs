@@ -3,6 +3,8 @@
 //! loopback instance is never reached through the proxy. Each "elsewhere" is a listener that
 //! counts the connections it receives: it must receive none.
 
+mod common;
+
 use salesforce_sink_core::config::Config;
 use salesforce_sink_core::record::{OperationHeader, Record, Value};
 use salesforce_sink_core::wire::outcome::Outcome;
@@ -112,26 +114,15 @@ impl Elsewhere {
 }
 
 fn config(base: &str, extra: &[(&str, &str)]) -> Config {
-    let mut map: HashMap<String, String> = [
-        ("salesforce.instance.url", base),
-        ("salesforce.client.id", "test-client-id"),
-        ("salesforce.auth.type", "CLIENT_CREDENTIALS"),
+    let mut pairs = vec![
         ("salesforce.client.secret", SECRET),
-        ("salesforce.sobject.type", "Contact"),
         ("salesforce.retry.max.attempts", "0"),
-        ("salesforce.retry.initial.backoff.ms", "1"),
         ("salesforce.retry.max.backoff.ms", "50"),
         ("salesforce.request.timeout.ms", "5000"),
         ("put.time.budget.ms", "1500"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    for (k, v) in extra {
-        map.insert((*k).into(), (*v).into());
-    }
-    map.insert("connector.name".into(), format!("hostile-{}", rand::random::<u64>()));
-    Config::from_map(&map).unwrap()
+    ];
+    pairs.extend_from_slice(extra);
+    common::config_at(base, &pairs)
 }
 
 fn record(key: &str) -> Record<'_> {

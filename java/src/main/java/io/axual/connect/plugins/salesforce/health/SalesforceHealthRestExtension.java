@@ -251,18 +251,30 @@ public class SalesforceHealthRestExtension implements ConnectRestExtension {
 
         private CompletableFuture<JsonNode> answer(String worker, String connector, String authorization) {
             long now = System.currentTimeMillis();
-            // Credentials are part of the key: one caller's answer is never served to another.
-            String key = worker + '\0' + connector + '\0' + (authorization == null ? "" : authorization);
+            // The caller's credentials (as a digest: none are kept) are part of the key, so one
+            // caller's answer is never served to another.
+            String key = worker + '\0' + connector + '\0' + digest(authorization);
             Cached cached = cache.get(key);
             if (cached != null && now - cached.at < CACHE_MS) {
                 return cached.answer;
             }
-            if (cache.size() > 1000) {
-                cache.clear();
-            }
+            cache.values().removeIf(c -> now - c.at >= CACHE_MS);
             CompletableFuture<JsonNode> answer = fetch(worker, connector, authorization);
             cache.put(key, new Cached(now, answer));
             return answer;
+        }
+
+        private static String digest(String authorization) {
+            if (authorization == null) {
+                return "";
+            }
+            try {
+                byte[] hash = java.security.MessageDigest.getInstance("SHA-256")
+                        .digest(authorization.getBytes(StandardCharsets.UTF_8));
+                return java.util.Base64.getEncoder().encodeToString(hash);
+            } catch (java.security.NoSuchAlgorithmException e) {
+                throw new IllegalStateException(e); // every JVM has SHA-256
+            }
         }
 
         private CompletableFuture<JsonNode> fetch(String worker, String connector, String authorization) {
