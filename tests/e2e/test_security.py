@@ -5,8 +5,9 @@
   ``salesforce.ssl.truststore.path`` (made by ``keytool``) let records land; public roots only or
   another CA fail the task with a message naming the certificate problem.
 * ``http://`` to a non-loopback host is refused by validation.
-* An HTTP(S) proxy with Basic auth (a tiny proxy in this process: plain forwarding and CONNECT):
-  records land through it; a wrong proxy password is a clear failure.
+* An HTTP(S) proxy with Basic auth (a tiny proxy in this process: CONNECT tunnels to a name only
+  it resolves): records land through it; a wrong proxy password is a clear failure; a loopback
+  instance URL is reached directly, never through the proxy.
 * No secret anywhere: with ``io.axual`` at TRACE, CLIENT_CREDENTIALS and JWT_BEARER connectors
   write good and bad records (DLQ), get their tokens revoked (refresh), then the worker logs, the
   REST status/traces/validation answers and every DLQ header are searched for the client secret,
@@ -59,7 +60,7 @@ def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
     ca = _make_ca(d, "test-ca")
     other = _make_ca(d, "other-ca")
-    (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+    (d / "server.ext").write_text("subjectAltName=DNS:localhost,DNS:salesforce.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
                                   "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
     _run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
           "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"], d)
@@ -181,6 +182,9 @@ _HOP = {"proxy-authorization", "proxy-connection", "connection", "keep-alive", "
         "trailer", "upgrade"}
 
 
+PROXIED_HOSTS = {"salesforce.test": "127.0.0.1"}
+
+
 class _Proxy(ThreadingHTTPServer):
     """HTTP proxy for tests: absolute-URI forwarding and CONNECT tunnels, Basic auth required."""
     daemon_threads = True
@@ -218,7 +222,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         host, port = self.path.rsplit(":", 1)
-        upstream = socket.create_connection((host, int(port)), timeout=30)
+        # salesforce.test: a name only the proxy resolves (to the TLS emulator), as proxies resolve
+        # names their clients cannot; a loopback instance URL never goes through the proxy.
+        upstream = socket.create_connection((PROXIED_HOSTS.get(host, host), int(port)), timeout=30)
         self.send_response(200, "Connection established")
         self.end_headers()
         self.close_connection = True
@@ -263,31 +269,31 @@ def test_proxy_with_basic_auth(e2e, pki, tls_emulator):
     password = f"proxy-pw-{uuid.uuid4().hex}"
     proxy = _Proxy("proxyuser", password)
     try:
-        # plain http:// emulator: absolute-URI forwarding
+        # plain http:// to a loopback emulator: reached directly, never through the proxy (issue 19)
         name = e2e.create_connector(e2e.sink_config({
             "salesforce.proxy.url": proxy.url, "salesforce.proxy.username": "proxyuser",
             "salesforce.proxy.password": password}), name=e2e.name("proxy"))
         e2e.produce(_contacts(3, "px"))
         e2e.wait_records("Contact", 3, connector=name)
-        paths = [p for m, p, ok in proxy.seen if ok]
-        assert any("/services/oauth2/token" in p for p in paths), proxy.seen
-        assert any("/composite/sobjects" in p for p in paths), proxy.seen
+        assert proxy.seen == [], proxy.seen
 
-        # https:// emulator: a CONNECT tunnel, TLS end to end with the test CA
+        # https:// to a name only the proxy resolves: a CONNECT tunnel, TLS end to end with the test CA
         url, control = tls_emulator
         control.post(f"{url}/__emulator/reset", json={}, timeout=10)
+        proxied_url = url.replace("127.0.0.1", "salesforce.test")
         topic = e2e.new_topic("tunnel")
         tunnel = e2e.create_connector(e2e.sink_config({
-            "topics": topic, "salesforce.instance.url": url, "salesforce.ssl.ca.pem": pki["ca"].read_text(),
+            "topics": topic, "salesforce.instance.url": proxied_url, "salesforce.ssl.ca.pem": pki["ca"].read_text(),
             "salesforce.proxy.url": proxy.url, "salesforce.proxy.username": "proxyuser",
             "salesforce.proxy.password": password}), name=e2e.name("tunnel"))
         e2e.produce(_contacts(2, "tn"), topic=topic)
         _wait_tls_records(e2e, tls_emulator, 2, tunnel)
         assert any(m == "CONNECT" and p.endswith(url.rsplit(":", 1)[1]) and ok for m, p, ok in proxy.seen), proxy.seen
 
-        # wrong proxy password: the task fails and says so
+        # wrong proxy password (the CONNECT is refused with 407): the task fails and says so
         bad = e2e.create_connector(e2e.sink_config({
             "topics": e2e.new_topic("badproxy"), "salesforce.retry.max.attempts": "0",
+            "salesforce.instance.url": proxied_url, "salesforce.ssl.ca.pem": pki["ca"].read_text(),
             "salesforce.proxy.url": proxy.url, "salesforce.proxy.username": "proxyuser",
             "salesforce.proxy.password": "wrong"}), name=e2e.name("badproxy"), wait=False)
         trace = _why_failed(e2e, bad)

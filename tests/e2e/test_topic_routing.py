@@ -75,3 +75,28 @@ def test_sobject_by_topic_routes_records_and_dlqs_unknown_sobjects(e2e):
     # The literal reached the task (the task logs the SObject it writes into).
     assert e2e.worker_log_grep("into ${topic}", scope=name), "the task never saw the literal ${topic}"
     assert e2e.status(name)["tasks"][0]["state"] == "RUNNING"
+
+
+def test_a_topic_routed_to_an_sobject_not_allowed_goes_to_the_dlq(e2e):
+    """``salesforce.sobject.allowed`` (issue 19): whoever creates topics cannot pick the SObject."""
+    suffix = e2e.prefix.replace("-", "")[-6:]
+    contact, lead = f"crm.{suffix}.Contact", f"crm.{suffix}.Lead"
+    for t in (contact, lead):
+        e2e.kafka.create_topic(t)
+    dlq = e2e.new_topic("dlq")
+    name = e2e.create_connector(e2e.sink_config({
+        "topics": f"{contact},{lead}",
+        "salesforce.sobject.type": "${topic}",
+        "salesforce.sobject.allowed": "contact",
+        **regex_router(r"crm\.[a-z0-9]+\.(.*)", "$1"),
+        **e2e.dlq_config(dlq),
+    }))
+    e2e.produce([("C-1", {"LastName": "Allowed"})], topic=contact)
+    e2e.produce([("L-1", {"LastName": "Not allowed", "Company": "X"})], topic=lead)
+    wait_all_consumed(e2e, name, [contact, lead])
+    assert [r["LastName"] for r in e2e.wait_records("Contact", 1)] == ["Allowed"]
+    entries = dlq_entries(e2e, dlq)
+    assert set(entries) == {(lead, 0, 0)}, entries
+    message = entries[(lead, 0, 0)]
+    assert "SObject 'Lead'" in message and "salesforce.sobject.allowed" in message, message
+    assert not [r for r in e2e.emu.requests() if "Lead" in str(r.get("path", ""))], "Lead reached Salesforce"

@@ -82,6 +82,26 @@ def ensure_debezium_smt(version: str = DEBEZIUM_VERSION, quiet: bool = True) -> 
     return target
 
 
+def ensure_basic_auth_extension(version: str = KAFKA_VERSION, quiet: bool = True) -> Path:
+    """Connect's ``BasicAuthSecurityRestExtension`` jar (``org.apache.kafka:connect-basic-auth-extension``)
+    as a plugin directory, fetched once into ``tests/.kafka/basic-auth-<version>/`` from Maven Central."""
+    target = TESTS_DIR / ".kafka" / f"basic-auth-{version}"
+    if (target / ".complete").exists():
+        return target
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-B", "dependency:copy", f"-Dartifact=org.apache.kafka:connect-basic-auth-extension:{version}",
+           f"-DoutputDirectory={tmp}"]
+    if quiet:
+        cmd.insert(2, "-q")
+    print(f"[stack] fetching connect-basic-auth-extension {version} from Maven Central into {target}", file=sys.stderr)
+    subprocess.run(cmd, check=True, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
+    (tmp / ".complete").write_text("1 jar\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
 def classpath(version: str = KAFKA_VERSION) -> str:
     return str(ensure_kafka_libs(version) / "*")
 

@@ -167,6 +167,38 @@ pub struct Config {
     /// Extra trusted CA certificates (PEM), for orgs reached through a TLS-inspecting proxy or a
     /// private endpoint. Java turns `salesforce.ssl.truststore.path` into this too.
     pub ca_pem: Option<String>,
+    /// `salesforce.sobject.allowed`: with `${topic}`, the only SObjects records may write.
+    pub sobject_allowed: Option<SObjectList>,
+}
+
+/// A list of SObject API names, matched as Salesforce matches them: case-insensitively
+/// (`salesforce.sobject.allowed`; the one way a record's SObject is compared with a configured list).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SObjectList(Vec<String>);
+
+impl SObjectList {
+    /// Comma-separated API names; `None` when there are none. Each must be an API name.
+    pub fn parse(text: &str) -> Result<Option<SObjectList>, String> {
+        let names: Vec<String> = text.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+        for name in &names {
+            check_sobject_name(name)?;
+        }
+        Ok((!names.is_empty()).then_some(SObjectList(names)))
+    }
+
+    pub fn contains(&self, sobject: &str) -> bool {
+        self.0.iter().any(|name| same_sobject(name, sobject))
+    }
+
+    /// The names as configured, for messages: `Contact, Account`.
+    pub fn shown(&self) -> String {
+        self.0.join(", ")
+    }
+}
+
+/// Whether two SObject API names name the same SObject (Salesforce ignores their case).
+pub fn same_sobject(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -257,7 +289,7 @@ pub fn check_sobject_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "'{}' is not a Salesforce API name (a letter, then letters, digits and single underscores, e.g. Contact or MyObject__c)",
-            name.chars().take(100).collect::<String>().escape_debug()
+            crate::keys::shown(name)
         ))
     }
 }
@@ -267,15 +299,8 @@ pub fn check_instance_url(url: &str) -> Result<(), String> {
     let rest = if let Some(rest) = url.strip_prefix("https://") {
         rest
     } else if let Some(rest) = url.strip_prefix("http://") {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => authority.split(':').next().unwrap_or(""),
-        };
-        let loopback = host.eq_ignore_ascii_case("localhost")
-            || host == "::1"
-            || host.parse::<std::net::Ipv4Addr>().map(|ip| ip.is_loopback()).unwrap_or(false);
-        if !loopback {
+        let host = url_host(rest);
+        if !is_loopback_host(host) {
             return Err(format!(
                 "plain http:// is only allowed to loopback hosts; use https:// for '{host}'"
             ));
@@ -286,6 +311,45 @@ pub fn check_instance_url(url: &str) -> Result<(), String> {
     };
     if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() {
         return Err("has no host".into());
+    }
+    Ok(())
+}
+
+/// The host of `authority[/path]` (without brackets for IPv6).
+fn url_host(after_scheme: &str) -> &str {
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or("");
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    }
+}
+
+/// 127.0.0.0/8, `localhost` and `::1` (SPEC §1).
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host.parse::<std::net::Ipv4Addr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+/// Whether an `http(s)://` URL names a loopback host: the only hosts reached without TLS, and
+/// never through the proxy.
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or("");
+    is_loopback_host(url_host(rest))
+}
+
+/// `salesforce.proxy.url` is `http(s)://host:port`: credentials inside it would be echoed by the
+/// validate endpoint and the worker's config logging, so they belong in the Password keys. The
+/// message never repeats the URL.
+pub fn check_proxy_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        return Err("must be http://host:port or https://host:port".into());
+    };
+    if rest.split(['/', '?', '#']).next().unwrap_or("").contains('@') {
+        return Err("must not hold a user name or password; put them in salesforce.proxy.username and \
+                    salesforce.proxy.password (a Password key, never shown)"
+            .into());
     }
     Ok(())
 }
@@ -335,6 +399,15 @@ impl Config {
 
         let sobject = v.required("salesforce.sobject.type")?.to_owned();
 
+        let sobject_allowed = SObjectList::parse(v.opt("salesforce.sobject.allowed").unwrap_or(""))
+            .map_err(|reason| err("salesforce.sobject.allowed", reason))?;
+        if let Some(allowed) = sobject_allowed.as_ref().filter(|a| sobject != SOBJECT_BY_TOPIC && !a.contains(&sobject)) {
+            return Err(err(
+                "salesforce.sobject.allowed",
+                format!("does not list salesforce.sobject.type '{sobject}' (allowed: {})", allowed.shown()),
+            ));
+        }
+
         let max_backoff_ms = v.int("salesforce.retry.max.backoff.ms", 30_000, 0, i32::MAX as u64)?;
         Ok(Config {
             connector_name: v.string("connector.name", "salesforce-sink"),
@@ -381,12 +454,14 @@ impl Config {
                 hard_delete: v.boolean("salesforce.bulk.hard.delete", false)?,
             },
             test_panic: test_panic_from_env(&v.string("connector.name", "salesforce-sink")),
-            proxy: v.opt("salesforce.proxy.url").map(|url| Proxy {
+            proxy: v.opt("salesforce.proxy.url").map(|url| check_proxy_url(url).map(|()| url)).transpose()
+                .map_err(|reason| err("salesforce.proxy.url", reason))?.map(|url| Proxy {
                 url: Secret::new(url),
                 username: v.opt("salesforce.proxy.username").map(str::to_owned),
                 password: v.opt("salesforce.proxy.password").map(Secret::new),
             }),
             ca_pem: v.opt("salesforce.ssl.ca.pem").map(str::to_owned),
+            sobject_allowed,
         })
     }
 

@@ -53,6 +53,10 @@ pub enum SalesforceError {
     Unexpected { status: u16, snippet: String },
     #[error("OAuth token request refused (HTTP {status}): {error}: {description}")]
     TokenRefused { status: u16, error: String, description: String },
+    /// A redirect, never followed (SPEC §5): following it would send the token, the secret or the
+    /// records to a host nobody configured. `location` is escaped and cut.
+    #[error("HTTP {status} redirect to '{location}', not followed: salesforce.instance.url must be the org's My Domain URL (https://<domain>.my.salesforce.com)")]
+    Redirected { status: u16, location: String },
     /// A successful answer that cannot be understood (not the documented shape, a result count
     /// that differs from the request): asking again gets the same answer.
     #[error("unusable answer from Salesforce: {0}")]
@@ -87,7 +91,10 @@ impl SalesforceError {
                     _ => classify_status(*status),
                 }
             }
-            SalesforceError::Timeout(_) | SalesforceError::Connection(_) => ErrorClass::Recoverable,
+            // No record caused it and none can fix it: records wait (SPEC §4, §11), the health says why.
+            SalesforceError::Timeout(_) | SalesforceError::Connection(_) | SalesforceError::Redirected { .. } => {
+                ErrorClass::Recoverable
+            }
             SalesforceError::Tls(_) => ErrorClass::Fatal,
             SalesforceError::Unexpected { status, .. } => classify_status(*status),
             SalesforceError::BadAnswer(_) => ErrorClass::NonRecoverable,
@@ -106,7 +113,8 @@ impl SalesforceError {
         match self {
             SalesforceError::Rejected { status, .. }
             | SalesforceError::Unexpected { status, .. }
-            | SalesforceError::TokenRefused { status, .. } => Some(*status),
+            | SalesforceError::TokenRefused { status, .. }
+            | SalesforceError::Redirected { status, .. } => Some(*status),
             SalesforceError::Timeout(_)
             | SalesforceError::Connection(_)
             | SalesforceError::Tls(_)
@@ -183,6 +191,7 @@ mod tests {
             (rejected(404, "NOT_FOUND", "The requested resource does not exist"), NonRecoverable),
             (SalesforceError::Timeout(Duration::from_secs(1)), Recoverable),
             (SalesforceError::Connection("reset".into()), Recoverable),
+            (SalesforceError::Redirected { status: 307, location: "https://elsewhere/".into() }, Recoverable),
             (SalesforceError::Tls("invalid peer certificate: UnknownIssuer".into()), Fatal),
             (SalesforceError::TokenRefused { status: 400, error: "invalid_client".into(), description: "x".into() }, Fatal),
             (SalesforceError::TokenRefused { status: 503, error: "".into(), description: "".into() }, Recoverable),

@@ -45,7 +45,12 @@ pub struct SalesforceClient {
 }
 
 pub fn build_http(cfg: &Config) -> Result<reqwest::Client, String> {
+    let loopback = crate::config::is_loopback_url(&cfg.instance_url);
     let mut builder = reqwest::Client::builder()
+        // SPEC §5: a redirect would re-send the token request's secret or a write's records to a
+        // host nobody configured; the 3xx comes back as an answer and becomes an error.
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(!loopback)
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(cfg.request_timeout)
         .gzip(cfg.compression)
@@ -62,8 +67,10 @@ pub fn build_http(cfg: &Config) -> Result<reqwest::Client, String> {
             builder = builder.add_root_certificate(cert);
         }
     }
-    if let Some(proxy) = &cfg.proxy {
-        // The URL may carry credentials: never put it into a message.
+    // A loopback instance (tests, a local relay) is reached directly: plain-HTTP tokens must not
+    // cross to the proxy.
+    if let Some(proxy) = cfg.proxy.as_ref().filter(|_| !loopback) {
+        // Never put the URL into a message, whatever it holds.
         let mut p = reqwest::Proxy::all(proxy.url.expose())
             .map_err(|_| "salesforce.proxy.url is not a valid proxy URL (http://host:port)".to_string())?;
         if let Some(user) = &proxy.username {
@@ -187,8 +194,15 @@ impl SalesforceClient {
         if let Some(info) = response.headers().get("Sforce-Limit-Info").and_then(|v| v.to_str().ok()) {
             self.metrics.observe_api_usage(info);
         }
-        let body = self.read_body(response, max_answer_bytes).await;
+        let location = redirect_location(&response);
+        let body = read_capped(response, max_answer_bytes, |e| self.transport(e)).await;
         self.metrics.record_latency(started.elapsed());
+        if let Some(location) = location {
+            // Not any record's fault: the records wait and the task reports where it was sent.
+            let e = SalesforceError::Redirected { status, location };
+            self.metrics.salesforce_unavailable(&e.to_string());
+            return Err(e);
+        }
         let body = match body {
             Ok(body) if status >= 500 => {
                 self.metrics.salesforce_unavailable(&format!("HTTP {status} {}", snippet(&body[..body.len().min(120)])));
@@ -209,21 +223,6 @@ impl SalesforceClient {
         Err(rejection(status, &body))
     }
 
-    async fn read_body(&self, mut response: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, SalesforceError> {
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
-            if body.len() + chunk.len() > max_bytes {
-                return Err(SalesforceError::BadAnswer(format!(
-                    "HTTP {}: an answer larger than {} MiB",
-                    response.status().as_u16(),
-                    max_bytes >> 20
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-
     fn transport(&self, e: reqwest::Error) -> SalesforceError {
         if e.is_timeout() {
             SalesforceError::Timeout(self.timeout)
@@ -231,6 +230,45 @@ impl SalesforceClient {
             transport_error(e)
         }
     }
+}
+
+/// Reads an answer's body (decoded, when gzip), refusing one larger than `max_bytes`: an endpoint
+/// that is not Salesforce must not exhaust the worker. The one way every answer is read.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    max_bytes: usize,
+    transport: impl Fn(reqwest::Error) -> SalesforceError,
+) -> Result<Vec<u8>, SalesforceError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(&transport)? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(SalesforceError::BadAnswer(format!(
+                "HTTP {}: an answer larger than {}",
+                response.status().as_u16(),
+                size_text(max_bytes)
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn size_text(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
+/// The `Location` of a redirect answer (301, 302, 303, 307, 308), escaped and cut for messages;
+/// `None` for any other answer. (300 is Salesforce's "several records match", not a redirect.)
+pub fn redirect_location(response: &reqwest::Response) -> Option<String> {
+    if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = response.headers().get(reqwest::header::LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    Some(crate::keys::shown(location.as_deref().unwrap_or("(no Location header)")))
 }
 
 /// Turns a non-2xx answer into an error, keeping Salesforce's codes where the body has them.
@@ -270,6 +308,11 @@ pub fn transport_error(e: reqwest::Error) -> SalesforceError {
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
+    }
+    // A proxy that refuses the CONNECT tunnel (https) answers 407 before any request is sent:
+    // the same fix as a 407 answer (plain http never goes through the proxy: only loopback is http).
+    if text.contains("proxy authorization required") {
+        return SalesforceError::Unexpected { status: 407, snippet: "Proxy Authentication Required (CONNECT refused)".into() };
     }
     // rustls names certificate problems in the error chain; they do not clear by themselves.
     if text.contains("certificate") || text.contains("UnknownIssuer") {

@@ -72,9 +72,11 @@ impl ExternalIdKind {
 /// fit): Salesforce stores number fields as doubles.
 const MAX_EXACT_DIGITS: usize = 15;
 
-/// A key for messages: no control characters, at most 100 characters.
-fn shown(key: &str) -> String {
-    let cut: String = key.chars().take(100).collect();
+/// Text from outside (a key, a header) for logs, messages and DLQ headers: at most 100
+/// characters, control characters (newlines, ANSI escapes) escaped, so it can neither forge log
+/// lines nor bloat a message. The one way such text enters a message.
+pub fn shown(text: &str) -> String {
+    let cut: String = text.chars().take(100).collect();
     cut.escape_debug().to_string()
 }
 

@@ -4,7 +4,7 @@
 use crate::config::{Config, Operation};
 use crate::convert::{fields_fragment, scalar_text, ExternalId};
 use crate::ids;
-use crate::keys::ExternalIdKind;
+use crate::keys::{shown, ExternalIdKind};
 use crate::record::{OperationHeader, Record, Value};
 use std::sync::Arc;
 
@@ -155,10 +155,6 @@ pub fn plan_record_for(cfg: &Config, target: &Target, record: &Record<'_>) -> Pl
     Plan::Write(PlannedWrite { sobject: Arc::clone(&target.sobject), op, key, fields: Arc::new(fields) })
 }
 
-/// A key for messages: escaped, at most 100 characters.
-fn shown(text: &str) -> String {
-    text.chars().take(100).collect::<String>().escape_debug().to_string()
-}
 
 /// SPEC §2: nothing in a value may change which SObject or which record a request addresses. The
 /// connector writes `attributes` and the Id itself; a value field of either name (in any case:
@@ -223,7 +219,7 @@ fn requested_operation(cfg: &Config, record: &Record<'_>) -> Result<Operation, S
     }
     Operation::parse(text).ok_or_else(|| {
         // Escaped: the value goes into logs and DLQ headers, where raw control characters do harm.
-        let shown: String = text.chars().take(64).collect::<String>().escape_debug().to_string();
+        let shown = shown(text);
         let mapped = if cfg.header_mapping.is_empty() {
             String::new()
         } else {

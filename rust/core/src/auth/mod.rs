@@ -6,7 +6,7 @@ mod jwt;
 
 use crate::config::{Auth, Config, Secret};
 use crate::error::SalesforceError;
-use crate::http::transport_error;
+use crate::http::{read_capped, redirect_location, transport_error};
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -18,6 +18,12 @@ use std::time::{Duration, Instant};
 const ASSUMED_SESSION_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
 /// Refresh this long before the expected expiry, as the seed promises.
 const REFRESH_AHEAD: Duration = Duration::from_secs(2 * 60);
+/// A token answer is a few hundred bytes (token, instance URL, id, signature); more is not Salesforce.
+const MAX_TOKEN_ANSWER_BYTES: usize = 64 << 10;
+/// The `error` of a token request answered with a redirect (never followed, SPEC §5).
+const REDIRECTED: &str = "redirected";
+/// The `error` of a token answer that cannot be Salesforce's (too large).
+const UNUSABLE: &str = "unusable answer";
 
 #[derive(Clone)]
 pub struct AccessToken {
@@ -123,9 +129,22 @@ impl TokenProvider {
             .body(body)
             .send()
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| match transport_error(e) {
+                SalesforceError::Unexpected { status: 407, snippet } => {
+                    SalesforceError::TokenRefused { status: 407, error: "proxy".into(), description: snippet }
+                }
+                other => other,
+            })?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        if let Some(location) = redirect_location(&response) {
+            return Err(SalesforceError::TokenRefused { status, error: REDIRECTED.into(), description: format!("to '{location}'") });
+        }
+        let bytes = match read_capped(response, MAX_TOKEN_ANSWER_BYTES, transport_error).await {
+            Err(SalesforceError::BadAnswer(too_large)) => {
+                return Err(SalesforceError::TokenRefused { status, error: UNUSABLE.into(), description: too_large })
+            }
+            read => read?,
+        };
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if status == 200 {
             if let Some(token) = json.get("access_token").and_then(|t| t.as_str()) {
@@ -152,6 +171,10 @@ fn form_urlencode(pairs: &[(&str, String)]) -> String {
 /// What an operator must fix when Salesforce refuses to issue a token.
 pub fn token_advice(error: &str, auth: &Auth) -> &'static str {
     match (error, auth) {
+        (REDIRECTED, _) => {
+            "set salesforce.instance.url to the org's My Domain URL (https://<domain>.my.salesforce.com), the host that answers the token request itself: the connector never follows redirects"
+        }
+        (UNUSABLE, _) => "check salesforce.instance.url and salesforce.proxy.url: something other than Salesforce answered the token request",
         ("invalid_client_id", _) => "check salesforce.client.id (the Connected App's consumer key)",
         ("invalid_client", Auth::ClientCredentials { .. }) => "check salesforce.client.secret (the consumer secret)",
         ("invalid_grant", Auth::ClientCredentials { .. }) => {

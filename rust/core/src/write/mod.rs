@@ -86,7 +86,7 @@ pub struct Origin {
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Some(key) = &self.unsent_key {
-            write!(f, "key '{key}', ")?;
+            write!(f, "key '{}', ", crate::keys::shown(key))?;
         }
         write!(f, "topic {} partition {} offset {}", self.topic, self.partition, self.offset)
     }
@@ -263,7 +263,14 @@ impl Writer {
                  Rename the topic to an SObject API name with a RegexRouter SMT, e.g. transforms=route, \
                  transforms.route.type=org.apache.kafka.connect.transforms.RegexRouter, \
                  transforms.route.regex=crm\\.(.*), transforms.route.replacement=$1",
-                topic.chars().take(100).collect::<String>().escape_debug()
+                crate::keys::shown(topic)
+            )));
+        }
+        if let Some(allowed) = self.cfg.sobject_allowed.as_ref().filter(|a| !a.contains(topic)) {
+            return Ok(Err(format!(
+                "SObject '{topic}' (the record's topic, salesforce.sobject.type=${{topic}}) is not in \
+                 salesforce.sobject.allowed ({}): this connector may not write it",
+                allowed.shown()
             )));
         }
         let cache_key = topic.to_ascii_lowercase();
@@ -663,7 +670,7 @@ impl Writer {
             "NOT_FOUND: no {} record has {}='{}'{}",
             item.write.sobject,
             field,
-            item.write.key.as_deref().unwrap_or(""),
+            crate::keys::shown(item.write.key.as_deref().unwrap_or("")),
             what
         ))
     }
@@ -672,7 +679,7 @@ impl Writer {
     /// Salesforce's answer and where the record lives in Kafka.
     fn describe(&self, item: &Item, cause: &str) -> String {
         let key = match &item.write.key {
-            Some(k) => format!(" key '{k}'"),
+            Some(k) => format!(" key '{}'", crate::keys::shown(k)),
             None => String::new(),
         };
         format!("{} {}{} failed: {} [{}]", item.write.op, item.write.sobject, key, cause, item.origin)

@@ -51,8 +51,20 @@ impl Emulator {
     }
 
     pub fn config(&self, pairs: &[(&str, &str)]) -> Config {
+        config_at(&self.base, pairs)
+    }
+
+    pub fn sink(&self, pairs: &[(&str, &str)]) -> SalesforceSink {
+        SalesforceSink::with_config(self.config(pairs)).unwrap()
+    }
+}
+
+/// A test config for the instance at `base`: CLIENT_CREDENTIALS, INSERT into Contact, quick
+/// retries, a connector name of its own; `pairs` win.
+pub fn config_at(base: &str, pairs: &[(&str, &str)]) -> Config {
+    {
         let mut map: HashMap<String, String> = [
-            ("salesforce.instance.url", self.base.as_str()),
+            ("salesforce.instance.url", base),
             ("salesforce.client.id", "test-client-id"),
             ("salesforce.auth.type", "CLIENT_CREDENTIALS"),
             ("salesforce.client.secret", "test-client-secret"),
@@ -70,10 +82,6 @@ impl Emulator {
         // A distinct connector name per sink: tasks of different tests must not share a token.
         map.insert("connector.name".into(), format!("test-{}", rand::random::<u64>()));
         Config::from_map(&map).unwrap()
-    }
-
-    pub fn sink(&self, pairs: &[(&str, &str)]) -> SalesforceSink {
-        SalesforceSink::with_config(self.config(pairs)).unwrap()
     }
 }
 

@@ -52,6 +52,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String SSL_TRUSTSTORE_PASSWORD = "salesforce.ssl.truststore.password";
     // SObject Mapping
     public static final String SOBJECT_TYPE = "salesforce.sobject.type";
+    public static final String SOBJECT_ALLOWED = "salesforce.sobject.allowed";
     public static final String OPERATION = "salesforce.operation";
     public static final String EXTERNAL_ID_FIELD = "salesforce.external.id.field";
     public static final String OPERATION_HEADER_ENABLED = "salesforce.operation.header.enabled";
@@ -171,8 +172,9 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 "Per-request HTTP timeout in milliseconds. The TCP connect timeout is fixed at 30 seconds.",
                 GROUP_CONNECTION, ++order, Width.SHORT, "Request timeout (ms)");
         def.define(PROXY_URL, Type.STRING, null, new ProxyUrlValidator(), Importance.LOW,
-                "Optional HTTP(S) proxy for every Salesforce request, e.g. http://proxy.internal:3128. The "
-                        + "worker's proxy environment variables are not used.",
+                "Optional HTTP(S) proxy for every Salesforce request, e.g. http://proxy.internal:3128, without "
+                        + "credentials (use salesforce.proxy.username/password). The worker's proxy environment "
+                        + "variables are not used, and a loopback instance URL is reached directly.",
                 GROUP_CONNECTION, ++order, Width.LONG, "Proxy URL");
         def.define(PROXY_USERNAME, Type.STRING, null, null, Importance.LOW,
                 "User name for proxy basic authentication.",
@@ -200,6 +202,12 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                         + "each SObject is checked (describe) when its first record arrives, and records of a "
                         + "topic that is no SObject API name or names an unknown SObject go to the DLQ.",
                 GROUP_MAPPING, ++order, Width.MEDIUM, "SObject type");
+        def.define(SOBJECT_ALLOWED, Type.LIST, null, new SObjectListValidator(), Importance.MEDIUM,
+                "With " + SOBJECT_TYPE + "=${topic}: the SObjects this connector may write, e.g. Contact,Account "
+                        + "(API names, case-insensitive). A record whose topic names any other SObject is a "
+                        + "non-recoverable record error (DLQ) and never reaches Salesforce, so whoever can create "
+                        + "topics cannot pick any SObject the integration user may write. Unset: any SObject.",
+                GROUP_MAPPING, ++order, Width.LONG, "Allowed SObjects");
         def.define(OPERATION, Type.STRING, "INSERT", enumValidator(OPERATIONS), Importance.HIGH,
                 "Write operation for every record (unless header routing overrides it): INSERT, UPDATE, DELETE or "
                         + "UPSERT, case-insensitive. UPSERT needs salesforce.external.id.field; without it the "
@@ -366,6 +374,13 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         if (UPSERT.equals(upper(values.get(OPERATION))) && isBlank(values.get(EXTERNAL_ID_FIELD))) {
             add(errors, OPERATION, "UPSERT needs " + EXTERNAL_ID_FIELD + " (UPSERT is not supported in Native ID "
                     + "mode): set the External ID field, or use INSERT/UPDATE");
+        }
+        Object sobject = values.get(SOBJECT_TYPE);
+        Object allowed = values.get(SOBJECT_ALLOWED);
+        if (sobject != null && !SOBJECT_BY_TOPIC.equals(sobject.toString().trim()) && allowed instanceof List
+                && !((List<?>) allowed).isEmpty()
+                && ((List<?>) allowed).stream().noneMatch(a -> a.toString().trim().equalsIgnoreCase(sobject.toString().trim()))) {
+            add(errors, SOBJECT_ALLOWED, SOBJECT_ALLOWED + " does not list " + SOBJECT_TYPE + " '" + sobject + "'");
         }
         Object initial = values.get(RETRY_INITIAL_BACKOFF_MS);
         Object max = values.get(RETRY_MAX_BACKOFF_MS);
@@ -538,6 +553,13 @@ public final class SalesforceSinkConfig extends AbstractConfig {
             try {
                 URI uri = new URI(value.toString().trim());
                 String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase(Locale.ROOT);
+                if (uri.getRawUserInfo() != null) {
+                    // Echoed by the validate endpoint and the worker's config log: credentials go in
+                    // the proxy username and (Password) password keys.
+                    throw new ConfigException(name, Password.HIDDEN, "must not hold a user name or password; "
+                            + "put them in " + PROXY_USERNAME + " and " + PROXY_PASSWORD
+                            + " (a Password key, never shown)");
+                }
                 if ((scheme.equals("http") || scheme.equals("https")) && uri.getHost() != null) {
                     return;
                 }
@@ -636,6 +658,27 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         @Override
         public String toString() {
             return "Salesforce API name, e.g. Contact or MyObject__c, or ${topic}";
+        }
+    }
+
+    /** A list of SObject API names (or nothing). */
+    static final class SObjectListValidator implements ConfigDef.Validator {
+        @Override
+        public void ensureValid(String name, Object value) {
+            if (!(value instanceof List)) {
+                return;
+            }
+            for (Object item : (List<?>) value) {
+                if (!API_NAME_PATTERN.matcher(item.toString().trim()).matches()) {
+                    throw new ConfigException(name, value, "'" + item + "' is not a Salesforce API name: a letter "
+                            + "followed by letters, digits and underscores, e.g. Contact or MyObject__c");
+                }
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "comma-separated SObject API names, e.g. Contact,Account";
         }
     }
 

@@ -61,6 +61,35 @@ class SalesforceSinkConfigTest {
     }
 
     @Test
+    void proxyUrlWithCredentialsIsRefusedWithoutEchoingThem() {
+        Map<String, String> props = clientCredentials();
+        props.put("salesforce.proxy.url", "http://proxy-user:hunter2@proxy.internal:3128");
+        assertOnlyErrorOn("salesforce.proxy.url", props);
+        String message = errors(props).get("salesforce.proxy.url").toString();
+        assertTrue(message.contains("salesforce.proxy.password"), message);
+        assertFalse(message.contains("hunter2"), message);
+        props.put("salesforce.proxy.url", "http://proxy.internal:3128");
+        assertEquals(Map.of(), errors(props));
+    }
+
+    @Test
+    void allowedSObjectsAreApiNamesAndListTheFixedSObject() {
+        Map<String, String> props = clientCredentials();
+        props.put("salesforce.sobject.type", "${topic}");
+        props.put("salesforce.sobject.allowed", "Contact, Account");
+        assertEquals(Map.of(), errors(props));
+        props.put("salesforce.sobject.allowed", "Contact,crm.Lead");
+        assertOnlyErrorOn("salesforce.sobject.allowed", props);
+        props.put("salesforce.sobject.type", "Lead");
+        props.put("salesforce.sobject.allowed", "Contact,Account");
+        assertOnlyErrorOn("salesforce.sobject.allowed", props);
+        props.put("salesforce.sobject.allowed", "contact,lead");
+        assertEquals(Map.of(), errors(props));
+        assertEquals(List.of("contact", "lead"), new SalesforceSinkConfig(props).nativeSettings()
+                .get("salesforce.sobject.allowed"));
+    }
+
+    @Test
     void pemWithRealNewlinesIsAcceptedToo() {
         Map<String, String> props = jwt();
         props.put("salesforce.jwt.private.key", TestKeys.PEM);
@@ -262,7 +291,8 @@ class SalesforceSinkConfigTest {
                 "salesforce.bulk.poll.interval.ms", "salesforce.bulk.hard.delete",
                 "salesforce.delete.missing", "salesforce.proxy.url",
                 "salesforce.proxy.username", "salesforce.proxy.password", "salesforce.ssl.ca.pem",
-                "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password");
+                "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password",
+                "salesforce.sobject.allowed");
         assertEquals(expected, def.names());
         Set<String> groups = Set.of("Authentication", "Connection", "SObject Mapping", "Error Handling and Retries",
                 "Advanced", "Bulk API 2.0");

@@ -34,6 +34,12 @@ public final class ConfigEncoder {
 
     /** @param putTimeBudgetMs see {@link #PUT_TIME_BUDGET_MS}; negative leaves the native default */
     public static byte[] encode(Map<String, ?> settings, String connectorName, String taskId, long putTimeBudgetMs) {
+        return encode(settings, connectorName, taskId, putTimeBudgetMs, WireWriter.forSecrets(1024));
+    }
+
+    /** Encodes through {@code out}. */
+    static byte[] encode(Map<String, ?> settings, String connectorName, String taskId, long putTimeBudgetMs,
+            WireWriter out) {
         List<String> pairs = new ArrayList<>();
         if (putTimeBudgetMs > 0) {
             pairs.add(PUT_TIME_BUDGET_MS);
@@ -51,12 +57,15 @@ public final class ConfigEncoder {
         pairs.add(TASK_ID);
         pairs.add(taskId);
 
-        WireWriter out = new WireWriter(1024);
-        out.writeI32(pairs.size() / 2);
-        for (String s : pairs) {
-            out.writeStr(s);
+        try {
+            out.writeI32(pairs.size() / 2);
+            for (String s : pairs) {
+                out.writeStr(s);
+            }
+            return out.toByteArray();
+        } finally {
+            out.wipe(); // the caller wipes the returned copy once it crossed JNI
         }
-        return out.toByteArray();
     }
 
     private static String asText(Object value) {

@@ -2,6 +2,7 @@ package io.axual.connect.plugins.salesforce.jni;
 
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.channels.OverlappingFileLockException;
@@ -11,12 +12,13 @@ import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.Paths;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermission;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.connect.errors.ConnectException;
 import org.slf4j.Logger;
@@ -88,6 +90,7 @@ public final class NativeLibrary {
             if (!Files.isRegularFile(path)) {
                 throw new ConnectException(OVERRIDE + " names " + path + ", which is not a file");
             }
+            log.warn(overrideWarning(path));
             systemLoad(path, "from " + OVERRIDE, null);
             return;
         }
@@ -104,6 +107,7 @@ public final class NativeLibrary {
         Path dir = extractionDir();
         removeStaleCopies(dir);
         Path extracted = extract(loader, resource, dir);
+        checkBeforeLoad(extracted);
         systemLoad(extracted, "extracted from resource " + resource + " to " + dir, resource);
     }
 
@@ -186,25 +190,25 @@ public final class NativeLibrary {
         String configured = setting(DIR_PROPERTY, DIR_ENV);
         try {
             if (configured != null) {
+                // Whatever can write here can replace the code the worker loads: same rules as ours.
                 Path dir = Paths.get(configured).toAbsolutePath();
-                Files.createDirectories(dir);
+                if (dir.getParent() != null) {
+                    Files.createDirectories(dir.getParent());
+                }
+                createPrivateDirectory(dir);
+                String problem = unsafeBecause(dir, true);
+                if (problem != null) {
+                    throw new ConnectException("Refusing the native library directory " + dir + " ("
+                            + DIR_PROPERTY + "/" + DIR_ENV + "): " + problem + ". Use a directory owned by the "
+                            + "worker's user and writable by it only (e.g. mode 0700)");
+                }
                 return dir;
             }
             String user = System.getProperty("user.name", "user").replaceAll("[^A-Za-z0-9._-]", "_");
             Path dir = Paths.get(System.getProperty("java.io.tmpdir"), "salesforce-sink-native-" + user);
-            if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
-                try {
-                    Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(
-                            PosixFilePermissions.fromString("rwx------")));
-                } catch (UnsupportedOperationException e) {
-                    Files.createDirectory(dir);
-                } catch (java.nio.file.FileAlreadyExistsException e) {
-                    // another loader made it meanwhile; checked below
-                }
-            }
+            createPrivateDirectory(dir);
             // A shared temp directory: use ours only if it really is ours, never a planted one.
-            if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)
-                    || !Files.getOwner(dir, LinkOption.NOFOLLOW_LINKS).getName().equals(System.getProperty("user.name"))) {
+            if (unsafeBecause(dir, true) != null) {
                 return Files.createTempDirectory("salesforce-sink-native-");
             }
             return dir;
@@ -213,6 +217,48 @@ public final class NativeLibrary {
                     + (configured != null ? DIR_PROPERTY + "/" + DIR_ENV + "=" + configured : "java.io.tmpdir")
                     + "): " + e, e);
         }
+    }
+
+    /** Creates {@code dir} with mode 0700 unless something of that name exists (checked by the caller). */
+    private static void createPrivateDirectory(Path dir) throws IOException {
+        if (Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        try {
+            Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+        } catch (UnsupportedOperationException e) {
+            Files.createDirectory(dir);
+        } catch (java.nio.file.FileAlreadyExistsException e) {
+            // another loader made it meanwhile; checked by the caller
+        }
+    }
+
+    /**
+     * Why nobody but this user may be trusted with {@code path} (a directory or the library file),
+     * or null: it must be what it claims (no symbolic link), owned by this user and writable by
+     * nobody else. On file systems without POSIX permissions only the first two are checked.
+     */
+    static String unsafeBecause(Path path, boolean directory) throws IOException {
+        if (Files.isSymbolicLink(path)) {
+            return "it is a symbolic link";
+        }
+        if (directory ? !Files.isDirectory(path, LinkOption.NOFOLLOW_LINKS)
+                : !Files.isRegularFile(path, LinkOption.NOFOLLOW_LINKS)) {
+            return directory ? "it is not a directory" : "it is not a regular file";
+        }
+        String owner = Files.getOwner(path, LinkOption.NOFOLLOW_LINKS).getName();
+        if (!owner.equals(System.getProperty("user.name"))) {
+            return "it is owned by " + owner + ", not by " + System.getProperty("user.name");
+        }
+        try {
+            Set<PosixFilePermission> perms = Files.getPosixFilePermissions(path, LinkOption.NOFOLLOW_LINKS);
+            if (perms.contains(PosixFilePermission.GROUP_WRITE) || perms.contains(PosixFilePermission.OTHERS_WRITE)) {
+                return "it is group- or world-writable (" + PosixFilePermissions.toString(perms) + ")";
+            }
+        } catch (UnsupportedOperationException e) {
+            // not a POSIX file system (Windows): ownership was checked
+        }
+        return null;
     }
 
     /**
@@ -258,7 +304,7 @@ public final class NativeLibrary {
         }
     }
 
-    private static Path extract(ClassLoader loader, String resource, Path dir) {
+    static Path extract(ClassLoader loader, String resource, Path dir) {
         // The class's own loader: that is the plugin loader whose copy of the library we need.
         try (InputStream in = loader == null
                 ? ClassLoader.getSystemResourceAsStream(resource)
@@ -280,13 +326,46 @@ public final class NativeLibrary {
             lockChannel = channel;
             copy.toFile().deleteOnExit();
             lock.toFile().deleteOnExit();
-            Files.copy(in, copy, StandardCopyOption.REPLACE_EXISTING);
+            // Into the 0600 file createTempFile made, through its own channel: replacing it
+            // (Files.copy REPLACE_EXISTING) would make a new file with the umask's permissions.
+            try (FileChannel out = FileChannel.open(copy, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING,
+                    LinkOption.NOFOLLOW_LINKS)) {
+                ByteBuffer chunk = ByteBuffer.allocate(64 * 1024);
+                int n;
+                while ((n = in.read(chunk.array())) >= 0) {
+                    chunk.limit(n).position(0);
+                    while (chunk.hasRemaining()) {
+                        out.write(chunk);
+                    }
+                    chunk.clear();
+                }
+                out.force(true);
+            }
             return copy;
         } catch (IOException e) {
             throw new ConnectException("Could not extract the native library " + resource + " to " + dir + ": "
                     + e + " (set the system property " + DIR_PROPERTY + " or the environment variable " + DIR_ENV
                     + " to a writable directory)", e);
         }
+    }
+
+    /** The copy about to be loaded, and its directory, are still this user's alone. */
+    static void checkBeforeLoad(Path path) {
+        try {
+            String problem = unsafeBecause(path, false);
+            String dirProblem = path.getParent() == null ? null : unsafeBecause(path.getParent(), true);
+            if (problem != null || dirProblem != null) {
+                throw new ConnectException("Refusing to load the native library " + path + ": "
+                        + (problem != null ? problem : "its directory " + path.getParent() + ": " + dirProblem));
+            }
+        } catch (IOException e) {
+            throw new ConnectException("Could not check the native library " + path + " before loading it: " + e, e);
+        }
+    }
+
+    static String overrideWarning(Path path) {
+        return OVERRIDE + " is set: loading " + path + " instead of the library packed in the plugin; "
+                + "this is for development only and whoever can write that file runs code in this worker";
     }
 
     private static void systemLoad(Path path, String origin, String resource) {

@@ -13,9 +13,29 @@ final class WireWriter {
 
     private byte[] buf;
     private int pos;
+    /** Zero every array this writer lets go of: it holds secrets (the config buffer). */
+    private boolean secret;
 
     WireWriter(int initialCapacity) {
         buf = new byte[Math.max(64, initialCapacity)];
+    }
+
+    /** A writer for bytes that hold secrets: arrays dropped while growing are zeroed; call {@link #wipe}. */
+    static WireWriter forSecrets(int initialCapacity) {
+        WireWriter writer = new WireWriter(initialCapacity);
+        writer.secret = true;
+        return writer;
+    }
+
+    /** Zeroes the whole internal array (not only what was written) and forgets it. */
+    void wipe() {
+        Arrays.fill(buf, (byte) 0);
+        pos = 0;
+    }
+
+    /** The internal array, for tests that check it was wiped. */
+    byte[] buffer() {
+        return buf;
     }
 
     int position() {
@@ -51,7 +71,11 @@ final class WireWriter {
             throw new IllegalStateException("batch buffer would exceed 2 GiB");
         }
         long grown = Math.max(needed, Math.min((long) buf.length * 2, MAX_CAPACITY));
+        byte[] dropped = buf;
         buf = Arrays.copyOf(buf, (int) grown);
+        if (secret) {
+            Arrays.fill(dropped, (byte) 0);
+        }
     }
 
     void writeU8(int v) {

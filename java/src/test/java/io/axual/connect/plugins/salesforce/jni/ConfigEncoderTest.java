@@ -2,6 +2,7 @@ package io.axual.connect.plugins.salesforce.jni;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -30,5 +31,28 @@ class ConfigEncoderTest {
         expected.put("task.id", "2");
         assertEquals(expected, decoded);
         assertFalse(decoded.containsKey("errors.tolerance"));
+    }
+
+    @Test
+    void theWriterThatHeldTheSecretsIsZeroedAfterEncoding() {
+        Map<String, Object> settings = new LinkedHashMap<>();
+        // Long enough that the writer grows: the arrays it drops on the way are zeroed too.
+        settings.put("salesforce.jwt.private.key", new Password("-----BEGIN PRIVATE KEY-----" + "k".repeat(5000)));
+        WireWriter writer = WireWriter.forSecrets(64);
+        byte[] first = writer.buffer();
+
+        byte[] encoded = ConfigEncoder.encode(settings, "my-sink", "0", -1, writer);
+
+        assertEquals(new String(new Password("-----BEGIN PRIVATE KEY-----" + "k".repeat(5000)).value()),
+                ReferenceDecoder.decodeConfig(encoded).get("salesforce.jwt.private.key"));
+        assertTrue(writer.buffer() != first && writer.buffer().length > 5000);
+        assertZeroed(first);
+        assertZeroed(writer.buffer());
+    }
+
+    private static void assertZeroed(byte[] array) {
+        for (int i = 0; i < array.length; i++) {
+            assertEquals(0, array[i], "byte " + i + " of " + array.length + " still holds config data");
+        }
     }
 }

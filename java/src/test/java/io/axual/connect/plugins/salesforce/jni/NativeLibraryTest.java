@@ -10,6 +10,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
+import java.nio.file.attribute.PosixFilePermissions;
 import org.apache.kafka.connect.errors.ConnectException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -85,5 +86,81 @@ class NativeLibraryTest {
         if (NativeLibraryTest.class.getClassLoader().getResource(resource) != null) {
             assertTrue(NativeLibrary.packedPlatforms(NativeLibraryTest.class.getClassLoader()).contains(platform));
         }
+    }
+
+    private static ConnectException configuredDirRefused(Path dir) {
+        System.setProperty(NativeLibrary.DIR_PROPERTY, dir.toString());
+        try {
+            return assertThrows(ConnectException.class, NativeLibrary::extractionDir);
+        } finally {
+            System.clearProperty(NativeLibrary.DIR_PROPERTY);
+        }
+    }
+
+    @Test
+    void aConfiguredDirectoryIsCreatedPrivate(@TempDir Path dir) throws IOException {
+        Path wanted = dir.resolve("fresh");
+        System.setProperty(NativeLibrary.DIR_PROPERTY, wanted.toString());
+        try {
+            assertEquals(wanted.toAbsolutePath(), NativeLibrary.extractionDir());
+        } finally {
+            System.clearProperty(NativeLibrary.DIR_PROPERTY);
+        }
+        assertEquals("rwx------", PosixFilePermissions.toString(Files.getPosixFilePermissions(wanted)));
+    }
+
+    @Test
+    void aConfiguredDirectoryOthersCanWriteIsRefused(@TempDir Path dir) throws IOException {
+        for (String perms : new String[] {"rwxrwx---", "rwx---rwx", "rwxrwxrwx"}) {
+            Path shared = Files.createDirectories(dir.resolve("shared-" + perms));
+            Files.setPosixFilePermissions(shared, PosixFilePermissions.fromString(perms));
+            ConnectException e = configuredDirRefused(shared);
+            assertTrue(e.getMessage().contains(shared.toString()) && e.getMessage().contains("writable")
+                    && e.getMessage().contains(NativeLibrary.DIR_PROPERTY), e.getMessage());
+        }
+        // Owned by this user and writable by it only: fine, whatever else may read it.
+        Path readable = Files.createDirectories(dir.resolve("readable"));
+        Files.setPosixFilePermissions(readable, PosixFilePermissions.fromString("rwxr-xr-x"));
+        System.setProperty(NativeLibrary.DIR_PROPERTY, readable.toString());
+        try {
+            assertEquals(readable, NativeLibrary.extractionDir());
+        } finally {
+            System.clearProperty(NativeLibrary.DIR_PROPERTY);
+        }
+    }
+
+    @Test
+    void aConfiguredDirectoryThatIsASymlinkIsRefused(@TempDir Path dir) throws IOException {
+        Path target = Files.createDirectories(dir.resolve("target"));
+        Files.setPosixFilePermissions(target, PosixFilePermissions.fromString("rwx------"));
+        Path link = Files.createSymbolicLink(dir.resolve("link"), target);
+        ConnectException e = configuredDirRefused(link);
+        assertTrue(e.getMessage().contains("symbolic link"), e.getMessage());
+    }
+
+    @Test
+    void theExtractedCopyIsPrivateAndChecked(@TempDir Path dir) throws IOException {
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
+        String resource = "io/axual/connect/plugins/salesforce/jni/NativeLibraryTest.class";
+        Path copy = NativeLibrary.extract(NativeLibraryTest.class.getClassLoader(), resource, dir);
+        assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(copy)));
+        try (var in = NativeLibraryTest.class.getClassLoader().getResourceAsStream(resource)) {
+            assertTrue(java.util.Arrays.equals(in.readAllBytes(), Files.readAllBytes(copy)));
+        }
+        NativeLibrary.checkBeforeLoad(copy);
+
+        Files.setPosixFilePermissions(copy, PosixFilePermissions.fromString("rw-rw-rw-"));
+        ConnectException e = assertThrows(ConnectException.class, () -> NativeLibrary.checkBeforeLoad(copy));
+        assertTrue(e.getMessage().contains(copy.toString()) && e.getMessage().contains("writable"), e.getMessage());
+        Path link = Files.createSymbolicLink(dir.resolve("link.so"), copy);
+        e = assertThrows(ConnectException.class, () -> NativeLibrary.checkBeforeLoad(link));
+        assertTrue(e.getMessage().contains("symbolic link"), e.getMessage());
+    }
+
+    @Test
+    void theOverrideIsAnnouncedWithAWarning() {
+        String warning = NativeLibrary.overrideWarning(Paths.get("/opt/dev/libsalesforce_sink_jni.so"));
+        assertTrue(warning.contains(NativeLibrary.OVERRIDE) && warning.contains("/opt/dev/libsalesforce_sink_jni.so")
+                && warning.contains("instead of the library packed"), warning);
     }
 }
