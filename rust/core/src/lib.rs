@@ -15,6 +15,7 @@ pub mod ids;
 pub mod keys;
 pub mod logs;
 pub mod metrics;
+pub mod panics;
 pub mod pipeline;
 pub mod plan;
 pub mod record;
@@ -259,7 +260,5 @@ impl Drop for SalesforceSink {
 /// Panics in `entry_point` (`open`, `put`, `render`, `drainLogs`, `close`) when the test-only
 /// environment variable [`config::TEST_PANIC_ENV`] names this sink's connector for it.
 fn test_hook(cfg: &Config, entry_point: &str) {
-    if cfg.test_panic.as_deref() == Some(entry_point) {
-        panic!("forced panic in native {entry_point} ({})", config::TEST_PANIC_ENV);
-    }
+    cfg.test_hook(entry_point);
 }

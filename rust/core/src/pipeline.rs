@@ -56,6 +56,9 @@ struct Entry {
     ready_after: Option<u64>,
     not_before: Option<Instant>,
     attempts: u32,
+    /// When a cause of the record's own (row lock, `UNKNOWN_EXCEPTION`) first failed it:
+    /// `salesforce.retry.max.duration.ms` counts from here (SPEC §11).
+    failing_since: Option<Instant>,
     /// A Bulk job refused the write without attributing a cause: it goes through Collections.
     via_collections: bool,
 }
@@ -141,7 +144,7 @@ impl Pipeline {
             progress: Notify::new(),
             requests: Mutex::new(tokio::task::JoinSet::new()),
         });
-        let dispatcher = runtime.spawn(dispatch_loop(Arc::clone(&shared)));
+        let dispatcher = runtime.spawn(supervised(Arc::clone(&shared), "dispatcher", dispatch_loop(Arc::clone(&shared))));
         Pipeline { shared, dispatcher, runtime: runtime.handle().clone() }
     }
 
@@ -315,6 +318,22 @@ impl Drop for Pipeline {
     }
 }
 
+impl Entry {
+    /// A record-level transient failure: retried while `salesforce.retry.max.duration.ms` since
+    /// its first such failure has not passed, then a record error with the last cause.
+    fn retry_within_bound(&mut self, cause: String, cfg: &Config, now: Instant) -> ItemResult {
+        let since = *self.failing_since.get_or_insert(now);
+        match cfg.retry_max_duration {
+            Some(max) if now.saturating_duration_since(since) >= max => ItemResult::Failed(format!(
+                "{cause} (still failing after {} ms of retries: salesforce.retry.max.duration.ms={})",
+                now.saturating_duration_since(since).as_millis(),
+                max.as_millis()
+            )),
+            _ => ItemResult::Retry(cause),
+        }
+    }
+}
+
 impl State {
     fn add(&mut self, seq: i64, write: PlannedWrite, origin: Origin, now: Instant, cfg: &Config, external_id_mode: bool) {
         let key = write.ordering_key(external_id_mode);
@@ -333,7 +352,7 @@ impl State {
             self.last_waiting.insert(key.clone(), seq);
         }
         let item = Item::new(write, origin, external_id_mode);
-        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_after: None, not_before: None, attempts: 0, via_collections: false });
+        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_after: None, not_before: None, attempts: 0, failing_since: None, via_collections: false });
     }
 
     /// Requests to send now, and when to look again (`None`: only when woken).
@@ -544,6 +563,10 @@ impl State {
             if entry.seqs.is_empty() {
                 continue;
             }
+            let result = match result {
+                Some(ItemResult::RecordRetry(cause)) => Some(entry.retry_within_bound(cause, cfg, now)),
+                other => other,
+            };
             let counter = match &result {
                 Some(ItemResult::Written) => Some(&metrics.records_written),
                 Some(ItemResult::Failed(_)) => Some(&metrics.records_failed),
@@ -570,7 +593,8 @@ impl State {
                     entry.attempts += 1;
                     self.back(entry, None);
                 }
-                Some(ItemResult::Retry(_)) | None => {
+                // `retry_within_bound` made every RecordRetry a Retry or a Failed above.
+                Some(ItemResult::Retry(_) | ItemResult::RecordRetry(_)) | None => {
                     entry.attempts += 1;
                     let backoff = cfg.retry.backoff(entry.attempts).max(MIN_RETRY_BACKOFF);
                     self.back(entry, Some(now + backoff));
@@ -627,6 +651,19 @@ fn coalesce(earlier: &PlannedWrite, later: &PlannedWrite, earlier_origin: &Origi
     Some(PlannedWrite { sobject: Arc::clone(&earlier.sobject), op: earlier.op, key: earlier.key.clone(), fields: Arc::new(fields) })
 }
 
+/// Runs one of the sink's background tasks (the dispatcher, a request, a quota check). A panic in
+/// it makes the sink fatal with the panic's message (SPEC §11): every later call throws and the
+/// task fails, instead of records that stay in flight forever behind a task that looks healthy.
+async fn supervised(shared: Arc<Shared>, task: &'static str, work: impl std::future::Future<Output = ()>) {
+    if let Err(panic) = crate::panics::CatchUnwind::new(work).await {
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.fatal.get_or_insert_with(|| format!("native panic in the {task} task: {panic}"));
+        drop(state);
+        shared.progress.notify_waiters();
+        shared.wake.notify_one();
+    }
+}
+
 async fn dispatch_loop(shared: Arc<Shared>) {
     loop {
         let now = Instant::now();
@@ -646,12 +683,17 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                 state.take_requests(&shared.cfg, now)
             }
         };
+        if !requests.is_empty() {
+            shared.cfg.test_hook("dispatcher");
+        }
         {
             let mut running = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
-            while running.try_join_next().is_some() {} // forget the requests that answered
+            // Forget the requests that answered; a panic in one was caught by `supervised`.
+            while running.try_join_next().is_some() {}
             for Request { number, op, via, entries, abandoned } in requests {
                 let shared = Arc::clone(&shared);
-                running.spawn(async move {
+                running.spawn(supervised(Arc::clone(&shared), "request", async move {
+                    shared.cfg.test_hook("request");
                     let mut items: Vec<Item> = entries.iter().map(|e| e.item.clone()).collect();
                     let results = shared.writer.execute(op, via, &mut items, &abandoned).await;
                     // What the request learnt (resolved Ids) stays with the write for its retries.
@@ -662,7 +704,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                     }
                     shared.wake.notify_one();
                     shared.progress.notify_waiters();
-                });
+                }));
             }
         }
         match next_wake {
@@ -685,7 +727,7 @@ fn quota_check_due(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Ins
     state.quota_checking = true;
     state.quota_next_check = Some(now + interval);
     let shared = Arc::clone(shared);
-    tokio::spawn(async move {
+    tokio::spawn(supervised(Arc::clone(&shared), "quota check", async move {
         match read_daily_limits(&shared).await {
             Ok((used, max)) => {
                 shared.logs.debug(format!("GET /limits: {used} of {max} daily API requests used"));
@@ -695,7 +737,7 @@ fn quota_check_due(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Ins
         }
         shared.state.lock().unwrap_or_else(|e| e.into_inner()).quota_checking = false;
         shared.wake.notify_one();
-    });
+    }));
     now + interval
 }
 

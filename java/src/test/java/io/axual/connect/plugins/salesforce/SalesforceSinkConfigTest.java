@@ -182,6 +182,14 @@ class SalesforceSinkConfigTest {
         assertOnlyErrorOn("salesforce.retry.max.attempts", props);
         props.put("salesforce.retry.max.attempts", "0");
         assertEquals(Map.of(), errors(props));
+        // Same ranges as rust/core/src/config.rs: 0 = no limit; a stall threshold of 0 would always hold.
+        props.put("salesforce.retry.max.duration.ms", "-1");
+        assertOnlyErrorOn("salesforce.retry.max.duration.ms", props);
+        props.put("salesforce.retry.max.duration.ms", "0");
+        props.put("salesforce.health.stall.threshold.ms", "0");
+        assertOnlyErrorOn("salesforce.health.stall.threshold.ms", props);
+        props.put("salesforce.health.stall.threshold.ms", "1");
+        assertEquals(Map.of(), errors(props));
     }
 
     @Test
@@ -262,7 +270,8 @@ class SalesforceSinkConfigTest {
                 "salesforce.bulk.poll.interval.ms", "salesforce.bulk.hard.delete",
                 "salesforce.delete.missing", "salesforce.proxy.url",
                 "salesforce.proxy.username", "salesforce.proxy.password", "salesforce.ssl.ca.pem",
-                "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password");
+                "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password",
+                "salesforce.retry.max.duration.ms", "salesforce.health.stall.threshold.ms");
         assertEquals(expected, def.names());
         Set<String> groups = Set.of("Authentication", "Connection", "SObject Mapping", "Error Handling and Retries",
                 "Advanced", "Bulk API 2.0");
