@@ -164,12 +164,13 @@ class NativeSafetyTest {
         props.put("name", connectorName("request"));
         props.put("task.id", "0");
         task.start(props);
-        task.put(List.of(new SinkRecord("t", 0, null, "k", null, Map.of("LastName", "L"), 0)));
+        List<SinkRecord> batch = List.of(new SinkRecord("t", 0, null, "k", null, Map.of("LastName", "L"), 0));
         long deadline = System.nanoTime() + 10_000_000_000L;
         ConnectException failure = null;
         while (failure == null && System.nanoTime() < deadline) {
             try {
-                task.put(List.of()); // Connect keeps calling put() while the task runs
+                task.put(batch); // the request may panic before this first put() returns
+                batch = List.of(); // Connect keeps calling put() while the task runs
                 Thread.sleep(50);
             } catch (ConnectException e) {
                 failure = e;
