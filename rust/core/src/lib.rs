@@ -145,6 +145,7 @@ impl SalesforceSink {
     /// The progress buffer: outcomes, the metrics snapshot, the health and the logs since the last call.
     fn encode(&self, progress: &pipeline::Progress) -> Vec<u8> {
         let metrics = self.client.metrics();
+        metrics.observe_unfinished(progress.oldest_unfinished, self.cfg.stall_threshold);
         let snapshot = metrics.snapshot(progress.unfinished, progress.requests_in_flight);
         wire::outcome::encode_progress(progress, &snapshot, &metrics.health(), &self.logs.drain())
     }

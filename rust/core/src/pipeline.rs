@@ -40,6 +40,8 @@ pub struct Progress {
     /// Records submitted and neither finished nor abandoned (waiting or in flight).
     pub unfinished: usize,
     pub requests_in_flight: usize,
+    /// How long the oldest unfinished record has been in the buffer (SPEC §11: STALLED).
+    pub oldest_unfinished: Option<Duration>,
 }
 
 /// Writes waiting to be sent, one entry per write; an entry stands for several records when
@@ -92,6 +94,8 @@ struct State {
     in_flight_requests: std::collections::BTreeSet<u64>,
     /// Numbers of the Bulk jobs in flight.
     jobs_in_flight: HashSet<u64>,
+    /// Per request in flight: when its oldest write arrived.
+    request_arrived: HashMap<u64, Instant>,
     /// Per request in flight: its records and the flag that stops it when they are abandoned.
     request_flags: HashMap<u64, (Vec<i64>, Arc<std::sync::atomic::AtomicBool>)>,
     next_request: u64,
@@ -204,10 +208,12 @@ impl Pipeline {
         if let Some(fatal) = &state.fatal {
             return Err(FatalError(fatal.clone()));
         }
+        let oldest_unfinished = state.oldest_arrival().map(|at| at.elapsed());
         Ok(Progress {
             finished: std::mem::take(&mut state.finished),
             unfinished: state.unfinished,
             requests_in_flight: state.requests_in_flight,
+            oldest_unfinished,
         })
     }
 
@@ -353,6 +359,14 @@ impl State {
         }
         let item = Item::new(write, origin, external_id_mode);
         self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_after: None, not_before: None, attempts: 0, failing_since: None, via_collections: false });
+    }
+
+    /// When the oldest unfinished write arrived: the first waiting one (sequence numbers grow with
+    /// arrival, and a retried write keeps its place) or the oldest in flight.
+    fn oldest_arrival(&self) -> Option<Instant> {
+        let waiting = self.waiting.values().next().map(|e| e.arrived);
+        let in_flight = self.request_arrived.values().min().copied();
+        waiting.into_iter().chain(in_flight).min()
     }
 
     /// Requests to send now, and when to look again (`None`: only when woken).
@@ -532,6 +546,9 @@ impl State {
         let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seqs = entries.iter().flat_map(|e| e.seqs.iter().copied()).collect();
         self.request_flags.insert(number, (seqs, Arc::clone(&abandoned)));
+        if let Some(oldest) = entries.iter().map(|e| e.arrived).min() {
+            self.request_arrived.insert(number, oldest);
+        }
         Request { number, op: entries[0].item.write.op, via, entries, abandoned }
     }
 
@@ -541,6 +558,7 @@ impl State {
         self.in_flight_requests.remove(&number);
         self.jobs_in_flight.remove(&number);
         self.request_flags.remove(&number);
+        self.request_arrived.remove(&number);
         let results: Vec<Option<ItemResult>> = match results {
             Ok(results) => results.into_iter().map(Some).collect(),
             Err(fatal) => {
@@ -567,6 +585,9 @@ impl State {
                 Some(ItemResult::RecordRetry(cause)) => Some(entry.retry_within_bound(cause, cfg, now)),
                 other => other,
             };
+            if let Some(ItemResult::Retry(cause)) = &result {
+                metrics.note_retry_cause(cause);
+            }
             let counter = match &result {
                 Some(ItemResult::Written) => Some(&metrics.records_written),
                 Some(ItemResult::Failed(_)) => Some(&metrics.records_failed),

@@ -5,6 +5,7 @@
 mod common;
 
 use common::Emulator;
+use salesforce_sink_core::metrics::HealthState;
 use salesforce_sink_core::record::{OperationHeader, Record, Value};
 use salesforce_sink_core::wire::outcome::Outcome;
 use salesforce_sink_core::{SalesforceSink, SinkError};
@@ -132,4 +133,46 @@ fn a_request_level_outage_keeps_waiting_past_retry_max_duration() {
     let records: Vec<Record> = (0..5).map(|i| upsert(i, ["a", "b", "c", "d", "e"][i as usize], "N")).collect();
     let outcomes = finish_all(&sink, &records, Duration::from_secs(30));
     assert!(outcomes.iter().all(|o| *o == Outcome::Written), "{outcomes:?}");
+}
+
+fn metric(sink: &SalesforceSink, name: &str) -> i64 {
+    sink.metrics().snapshot(0, 0).into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap()
+}
+
+#[test]
+fn a_record_that_waits_past_the_stall_threshold_makes_the_task_stalled_until_it_finishes() {
+    let emu = Emulator::start();
+    emu.control(
+        "POST",
+        "faults",
+        json!({"rules": [{"kind": "record_error", "error_code": "UNABLE_TO_LOCK_ROW", "record_contains": "STUCK"}]}),
+    );
+    let mut pairs = UPSERT.to_vec();
+    pairs.extend([
+        ("salesforce.retry.max.duration.ms", "3000"),
+        ("salesforce.retry.max.backoff.ms", "200"),
+        ("salesforce.linger.ms", "0"),
+        ("salesforce.health.stall.threshold.ms", "500"),
+    ]);
+    let sink = emu.sink(&pairs);
+    let records = [upsert(0, "a", "A"), upsert(1, "s", "STUCK"), upsert(2, "c", "C")];
+    sink.submit(&records, 0).unwrap();
+    let started = Instant::now();
+    // Each call from Java (here flush without waiting) looks at the oldest unfinished record.
+    while sink.metrics().health().state != HealthState::Stalled {
+        assert!(started.elapsed() < Duration::from_secs(3), "not STALLED {:?} after submitting", started.elapsed());
+        sink.flush(Duration::ZERO).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.elapsed() >= Duration::from_millis(500), "STALLED before the threshold");
+    let health = sink.metrics().health();
+    assert!(health.message.contains("UNABLE_TO_LOCK_ROW") && health.message.contains("stall.threshold"), "{}", health.message);
+    assert!(metric(&sink, "oldest.unfinished.age.ms") > 500);
+    while sink.metrics().health().state != HealthState::Ok {
+        assert!(started.elapsed() < Duration::from_secs(15), "still {:?} after the record failed", sink.metrics().health().state);
+        sink.flush(Duration::ZERO).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&sink, "oldest.unfinished.age.ms"), 0);
+    assert_eq!(emu.records("Contact").len(), 2);
 }

@@ -31,7 +31,7 @@ import org.apache.kafka.connect.rest.ConnectRestExtensionContext;
  * Enable it on the worker with
  * {@code rest.extension.classes=io.axual.connect.plugins.salesforce.health.SalesforceHealthRestExtension}
  * (the class is found on {@code plugin.path}). Each task of the answer that runs in this worker
- * gets a {@code "salesforce"} object: {@code state} (OK, QUOTA_RESERVE, SALESFORCE_UNAVAILABLE),
+ * gets a {@code "salesforce"} object: {@code state} (OK, QUOTA_RESERVE, SALESFORCE_UNAVAILABLE, STALLED),
  * {@code message} (what holds it back and what to do) and {@code since} (ISO-8601). Connect's status
  * API has no message for RUNNING tasks; this is how held-back tasks say why without failing.
  *
