@@ -155,6 +155,11 @@ impl SalesforceSink {
         self.client.metrics()
     }
 
+    /// How often the pipeline's dispatcher has looked at the buffer (tests: no busy-waiting).
+    pub fn dispatch_rounds(&self) -> u64 {
+        self.pipeline.dispatch_rounds()
+    }
+
     /// The typed core of [`flush`](Self::flush), for tests and benchmarks (no put time budget).
     pub fn wait(&self, timeout: Duration) -> Result<pipeline::Progress, SinkError> {
         Ok(RUNTIME.block_on(self.pipeline.flush(timeout))?)

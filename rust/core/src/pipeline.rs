@@ -110,6 +110,8 @@ struct State {
     /// that read is under way.
     quota_next_check: Option<Instant>,
     quota_checking: bool,
+    /// How often the dispatcher looked at the buffer: a task that only waits must not spin (SPEC §11).
+    dispatch_rounds: u64,
 }
 
 struct Shared {
@@ -300,6 +302,11 @@ impl Pipeline {
                 return;
             }
         }
+    }
+
+    /// How often the dispatcher has looked at the buffer (tests: no busy-waiting).
+    pub fn dispatch_rounds(&self) -> u64 {
+        self.lock().dispatch_rounds
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -515,7 +522,9 @@ impl State {
             let quiet = quiet_due <= now && self.jobs_in_flight.is_empty();
             let due = full || self.flushing > 0 || quiet || oldest_due <= now;
             if !due {
-                wake_at(quiet_due.min(oldest_due));
+                // Past its quiet time the job waits for the jobs in flight, and their answers wake
+                // the dispatcher: a deadline already passed would make it spin (SPEC §11).
+                wake_at(if quiet_due > now { quiet_due.min(oldest_due) } else { oldest_due });
                 return;
             }
             requests.push(self.send_off(chunk, Via::Bulk));
@@ -693,6 +702,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             if state.closed {
                 return;
             }
+            state.dispatch_rounds += 1;
             if state.fatal.is_some() {
                 (vec![], None)
             } else if shared.metrics.quota.active() {

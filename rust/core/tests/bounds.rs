@@ -55,8 +55,11 @@ fn a_panic_in_a_request_fails_the_sink_with_its_message() {
     let emu = Emulator::start();
     for point in ["request", "dispatcher"] {
         let sink = panicking_sink(&emu, point);
-        sink.submit(&[upsert(0, "a", "A")], 0).unwrap();
-        let error = first_error(&sink).to_string();
+        // The request may panic before submit() returns: then submit() already fails.
+        let error = match sink.submit(&[upsert(0, "a", "A")], 0) {
+            Err(e) => e.to_string(),
+            Ok(_) => first_error(&sink).to_string(),
+        };
         assert!(
             error.contains(&format!("native panic in the {point} task: forced panic in native {point}")),
             "{error}"
@@ -175,4 +178,38 @@ fn a_record_that_waits_past_the_stall_threshold_makes_the_task_stalled_until_it_
     }
     assert_eq!(metric(&sink, "oldest.unfinished.age.ms"), 0);
     assert_eq!(emu.records("Contact").len(), 2);
+}
+
+#[test]
+fn a_part_filled_job_waiting_for_a_slow_job_does_not_spin() {
+    let emu = Emulator::start();
+    // The first job (40 records) takes about 8 s at Salesforce.
+    emu.control("POST", "bulk", json!({"records_per_second": 5}));
+    let mut pairs = UPSERT.to_vec();
+    pairs.extend([
+        ("salesforce.write.mode", "BULK"),
+        ("salesforce.bulk.linger.ms", "300"),
+        ("salesforce.bulk.poll.interval.ms", "1000"),
+    ]);
+    let sink = emu.sink(&pairs);
+    let keys: Vec<String> = (0..50).map(|i| format!("W{i}")).collect();
+    let records: Vec<Record> = keys.iter().enumerate().map(|(i, k)| upsert(i as i64, k, k)).collect();
+    sink.submit(&records[..40], 0).unwrap();
+    let started = Instant::now();
+    while emu.control("GET", "bulk", json!(null))["jobs_created"].as_u64() != Some(1) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the first job was never created");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second, part-filled job waits for the first; its quiet time (300 ms) passes at once.
+    sink.submit(&records[40..], 40).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = sink.dispatch_rounds();
+    std::thread::sleep(Duration::from_secs(2));
+    let rounds = sink.dispatch_rounds() - before;
+    println!("dispatcher rounds in 2 s of waiting for a slow Bulk job: {rounds}");
+    // Polls of the job and Java's calls wake it a few times; a busy loop makes it tens of thousands.
+    assert!(rounds < 50, "the dispatcher looked at the buffer {rounds} times in 2 s of waiting");
+    let progress = sink.wait(Duration::from_secs(60)).unwrap();
+    assert_eq!(progress.unfinished, 0);
+    assert_eq!(emu.records("Contact").len(), 50);
 }
