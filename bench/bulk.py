@@ -5,12 +5,22 @@ side with COLLECTIONS in the same run:
    BULK and AUTO, with the emulator processing 10,000 records/s per job.
 2. Records/s through BULK in that run (one task).
 3. Produce-to-Salesforce latency of a trickle of 10 records (2/s) in AUTO and COLLECTIONS.
+4. (phase ``bulkwait``) Worker CPU (cores, from /proc of the worker process) while a slow job
+   runs and a part-filled second one waits for it: a task that only waits must use no measurable
+   CPU (SPEC §11).
 """
 from __future__ import annotations
 
+import os
 import time
 
 JOB_RATE = 10_000
+# Measure 4: a first job of 1,000 records at 20 records/s runs about 50 s; the second job's
+# 100 records arrive once it runs and wait for it (bulk linger 5 s, at most 60 s).
+SLOW_JOB_RATE = 20
+SLOW_JOB_RECORDS = 1_000
+WAITING_RECORDS = 100
+CPU_WINDOW_S = 15
 
 
 def _upserts(n: int):
@@ -64,6 +74,44 @@ def _backlog(b, log, n: int, mode: str) -> dict:
     return {"api": api, "seconds": seconds, "rate": rate, "kinds": kinds}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def waiting_cpu(b, log) -> dict:
+    """Worker CPU cores while a slow Bulk job runs and a part-filled second job waits for it."""
+    b.emu.clear_records("Contact")
+    b.emu.set_latency(0)
+    b.emu.set_bulk(records_per_second=SLOW_JOB_RATE)
+    topic = b.name("bulk-wait")
+    b.produce(topic, _upserts(SLOW_JOB_RECORDS))
+    name = b.name("bulk-wait")
+    created = int(b.emu.bulk()["jobs_created"])
+    before = b.written()
+    b.start_connector(name, b.config(topic, "UPSERT", True, "BULK"))
+    deadline = time.monotonic() + 60
+    while int(b.emu.bulk()["jobs_created"]) == created:
+        if time.monotonic() > deadline:
+            raise AssertionError("bulk wait: the first job was never created\n" + b.connect.describe(name))
+        time.sleep(0.2)
+    b.produce(topic, ((f"w-{i}", {"LastName": f"Waiting {i}"}) for i in range(WAITING_RECORDS)))
+    time.sleep(7)  # past the second job's quiet time (bulk linger 5 s): it now waits for the first
+    pid = b.stack.worker.proc.pid
+    cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+    time.sleep(CPU_WINDOW_S)
+    cores = (_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    still_running = b.written() - before < SLOW_JOB_RECORDS
+    log(f"bulk wait: worker used {cores:.3f} cores over {CPU_WINDOW_S} s while a slow job ran "
+        f"(first job still running at the end: {still_running})")
+    b.wait_written(before + SLOW_JOB_RECORDS + WAITING_RECORDS, 600, name, interval=0.5)
+    b.drop_connector(name)
+    b.emu.set_bulk(records_per_second=JOB_RATE)
+    return {"cores": cores, "first_job_running": still_running}
+
+
 def rows(res: dict, row, verdicts: list) -> None:
     """Table rows for ``bench.run.build_table``."""
     r = res["bulk"]
@@ -88,3 +136,14 @@ def rows(res: dict, row, verdicts: list) -> None:
                      f"p50 {a['p50']:.0f} vs {c['p50']:.0f} ms"))
     row("Produce → Salesforce, trickle of 10 records (2/s), p50 / max ms", "COLLECTIONS vs AUTO",
         f"{c['p50']:.0f} / {c['max']:.0f}", f"{a['p50']:.0f} / {a['max']:.0f}", "", "no worse", met)
+
+
+def waiting_rows(res: dict, row, verdicts: list) -> None:
+    """The ``bulkwait`` phase's row for ``bench.run.build_table``."""
+    w = res["bulkwait"]
+    if w:
+        met = w["cores"] <= 0.05 and w["first_job_running"]
+        verdicts.append(("bulk: a task that only waits for a slow job uses ≤ 0.05 cores", met, f"{w['cores']:.3f}"))
+        row("Worker CPU while a slow Bulk job runs and a second waits, cores",
+            f"BULK, job of {SLOW_JOB_RECORDS:,} at {SLOW_JOB_RATE} records/s, {WAITING_RECORDS} records waiting, "
+            f"{CPU_WINDOW_S} s from /proc of the worker", "", f"{w['cores']:.3f}", "", "≤ 0.05", met)

@@ -4,7 +4,8 @@ Starts ONE stack (KRaft broker + Connect worker + Salesforce emulator, tests/sta
 measurement against it and prints ONE markdown table plus the machine it ran on; ``--write``
 also writes it to bench/RESULTS.md.
 
-Phases (``--only`` takes a comma list): conversion, requests, throughput, latency, rss, pipeline, bulk.
+Phases (``--only`` takes a comma list): conversion, requests, throughput, latency, rss, pipeline, bulk,
+bulkwait.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from . import bulk as bulk_measures
 from . import pipeline as pipeline_measures
 from .sf import SalesforceRest
 
-PHASES = ["conversion", "requests", "throughput", "latency", "rss", "pipeline", "bulk"]
+PHASES = ["conversion", "requests", "throughput", "latency", "rss", "pipeline", "bulk", "bulkwait"]
 RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
 
 # COLLECTIONS settings (stated in RESULTS.md). The connector packs up to 200 records per request
@@ -361,6 +362,10 @@ class Bench:
     def bulk(self) -> dict:
         return bulk_measures.run(self, log)
 
+    # -- 7. worker CPU while a task only waits for a slow Bulk job (bench/bulk.py) ------------------
+    def bulkwait(self) -> dict:
+        return bulk_measures.waiting_cpu(self, log)
+
 
 # -- report -------------------------------------------------------------------------------------
 def build_table(res: dict) -> tuple:
@@ -451,6 +456,8 @@ def build_table(res: dict) -> tuple:
         pipeline_measures.rows(res, row, verdicts)
     if "bulk" in res:
         bulk_measures.rows(res, row, verdicts)
+    if "bulkwait" in res:
+        bulk_measures.waiting_rows(res, row, verdicts)
     for phase, msg in res.get("failed", {}).items():
         row(f"{phase} (phase failed)", msg.replace("|", "/"), "—", "—", "", "", False)
         verdicts.append((f"phase {phase} completed", False, msg))

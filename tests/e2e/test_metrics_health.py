@@ -256,3 +256,54 @@ def test_status_shows_the_health_of_tasks_on_other_workers(observed, sink, stack
         e2e.wait_records("Contact", 20, timeout=60, connector=name)
     finally:
         second.stop()
+
+
+def test_a_record_failing_forever_stalls_visibly_then_goes_to_the_dlq(observed, sink, e2e):
+    """SPEC §11 (issue 17 items 7, 8): one record answered UNKNOWN_EXCEPTION on every attempt
+    holds its partition's offset: the task says STALLED (JMX exporter, REST status, one WARN)
+    while it waits, then after salesforce.retry.max.duration.ms the record is in the DLQ with its
+    cause, the others are written, the offsets commit past it and the health is OK again."""
+    topic, dlq = e2e.new_topic("stall"), e2e.new_topic("dlq")
+    e2e.emu.add_fault({"kind": "record_error", "error_code": "UNKNOWN_EXCEPTION", "status": 500,
+                       "message": "An unexpected error occurred", "record_contains": "STUCK"})
+    max_duration_ms = 20_000
+    name = sink(e2e.sink_config({
+        "topics": topic, "salesforce.linger.ms": "0",
+        "salesforce.retry.initial.backoff.ms": "200", "salesforce.retry.max.backoff.ms": "1000",
+        "salesforce.retry.max.duration.ms": str(max_duration_ms),
+        "salesforce.health.stall.threshold.ms": "3000",
+        **e2e.dlq_config(dlq),
+    }))
+    n, stuck = 300, 150
+    started = time.monotonic()
+    e2e.produce([(f"k{i}", {"LastName": "STUCK" if i == stuck else f"L{i}"}) for i in range(n)],
+                topic=topic, partition=0)
+
+    def stalled():
+        s = scrape(observed)
+        got = {k: jmx_exporter.task_metric(s, k, name)
+               for k in ("healthstate", "oldestunfinishedagems", "recordsunfinished", "bulkjobswaiting")}
+        return got if got["healthstate"] == 3 else None
+
+    got = wait_until(stalled, 60, 0.5, message=lambda: f"status {json.dumps(observed.connect.status(name))}")
+    assert got["oldestunfinishedagems"] > 3000 and got["recordsunfinished"] >= 1 and got["bulkjobswaiting"] == 0, got
+    h = health(observed, name)
+    assert h.get("state") == "STALLED" and "salesforce.health.stall.threshold.ms" in h["message"], h
+    assert "UNKNOWN_EXCEPTION" in h["message"], h
+    assert observed.connect.status(name)["tasks"][0]["state"] == "RUNNING"
+    assert e2e.kafka.committed(f"connect-{name}", topic).get(0, -1) <= stuck
+
+    messages = [m.headers_dict() for m in e2e.consume_all(dlq, expected=1, timeout=90)]
+    assert time.monotonic() - started >= max_duration_ms / 1000
+    assert len(messages) == 1 and messages[0]["__connect.errors.offset"] == str(stuck), messages
+    message = messages[0]["__connect.errors.exception.message"]
+    assert "UNKNOWN_EXCEPTION" in message and f"salesforce.retry.max.duration.ms={max_duration_ms}" in message, message
+    e2e.wait_records("Contact", n - 1, timeout=30, connector=name)
+    wait_until(lambda: e2e.kafka.committed(f"connect-{name}", topic).get(0, -1) >= n, 30,
+               message=lambda: f"committed {e2e.kafka.committed(f'connect-{name}', topic)}")
+    wait_until(lambda: task_metric(observed, "healthstate", name) == 0 and health(observed, name).get("state") == "OK",
+               30, message=lambda: f"status {json.dumps(observed.connect.status(name))}")
+    assert len(e2e.emu.records("Contact")) == n - 1
+    lines = [ln for ln in observed.log_file.read_text(errors="replace").splitlines() if name in ln]
+    assert len([ln for ln in lines if "WARN" in ln and "STALLED" in ln]) == 1, lines[-20:]
+    assert len([ln for ln in lines if "INFO" in ln and "recovered from STALLED" in ln]) == 1, lines[-20:]

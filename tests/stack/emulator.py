@@ -153,7 +153,8 @@ class Emulator:
         * ``commit_then_reset`` — write, then drop the connection without an answer;
         * ``commit_late`` — the write lands after ``delay_ms`` (set it above the client's
           ``salesforce.request.timeout.ms``: the client has given up by then);
-        * ``record_error`` — fail single records of Collections requests.
+        * ``record_error`` — fail single records of Collections requests (``error_code``,
+          ``status``, ``message``); ``record_contains`` picks the records whose JSON contains it.
 
         Matching: ``method``, ``path_contains``; firing: ``skip``, ``count``, ``probability``."""
         return self._call("POST", "/__emulator/faults", json=rule)

@@ -160,6 +160,12 @@ pub struct Config {
     /// `salesforce.api.quota.reserve.percent`: share of the daily API allowance left untouched
     /// (SPEC §8); 0 turns the quota guard off.
     pub quota_reserve_percent: u64,
+    /// `salesforce.retry.max.duration.ms`: how long a record-level transient cause is retried
+    /// before the record fails with it (SPEC §11); `None` (0): no limit.
+    pub retry_max_duration: Option<Duration>,
+    /// `salesforce.health.stall.threshold.ms`: health is STALLED while the oldest unfinished
+    /// record is older than this (SPEC §11).
+    pub stall_threshold: Duration,
     pub bulk: BulkConfig,
     /// Test-only hook from [`TEST_PANIC_ENV`]: the native entry point that must panic.
     pub test_panic: Option<String>,
@@ -446,6 +452,10 @@ impl Config {
             coalesce_updates: v.boolean("salesforce.coalesce.updates", false)?,
             quota_check_interval: Duration::from_millis(v.int("salesforce.api.quota.check.interval.ms", 60_000, 1_000, 86_400_000)?),
             quota_reserve_percent: v.int("salesforce.api.quota.reserve.percent", 10, 0, 100)?,
+            retry_max_duration: Some(v.int("salesforce.retry.max.duration.ms", 900_000, 0, i64::MAX as u64)?)
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis),
+            stall_threshold: Duration::from_millis(v.int("salesforce.health.stall.threshold.ms", 300_000, 1, i64::MAX as u64)?),
             bulk: BulkConfig {
                 threshold: v.int("salesforce.bulk.threshold", 2_000, 1, 10_000_000)? as usize,
                 max_records_per_job: v.int("salesforce.bulk.max.records.per.job", 100_000, 1, 150_000_000)? as usize,
@@ -463,6 +473,15 @@ impl Config {
             ca_pem: v.opt("salesforce.ssl.ca.pem").map(str::to_owned),
             sobject_allowed,
         })
+    }
+
+    /// Panics in `point` when the test-only environment variable [`TEST_PANIC_ENV`] names this
+    /// sink's connector for it: a JNI entry point, or a background task of the pipeline
+    /// (`request`, `dispatcher`).
+    pub fn test_hook(&self, point: &str) {
+        if self.test_panic.as_deref() == Some(point) {
+            panic!("forced panic in native {point} ({TEST_PANIC_ENV})");
+        }
     }
 
     /// `salesforce.sobject.type=${topic}`: the SObject is each record's topic.
@@ -511,6 +530,16 @@ pub(crate) mod tests {
         assert_eq!(c.retry.max_attempts, 3);
         assert_eq!(c.request_timeout, Duration::from_secs(30));
         assert!(c.startup_validation && !c.compression && !c.tombstone_delete && c.header_routing.is_none());
+    }
+
+    #[test]
+    fn retry_duration_and_stall_threshold_bound_waits() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.retry_max_duration, Some(Duration::from_secs(900)));
+        assert_eq!(c.stall_threshold, Duration::from_secs(300));
+        assert_eq!(with(&[("salesforce.retry.max.duration.ms", "0")]).unwrap().retry_max_duration, None);
+        assert_eq!(with(&[("salesforce.retry.max.duration.ms", "-1")]).unwrap_err().key, "salesforce.retry.max.duration.ms");
+        assert_eq!(with(&[("salesforce.health.stall.threshold.ms", "0")]).unwrap_err().key, "salesforce.health.stall.threshold.ms");
     }
 
     #[test]

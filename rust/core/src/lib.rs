@@ -15,6 +15,7 @@ pub mod ids;
 pub mod keys;
 pub mod logs;
 pub mod metrics;
+pub mod panics;
 pub mod pipeline;
 pub mod plan;
 pub mod record;
@@ -152,6 +153,7 @@ impl SalesforceSink {
     /// The progress buffer: outcomes, the metrics snapshot, the health and the logs since the last call.
     fn encode(&self, progress: &pipeline::Progress) -> Vec<u8> {
         let metrics = self.client.metrics();
+        metrics.observe_unfinished(progress.oldest_unfinished, self.cfg.stall_threshold);
         let snapshot = metrics.snapshot(progress.unfinished, progress.requests_in_flight);
         wire::outcome::encode_progress(progress, &snapshot, &metrics.health(), &self.logs.drain())
     }
@@ -159,6 +161,11 @@ impl SalesforceSink {
     /// The task's metrics and health (SPEC §10), for tests.
     pub fn metrics(&self) -> &metrics::Metrics {
         self.client.metrics()
+    }
+
+    /// How often the pipeline's dispatcher has looked at the buffer (tests: no busy-waiting).
+    pub fn dispatch_rounds(&self) -> u64 {
+        self.pipeline.dispatch_rounds()
     }
 
     /// The typed core of [`flush`](Self::flush), for tests and benchmarks (no put time budget).
@@ -267,7 +274,5 @@ impl Drop for SalesforceSink {
 /// Panics in `entry_point` (`open`, `put`, `render`, `drainLogs`, `close`) when the test-only
 /// environment variable [`config::TEST_PANIC_ENV`] names this sink's connector for it.
 fn test_hook(cfg: &Config, entry_point: &str) {
-    if cfg.test_panic.as_deref() == Some(entry_point) {
-        panic!("forced panic in native {entry_point} ({})", config::TEST_PANIC_ENV);
-    }
+    cfg.test_hook(entry_point);
 }

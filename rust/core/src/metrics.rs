@@ -73,6 +73,9 @@ pub enum HealthState {
     QuotaReserve = 1,
     /// Salesforce answers 5xx or not at all; records are retried until it is back.
     SalesforceUnavailable = 2,
+    /// The oldest unfinished record is older than `salesforce.health.stall.threshold.ms` (SPEC
+    /// §11), and neither of the states above explains it (they take precedence: they name the cause).
+    Stalled = 3,
 }
 
 /// Consecutive requests that found Salesforce unavailable before the health says so: a single
@@ -158,6 +161,15 @@ pub struct Metrics {
     pub id_cache_misses: AtomicU64,
     /// Bulk API 2.0 jobs under way (from just before creation until done, failed or aborted).
     pub bulk_jobs_open: AtomicI64,
+    /// Bulk API 2.0 jobs handed to Salesforce (UploadComplete) whose outcome is awaited.
+    pub bulk_jobs_waiting: AtomicI64,
+    /// Age of the oldest unfinished record at the last call from Java (0: none).
+    oldest_unfinished_ms: AtomicI64,
+    stalled: AtomicBool,
+    /// The threshold it was measured against, for the health message.
+    stall_threshold_ms: AtomicU64,
+    /// The last transient cause a record was retried for, for the STALLED message.
+    last_retry_cause: Mutex<String>,
     latency: Mutex<Latency>,
     pub quota: QuotaGuard,
     unavailable_streak: AtomicU64,
@@ -180,6 +192,11 @@ impl Metrics {
             id_cache_hits: AtomicU64::new(0),
             id_cache_misses: AtomicU64::new(0),
             bulk_jobs_open: AtomicI64::new(0),
+            bulk_jobs_waiting: AtomicI64::new(0),
+            oldest_unfinished_ms: AtomicI64::new(0),
+            stalled: AtomicBool::new(false),
+            stall_threshold_ms: AtomicU64::new(0),
+            last_retry_cause: Mutex::new(String::new()),
             latency: Mutex::new(Latency { current: [0; BUCKETS], previous: [0; BUCKETS], window_start: Instant::now() }),
             quota: QuotaGuard { reserve_percent, ..Default::default() },
             unavailable_streak: AtomicU64::new(0),
@@ -217,6 +234,23 @@ impl Metrics {
     pub fn salesforce_unavailable(&self, why: &str) {
         *self.last_unavailable.lock().unwrap_or_else(|e| e.into_inner()) = why.chars().take(300).collect();
         if self.unavailable_streak.fetch_add(1, Ordering::Relaxed) + 1 == UNAVAILABLE_AFTER {
+            self.update_health();
+        }
+    }
+
+    /// A record goes back to wait for a transient cause (kept for the STALLED message).
+    pub fn note_retry_cause(&self, cause: &str) {
+        *self.last_retry_cause.lock().unwrap_or_else(|e| e.into_inner()) = cause.chars().take(500).collect();
+    }
+
+    /// The age of the oldest unfinished record (`None`: nothing unfinished), at each call from
+    /// Java: STALLED begins once it is older than `threshold` and ends when it is not.
+    pub fn observe_unfinished(&self, oldest: Option<Duration>, threshold: Duration) {
+        let age = oldest.unwrap_or_default();
+        self.oldest_unfinished_ms.store(age.as_millis().min(i64::MAX as u128) as i64, Ordering::Relaxed);
+        self.stall_threshold_ms.store(threshold.as_millis().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        let stalled = oldest.is_some_and(|age| age > threshold);
+        if self.stalled.swap(stalled, Ordering::SeqCst) != stalled {
             self.update_health();
         }
     }
@@ -262,6 +296,21 @@ impl Metrics {
                 format!(
                     "Salesforce is unavailable ({why}); records wait and are retried until it answers again. Check \
                      trust.salesforce.com for the org's instance, the network path and salesforce.instance.url"
+                ),
+            )
+        } else if self.stalled.load(Ordering::SeqCst) {
+            let cause = self.last_retry_cause.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            (
+                HealthState::Stalled,
+                format!(
+                    "the oldest unfinished record has waited {} ms, longer than salesforce.health.stall.threshold.ms \
+                     ({} ms); its partition's offsets cannot be committed past it. {}A record that keeps failing for a \
+                     cause of its own (row lock, UNKNOWN_EXCEPTION) goes to the DLQ after salesforce.retry.max.duration.ms; \
+                     a slow Bulk job shows in BulkJobsWaiting. Look for the record's WARN/DEBUG lines and Salesforce's \
+                     Setup > Bulk Data Load Jobs",
+                    self.oldest_unfinished_ms.load(Ordering::Relaxed),
+                    self.stall_threshold_ms.load(Ordering::Relaxed),
+                    if cause.is_empty() { String::new() } else { format!("Last retried cause: {cause}. ") }
                 ),
             )
         } else {
@@ -310,6 +359,9 @@ impl Metrics {
             ("records.buffered", records_buffered as i64),
             ("requests.in.flight", requests_in_flight as i64),
             ("bulk.jobs.open", self.bulk_jobs_open.load(Ordering::Relaxed)),
+            ("bulk.jobs.waiting", self.bulk_jobs_waiting.load(Ordering::Relaxed)),
+            ("records.unfinished", records_buffered as i64),
+            ("oldest.unfinished.age.ms", self.oldest_unfinished_ms.load(Ordering::Relaxed)),
             ("api.requests.used", load(&self.quota.used)),
             ("api.requests.max", load(&self.quota.max)),
             ("quota.guard.active", self.quota.active() as i64),
@@ -337,11 +389,29 @@ impl Drop for OpenJob<'_> {
     }
 }
 
+/// Counts one Bulk API 2.0 job as waiting on Salesforce (closed with UploadComplete, its
+/// outcome not yet known) for as long as it lives.
+pub struct WaitingJob<'a>(&'a Metrics);
+
+impl<'a> WaitingJob<'a> {
+    pub fn new(metrics: &'a Metrics) -> WaitingJob<'a> {
+        metrics.bulk_jobs_waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingJob(metrics)
+    }
+}
+
+impl Drop for WaitingJob<'_> {
+    fn drop(&mut self) {
+        self.0.bulk_jobs_waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 fn name(state: HealthState) -> &'static str {
     match state {
         HealthState::Ok => "OK",
         HealthState::QuotaReserve => "QUOTA_RESERVE",
         HealthState::SalesforceUnavailable => "SALESFORCE_UNAVAILABLE",
+        HealthState::Stalled => "STALLED",
     }
 }
 

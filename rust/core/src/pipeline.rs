@@ -40,6 +40,8 @@ pub struct Progress {
     /// Records submitted and neither finished nor abandoned (waiting or in flight).
     pub unfinished: usize,
     pub requests_in_flight: usize,
+    /// How long the oldest unfinished record has been in the buffer (SPEC §11: STALLED).
+    pub oldest_unfinished: Option<Duration>,
 }
 
 /// Writes waiting to be sent, one entry per write; an entry stands for several records when
@@ -56,6 +58,9 @@ struct Entry {
     ready_after: Option<u64>,
     not_before: Option<Instant>,
     attempts: u32,
+    /// When a cause of the record's own (row lock, `UNKNOWN_EXCEPTION`) first failed it:
+    /// `salesforce.retry.max.duration.ms` counts from here (SPEC §11).
+    failing_since: Option<Instant>,
     /// A Bulk job refused the write without attributing a cause: it goes through Collections.
     via_collections: bool,
 }
@@ -89,6 +94,8 @@ struct State {
     in_flight_requests: std::collections::BTreeSet<u64>,
     /// Numbers of the Bulk jobs in flight.
     jobs_in_flight: HashSet<u64>,
+    /// Per request in flight: when its oldest write arrived.
+    request_arrived: HashMap<u64, Instant>,
     /// Per request in flight: its records and the flag that stops it when they are abandoned.
     request_flags: HashMap<u64, (Vec<i64>, Arc<std::sync::atomic::AtomicBool>)>,
     next_request: u64,
@@ -103,6 +110,8 @@ struct State {
     /// that read is under way.
     quota_next_check: Option<Instant>,
     quota_checking: bool,
+    /// How often the dispatcher looked at the buffer: a task that only waits must not spin (SPEC §11).
+    dispatch_rounds: u64,
 }
 
 struct Shared {
@@ -141,7 +150,7 @@ impl Pipeline {
             progress: Notify::new(),
             requests: Mutex::new(tokio::task::JoinSet::new()),
         });
-        let dispatcher = runtime.spawn(dispatch_loop(Arc::clone(&shared)));
+        let dispatcher = runtime.spawn(supervised(Arc::clone(&shared), "dispatcher", dispatch_loop(Arc::clone(&shared))));
         Pipeline { shared, dispatcher, runtime: runtime.handle().clone() }
     }
 
@@ -201,10 +210,12 @@ impl Pipeline {
         if let Some(fatal) = &state.fatal {
             return Err(FatalError(fatal.clone()));
         }
+        let oldest_unfinished = state.oldest_arrival().map(|at| at.elapsed());
         Ok(Progress {
             finished: std::mem::take(&mut state.finished),
             unfinished: state.unfinished,
             requests_in_flight: state.requests_in_flight,
+            oldest_unfinished,
         })
     }
 
@@ -293,6 +304,11 @@ impl Pipeline {
         }
     }
 
+    /// How often the dispatcher has looked at the buffer (tests: no busy-waiting).
+    pub fn dispatch_rounds(&self) -> u64 {
+        self.lock().dispatch_rounds
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -315,6 +331,22 @@ impl Drop for Pipeline {
     }
 }
 
+impl Entry {
+    /// A record-level transient failure: retried while `salesforce.retry.max.duration.ms` since
+    /// its first such failure has not passed, then a record error with the last cause.
+    fn retry_within_bound(&mut self, cause: String, cfg: &Config, now: Instant) -> ItemResult {
+        let since = *self.failing_since.get_or_insert(now);
+        match cfg.retry_max_duration {
+            Some(max) if now.saturating_duration_since(since) >= max => ItemResult::Failed(format!(
+                "{cause} (still failing after {} ms of retries: salesforce.retry.max.duration.ms={})",
+                now.saturating_duration_since(since).as_millis(),
+                max.as_millis()
+            )),
+            _ => ItemResult::Retry(cause),
+        }
+    }
+}
+
 impl State {
     fn add(&mut self, seq: i64, write: PlannedWrite, origin: Origin, now: Instant, cfg: &Config, external_id_mode: bool) {
         let key = write.ordering_key(external_id_mode);
@@ -333,7 +365,15 @@ impl State {
             self.last_waiting.insert(key.clone(), seq);
         }
         let item = Item::new(write, origin, external_id_mode);
-        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_after: None, not_before: None, attempts: 0, via_collections: false });
+        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_after: None, not_before: None, attempts: 0, failing_since: None, via_collections: false });
+    }
+
+    /// When the oldest unfinished write arrived: the first waiting one (sequence numbers grow with
+    /// arrival, and a retried write keeps its place) or the oldest in flight.
+    fn oldest_arrival(&self) -> Option<Instant> {
+        let waiting = self.waiting.values().next().map(|e| e.arrived);
+        let in_flight = self.request_arrived.values().min().copied();
+        waiting.into_iter().chain(in_flight).min()
     }
 
     /// Requests to send now, and when to look again (`None`: only when woken).
@@ -482,7 +522,9 @@ impl State {
             let quiet = quiet_due <= now && self.jobs_in_flight.is_empty();
             let due = full || self.flushing > 0 || quiet || oldest_due <= now;
             if !due {
-                wake_at(quiet_due.min(oldest_due));
+                // Past its quiet time the job waits for the jobs in flight, and their answers wake
+                // the dispatcher: a deadline already passed would make it spin (SPEC §11).
+                wake_at(if quiet_due > now { quiet_due.min(oldest_due) } else { oldest_due });
                 return;
             }
             requests.push(self.send_off(chunk, Via::Bulk));
@@ -513,6 +555,9 @@ impl State {
         let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seqs = entries.iter().flat_map(|e| e.seqs.iter().copied()).collect();
         self.request_flags.insert(number, (seqs, Arc::clone(&abandoned)));
+        if let Some(oldest) = entries.iter().map(|e| e.arrived).min() {
+            self.request_arrived.insert(number, oldest);
+        }
         Request { number, op: entries[0].item.write.op, via, entries, abandoned }
     }
 
@@ -522,6 +567,7 @@ impl State {
         self.in_flight_requests.remove(&number);
         self.jobs_in_flight.remove(&number);
         self.request_flags.remove(&number);
+        self.request_arrived.remove(&number);
         let results: Vec<Option<ItemResult>> = match results {
             Ok(results) => results.into_iter().map(Some).collect(),
             Err(fatal) => {
@@ -543,6 +589,13 @@ impl State {
             entry.seqs.retain(|s| !self.abandoned.remove(s));
             if entry.seqs.is_empty() {
                 continue;
+            }
+            let result = match result {
+                Some(ItemResult::RecordRetry(cause)) => Some(entry.retry_within_bound(cause, cfg, now)),
+                other => other,
+            };
+            if let Some(ItemResult::Retry(cause)) = &result {
+                metrics.note_retry_cause(cause);
             }
             let counter = match &result {
                 Some(ItemResult::Written) => Some(&metrics.records_written),
@@ -570,7 +623,8 @@ impl State {
                     entry.attempts += 1;
                     self.back(entry, None);
                 }
-                Some(ItemResult::Retry(_)) | None => {
+                // `retry_within_bound` made every RecordRetry a Retry or a Failed above.
+                Some(ItemResult::Retry(_) | ItemResult::RecordRetry(_)) | None => {
                     entry.attempts += 1;
                     let backoff = cfg.retry.backoff(entry.attempts).max(MIN_RETRY_BACKOFF);
                     self.back(entry, Some(now + backoff));
@@ -627,6 +681,19 @@ fn coalesce(earlier: &PlannedWrite, later: &PlannedWrite, earlier_origin: &Origi
     Some(PlannedWrite { sobject: Arc::clone(&earlier.sobject), op: earlier.op, key: earlier.key.clone(), fields: Arc::new(fields) })
 }
 
+/// Runs one of the sink's background tasks (the dispatcher, a request, a quota check). A panic in
+/// it makes the sink fatal with the panic's message (SPEC §11): every later call throws and the
+/// task fails, instead of records that stay in flight forever behind a task that looks healthy.
+async fn supervised(shared: Arc<Shared>, task: &'static str, work: impl std::future::Future<Output = ()>) {
+    if let Err(panic) = crate::panics::CatchUnwind::new(work).await {
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.fatal.get_or_insert_with(|| format!("native panic in the {task} task: {panic}"));
+        drop(state);
+        shared.progress.notify_waiters();
+        shared.wake.notify_one();
+    }
+}
+
 async fn dispatch_loop(shared: Arc<Shared>) {
     loop {
         let now = Instant::now();
@@ -635,6 +702,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             if state.closed {
                 return;
             }
+            state.dispatch_rounds += 1;
             if state.fatal.is_some() {
                 (vec![], None)
             } else if shared.metrics.quota.active() {
@@ -646,12 +714,17 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                 state.take_requests(&shared.cfg, now)
             }
         };
+        if !requests.is_empty() {
+            shared.cfg.test_hook("dispatcher");
+        }
         {
             let mut running = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
-            while running.try_join_next().is_some() {} // forget the requests that answered
+            // Forget the requests that answered; a panic in one was caught by `supervised`.
+            while running.try_join_next().is_some() {}
             for Request { number, op, via, entries, abandoned } in requests {
                 let shared = Arc::clone(&shared);
-                running.spawn(async move {
+                running.spawn(supervised(Arc::clone(&shared), "request", async move {
+                    shared.cfg.test_hook("request");
                     let mut items: Vec<Item> = entries.iter().map(|e| e.item.clone()).collect();
                     let results = shared.writer.execute(op, via, &mut items, &abandoned).await;
                     // What the request learnt (resolved Ids) stays with the write for its retries.
@@ -662,7 +735,7 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                     }
                     shared.wake.notify_one();
                     shared.progress.notify_waiters();
-                });
+                }));
             }
         }
         match next_wake {
@@ -685,7 +758,7 @@ fn quota_check_due(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Ins
     state.quota_checking = true;
     state.quota_next_check = Some(now + interval);
     let shared = Arc::clone(shared);
-    tokio::spawn(async move {
+    tokio::spawn(supervised(Arc::clone(&shared), "quota check", async move {
         match read_daily_limits(&shared).await {
             Ok((used, max)) => {
                 shared.logs.debug(format!("GET /limits: {used} of {max} daily API requests used"));
@@ -695,7 +768,7 @@ fn quota_check_due(shared: &Arc<Shared>, state: &mut State, now: Instant) -> Ins
         }
         shared.state.lock().unwrap_or_else(|e| e.into_inner()).quota_checking = false;
         shared.wake.notify_one();
-    });
+    }));
     now + interval
 }
 

@@ -95,6 +95,14 @@ enum Outcome {
     Failed { id: Option<String>, error: SfError },
 }
 
+/// Entry `i` of a Collections request as text, for record_error rules that pick records.
+fn record_text(ctx: &Ctx, i: usize) -> String {
+    match ctx.json {
+        Some(Ok(body)) => body["records"].get(i).map(ToString::to_string).unwrap_or_default(),
+        _ => ctx.param("ids").and_then(|ids| ids.split(',').nth(i).map(str::to_owned)).unwrap_or_default(),
+    }
+}
+
 /// Runs one record operation per entry, applying allOrNone and the record_error faults, and
 /// builds the results array.
 fn run(
@@ -113,7 +121,7 @@ fn run(
             outcomes.push(Outcome::Failed { id: id.clone(), error: e.clone() });
             continue;
         }
-        if let Some(e) = store.faults.record_error(ctx.record_rules) {
+        if let Some(e) = store.faults.record_error(ctx.record_rules, &record_text(ctx, i)) {
             outcomes.push(Outcome::Failed { id: None, error: e });
             continue;
         }

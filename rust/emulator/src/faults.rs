@@ -35,6 +35,10 @@ pub struct FaultRule {
     /// Matching requests to let through before the rule starts firing.
     #[serde(default)]
     pub skip: Option<u64>,
+    /// record_error only: fire only for records whose JSON (a Collections entry, a single-record
+    /// body, or the Id of a DELETE) contains this text.
+    #[serde(default)]
+    pub record_contains: Option<String>,
     #[serde(default)]
     pub fired: u64,
     #[serde(default)]
@@ -179,10 +183,14 @@ impl FaultState {
         out
     }
 
-    /// Rolls the record_error rules for one record; `count` is spent per failed record.
-    pub fn record_error(&mut self, rules: &[usize]) -> Option<SfError> {
+    /// Rolls the record_error rules for one record (`record`: its JSON, or the Id of a DELETE);
+    /// `count` is spent per failed record.
+    pub fn record_error(&mut self, rules: &[usize], record: &str) -> Option<SfError> {
         for &i in rules {
             if self.rules.get(i).is_none_or(FaultRule::exhausted) {
+                continue;
+            }
+            if self.rules[i].record_contains.as_deref().is_some_and(|text| !record.contains(text)) {
                 continue;
             }
             if !self.roll(self.rules[i].probability) {
@@ -225,8 +233,8 @@ mod tests {
         }
         let ra = a.record_rules("POST", "/x");
         let rb = b.record_rules("POST", "/x");
-        let xs: Vec<bool> = (0..50).map(|_| a.record_error(&ra).is_some()).collect();
-        let ys: Vec<bool> = (0..50).map(|_| b.record_error(&rb).is_some()).collect();
+        let xs: Vec<bool> = (0..50).map(|_| a.record_error(&ra, "").is_some()).collect();
+        let ys: Vec<bool> = (0..50).map(|_| b.record_error(&rb, "").is_some()).collect();
         assert_eq!(xs, ys, "same seed, same faults");
         assert!(xs.iter().any(|x| *x) && xs.iter().any(|x| !*x));
     }

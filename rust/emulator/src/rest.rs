@@ -209,7 +209,7 @@ fn get_by_id(store: &Store, ctx: &Ctx, def: &ObjectDef, raw: &str, version: &str
 
 fn create(store: &mut Store, ctx: &Ctx, def: &ObjectDef, version: &str) -> Reply {
     let r = ctx.body_object().and_then(|body| prepare(def, body, ctx.raw)).and_then(|p| {
-        if let Some(e) = store.faults.record_error(ctx.record_rules) {
+        if let Some(e) = store.faults.record_error(ctx.record_rules, ctx.raw) {
             return Err(e);
         }
         dml::insert(store, def, &p, None)
@@ -234,7 +234,7 @@ fn update_by_id(store: &mut Store, ctx: &Ctx, def: &ObjectDef, raw: &str) -> Rep
             }
         }
         live(store, def, &id)?;
-        if let Some(e) = store.faults.record_error(ctx.record_rules) {
+        if let Some(e) = store.faults.record_error(ctx.record_rules, ctx.raw) {
             return Err(e);
         }
         dml::update(store, def, &id, &p, None)
@@ -248,7 +248,7 @@ fn update_by_id(store: &mut Store, ctx: &Ctx, def: &ObjectDef, raw: &str) -> Rep
 fn delete_by_id(store: &mut Store, ctx: &Ctx, def: &ObjectDef, raw: &str) -> Reply {
     let r = url_id(def, raw).and_then(|id| {
         live(store, def, &id)?;
-        if let Some(e) = store.faults.record_error(ctx.record_rules) {
+        if let Some(e) = store.faults.record_error(ctx.record_rules, &id) {
             return Err(e);
         }
         dml::delete(store, def, &id, None)
@@ -290,7 +290,7 @@ fn by_external_id(store: &mut Store, ctx: &Ctx, def: &ObjectDef, f: &str, v: &st
             Err(e) => Reply::error(&e),
         },
         1 => {
-            if let Some(e) = store.faults.record_error(ctx.record_rules) {
+            if let Some(e) = store.faults.record_error(ctx.record_rules, &ids[0]) {
                 return Reply::error(&e);
             }
             match dml::delete(store, def, &ids[0], None) {
@@ -322,7 +322,7 @@ fn upsert(store: &mut Store, ctx: &Ctx, def: &ObjectDef, f: &str, v: &str, versi
                 .with_fields(&[&def.fields[idx].name]));
             }
         }
-        if let Some(e) = store.faults.record_error(ctx.record_rules) {
+        if let Some(e) = store.faults.record_error(ctx.record_rules, ctx.raw) {
             return Err(e);
         }
         Ok((idx, key, p))

@@ -8,9 +8,7 @@ use jni::objects::{JByteArray, JClass};
 use jni::sys::{jbyteArray, jlong};
 use jni::JNIEnv;
 use salesforce_sink_core::{SalesforceSink, SinkError};
-use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Once;
 
 const EXCEPTION_CLASS: &str = "io/axual/connect/plugins/salesforce/jni/NativeSinkException";
 /// For a call that took nothing and may succeed later (`SinkError::NotReady`).
@@ -35,44 +33,16 @@ impl From<SinkError> for Failure {
     }
 }
 
-thread_local! {
-    /// Where the last panic on this thread happened, so the exception can name it.
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// The default hook prints to the worker's stderr; ours records the panic for the exception
-/// message instead. Idempotent: each class loader's copy of the library installs its own once.
-fn install_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-            LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{}{location}", payload_text(info.payload()))));
-        }));
-    });
-}
-
-fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic payload".to_owned()
-    }
-}
-
 /// Runs `body`, turning an error or a panic into a pending Java exception and `default` as the
 /// return value (ignored by the JVM once an exception is pending).
 fn guarded<T>(env: &mut JNIEnv, entry_point: &str, default: T, body: impl FnOnce(&mut JNIEnv) -> Result<T, Failure>) -> T {
-    install_panic_hook();
+    salesforce_sink_core::panics::install_hook();
     let result = catch_unwind(AssertUnwindSafe(|| body(env)));
     let Failure { class, message } = match result {
         Ok(Ok(value)) => return value,
         Ok(Err(failure)) => failure,
         Err(payload) => {
-            let detail = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| payload_text(&*payload));
-            Failure::from(format!("native panic in {entry_point}: {detail}"))
+            Failure::from(format!("native panic in {entry_point}: {}", salesforce_sink_core::panics::message(&*payload)))
         }
     };
     if env.exception_check().unwrap_or(false) {

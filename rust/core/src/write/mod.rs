@@ -135,6 +135,9 @@ pub enum ItemResult {
     Failed(String),
     /// Transient: try again after a backoff; the message names the cause.
     Retry(String),
+    /// Transient, and the record's own (a row lock, `UNKNOWN_EXCEPTION` in its result): retried
+    /// like `Retry`, for at most `salesforce.retry.max.duration.ms` (SPEC §11).
+    RecordRetry(String),
     /// The daily API quota is spent: try again after `salesforce.api.quota.check.interval.ms`.
     WaitForQuota(String),
     /// The cached Id no longer names a record: resolve again, no backoff needed.
@@ -153,6 +156,7 @@ enum SendResult {
     Written { id: Option<String> },
     Failed(String),
     Retry(String),
+    RecordRetry(String),
     WaitForQuota(String),
     StaleId,
     NotSent,
@@ -457,6 +461,7 @@ impl Writer {
                 }
                 SendResult::Failed(cause) => ItemResult::Failed(self.describe(item, &cause)),
                 SendResult::Retry(cause) => ItemResult::Retry(self.describe(item, &cause)),
+                SendResult::RecordRetry(cause) => ItemResult::RecordRetry(self.describe(item, &cause)),
                 SendResult::WaitForQuota(cause) => ItemResult::WaitForQuota(self.describe(item, &cause)),
                 SendResult::StaleId => {
                     if let Some(key) = &item.write.key {
@@ -549,6 +554,9 @@ impl Writer {
                         if e.is_daily_quota() {
                             return Ok(request.iter().map(|_| SendResult::WaitForQuota(e.to_string())).collect());
                         }
+                        if concerns_records(&e) {
+                            return Ok(request.iter().map(|_| SendResult::RecordRetry(e.to_string())).collect());
+                        }
                         Ok(request.iter().map(|_| SendResult::Retry(e.to_string())).collect())
                     }
                     ErrorClass::NonRecoverable if request.len() > 1 && e.status() == Some(400) => {
@@ -603,7 +611,7 @@ impl Writer {
         Ok(results)
     }
 
-    /// The result of a single-record error, including the not-found rules of DELETE and stale Ids.
+    /// The result of a single-record error (never transient: see `send`), including the not-found rules of DELETE and stale Ids.
     fn classify_single(&self, op: Operation, item: &RequestItem, e: &SalesforceError) -> SendResult {
         let gone = matches!(e.code(), Some("NOT_FOUND" | "ENTITY_IS_DELETED"));
         self.result_for(op, item, e.class(), gone, e.to_string())
@@ -622,7 +630,9 @@ impl Writer {
             }
         }
         match class {
-            ErrorClass::Recoverable => SendResult::Retry(message),
+            // Every caller passes one record's own result (a Collections entry, a Bulk row, a
+            // refusal of that record alone): its transient causes are bounded (SPEC §11).
+            ErrorClass::Recoverable => SendResult::RecordRetry(message),
             _ => SendResult::Failed(message),
         }
     }
@@ -707,6 +717,14 @@ impl Writer {
             e => format!("Salesforce refused the connector's credentials: {e}"),
         })
     }
+}
+
+/// Whether a transient refusal of a whole request is about its records (a row lock or
+/// `UNKNOWN_EXCEPTION` answered below 500, e.g. to a SINGLE write), so that retrying it is bounded
+/// by `salesforce.retry.max.duration.ms`; 5xx/429, timeouts, connection failures and limits are
+/// outages that keep waiting (SPEC §11).
+fn concerns_records(e: &SalesforceError) -> bool {
+    e.status().is_some_and(|s| s < 500 && s != 429) && !e.code().is_some_and(|c| c.contains("LIMIT_EXCEEDED"))
 }
 
 /// Whether a failed request may still have been carried out: no answer arrived, or a gateway

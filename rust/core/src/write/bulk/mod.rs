@@ -211,6 +211,7 @@ impl<'w> Job<'w> {
     /// `bulk.poll.interval.ms` and 30 s. Failed polls are polled again: the job runs on at
     /// Salesforce whatever the connection does.
     async fn wait(&self, rows: u64, abandoned: &AtomicBool) -> Result<JobInfo, JobError> {
+        let _waiting = crate::metrics::WaitingJob::new(self.w.client.metrics());
         let first = self.w.cfg.bulk.poll_interval;
         let started = tokio::time::Instant::now();
         let mut interval = first;

@@ -65,6 +65,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String RETRY_INITIAL_BACKOFF_MS = "salesforce.retry.initial.backoff.ms";
     public static final String RETRY_MAX_BACKOFF_MS = "salesforce.retry.max.backoff.ms";
     public static final String DELETE_MISSING = "salesforce.delete.missing";
+    public static final String RETRY_MAX_DURATION_MS = "salesforce.retry.max.duration.ms";
     // Advanced
     public static final String STARTUP_VALIDATION_ENABLED = "salesforce.startup.validation.enabled";
     public static final String COMPRESSION_ENABLED = "salesforce.compression.enabled";
@@ -76,6 +77,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String COALESCE_UPDATES = "salesforce.coalesce.updates";
     public static final String API_QUOTA_CHECK_INTERVAL_MS = "salesforce.api.quota.check.interval.ms";
     public static final String API_QUOTA_RESERVE_PERCENT = "salesforce.api.quota.reserve.percent";
+    public static final String HEALTH_STALL_THRESHOLD_MS = "salesforce.health.stall.threshold.ms";
     // Bulk API 2.0 (write modes BULK and AUTO)
     public static final String BULK_THRESHOLD = "salesforce.bulk.threshold";
     public static final String BULK_MAX_RECORDS_PER_JOB = "salesforce.bulk.max.records.per.job";
@@ -242,9 +244,10 @@ public final class SalesforceSinkConfig extends AbstractConfig {
 
         order = 0;
         def.define(RETRY_MAX_ATTEMPTS, Type.INT, 3, ConfigDef.Range.between(0, 100), Importance.MEDIUM,
-                "Maximum in-connector retries of transient errors (HTTP 5xx/429, row locks, concurrency limits, "
-                        + "timeouts, connection failures) before the batch is handed back to Kafka Connect for "
-                        + "redelivery.",
+                "Retries of the startup calls (OAuth token, describe of the SObject) before the task fails. "
+                        + "Writes are not bounded by attempts: a record's own transient error (row lock, "
+                        + "UNKNOWN_EXCEPTION) is retried for at most salesforce.retry.max.duration.ms, and outages "
+                        + "of the whole org (HTTP 5xx/429, timeouts, connection failures, quota) keep waiting.",
                 GROUP_ERRORS, ++order, Width.SHORT, "Retry attempts");
         def.define(RETRY_INITIAL_BACKOFF_MS, Type.INT, 1000, ConfigDef.Range.atLeast(0), Importance.LOW,
                 "Backoff before the first retry in milliseconds; later retries back off exponentially, with jitter.",
@@ -256,6 +259,13 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 "FAIL: deleting a record that does not exist is a non-recoverable record error. IGNORE: such "
                         + "deletes count as done (idempotent deletes).",
                 GROUP_ERRORS, ++order, Width.SHORT, "Delete of missing records", new EnumRecommender(DELETE_MISSING_MODES));
+        def.define(RETRY_MAX_DURATION_MS, Type.LONG, 900_000L, ConfigDef.Range.atLeast(0), Importance.MEDIUM,
+                "How long one record is retried for a transient error of its own (UNABLE_TO_LOCK_ROW, "
+                        + "UNKNOWN_EXCEPTION in its result, a Bulk row lock), counted from its first such failure; "
+                        + "then it is a non-recoverable error with its last cause (DLQ, or task failure under "
+                        + "errors.tolerance=none). Outages of the whole request (HTTP 5xx/429, timeouts, connection "
+                        + "failures, quota) keep waiting. 0 = no limit.",
+                GROUP_ERRORS, ++order, Width.SHORT, "Max retry duration (ms)");
 
         order = 0;
         def.define(STARTUP_VALIDATION_ENABLED, Type.BOOLEAN, true, null, Importance.LOW,
@@ -303,6 +313,10 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                         + "and reads /limits every salesforce.api.quota.check.interval.ms until the remaining share is "
                         + "back above it. Records wait; nothing goes to the DLQ. 0 turns the guard off.",
                 GROUP_ADVANCED, ++order, Width.SHORT, "Quota reserve (%)");
+        def.define(HEALTH_STALL_THRESHOLD_MS, Type.LONG, 300_000L, ConfigDef.Range.atLeast(1), Importance.LOW,
+                "The task's health is STALLED (metrics, REST status, one WARN) while its oldest unfinished "
+                        + "record is older than this.",
+                GROUP_ADVANCED, ++order, Width.SHORT, "Stall threshold (ms)");
         defineBulk(def);
         return def;
     }

@@ -211,6 +211,14 @@ class SalesforceSinkConfigTest {
         assertOnlyErrorOn("salesforce.retry.max.attempts", props);
         props.put("salesforce.retry.max.attempts", "0");
         assertEquals(Map.of(), errors(props));
+        // Same ranges as rust/core/src/config.rs: 0 = no limit; a stall threshold of 0 would always hold.
+        props.put("salesforce.retry.max.duration.ms", "-1");
+        assertOnlyErrorOn("salesforce.retry.max.duration.ms", props);
+        props.put("salesforce.retry.max.duration.ms", "0");
+        props.put("salesforce.health.stall.threshold.ms", "0");
+        assertOnlyErrorOn("salesforce.health.stall.threshold.ms", props);
+        props.put("salesforce.health.stall.threshold.ms", "1");
+        assertEquals(Map.of(), errors(props));
     }
 
     @Test
@@ -292,7 +300,8 @@ class SalesforceSinkConfigTest {
                 "salesforce.delete.missing", "salesforce.proxy.url",
                 "salesforce.proxy.username", "salesforce.proxy.password", "salesforce.ssl.ca.pem",
                 "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password",
-                "salesforce.sobject.allowed");
+                "salesforce.sobject.allowed",
+                "salesforce.retry.max.duration.ms", "salesforce.health.stall.threshold.ms");
         assertEquals(expected, def.names());
         Set<String> groups = Set.of("Authentication", "Connection", "SObject Mapping", "Error Handling and Retries",
                 "Advanced", "Bulk API 2.0");

@@ -25,7 +25,9 @@ public final class Progress {
     public static final int HEALTH_OK = 0;
     public static final int HEALTH_QUOTA_RESERVE = 1;
     public static final int HEALTH_SALESFORCE_UNAVAILABLE = 2;
-    private static final String[] HEALTH_NAMES = {"OK", "QUOTA_RESERVE", "SALESFORCE_UNAVAILABLE"};
+    /** The oldest unfinished record is older than salesforce.health.stall.threshold.ms (SPEC §11). */
+    public static final int HEALTH_STALLED = 3;
+    private static final String[] HEALTH_NAMES = {"OK", "QUOTA_RESERVE", "SALESFORCE_UNAVAILABLE", "STALLED"};
 
     private final long[] seqs;
     private final byte[] statuses;
@@ -186,7 +188,10 @@ public final class Progress {
         return metrics;
     }
 
-    /** {@link #HEALTH_OK}, {@link #HEALTH_QUOTA_RESERVE}, {@link #HEALTH_SALESFORCE_UNAVAILABLE}, or a newer state. */
+    /**
+     * {@link #HEALTH_OK}, {@link #HEALTH_QUOTA_RESERVE}, {@link #HEALTH_SALESFORCE_UNAVAILABLE},
+     * {@link #HEALTH_STALLED}, or a newer state.
+     */
     public int healthState() {
         return healthState;
     }

@@ -236,7 +236,7 @@ public final class SinkTaskMetrics implements DynamicMBean {
         attributes.add(new MBeanAttributeInfo("RequestLatencyP99Ms", "double", "99th percentile request latency",
                 true, false, false));
         attributes.add(new MBeanAttributeInfo("HealthState", "int",
-                "0 OK, 1 QUOTA_RESERVE, 2 SALESFORCE_UNAVAILABLE", true, false, false));
+                "0 OK, 1 QUOTA_RESERVE, 2 SALESFORCE_UNAVAILABLE, 3 STALLED", true, false, false));
         attributes.add(new MBeanAttributeInfo("Health", "java.lang.String", "what holds the task back", true, false,
                 false));
         attributes.add(new MBeanAttributeInfo("HealthMessage", "java.lang.String", "what to do", true, false, false));

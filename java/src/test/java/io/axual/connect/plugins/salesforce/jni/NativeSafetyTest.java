@@ -149,6 +149,43 @@ class NativeSafetyTest {
         assertEquals(before, NativeSink.liveHandles());
     }
 
+    /**
+     * SPEC §11: a panic on a native background thread (here in a request task, which has no Java
+     * caller to throw to) fails the task within seconds with the panic's message, instead of a
+     * RUNNING task whose records stay in flight forever.
+     */
+    @Test
+    void aPanicInANativeRequestFailsTheTaskWithItsMessage() throws InterruptedException {
+        long before = NativeSink.liveHandles();
+        SalesforceSinkTask task = new SalesforceSinkTask();
+        Map<String, String> props = new HashMap<>();
+        settings().forEach((k, v) -> props.put(k, v.toString()));
+        props.put("salesforce.linger.ms", "0");
+        props.put("name", connectorName("request"));
+        props.put("task.id", "0");
+        task.start(props);
+        List<SinkRecord> batch = List.of(new SinkRecord("t", 0, null, "k", null, Map.of("LastName", "L"), 0));
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        ConnectException failure = null;
+        while (failure == null && System.nanoTime() < deadline) {
+            try {
+                task.put(batch); // the request may panic before this first put() returns
+                batch = List.of(); // Connect keeps calling put() while the task runs
+                Thread.sleep(50);
+            } catch (ConnectException e) {
+                failure = e;
+            }
+        }
+        assertTrue(failure != null, "the task was still running 10 s after a native request panicked");
+        assertTrue(failure.getMessage().contains("native panic in the request task: forced panic in native request"),
+                failure.getMessage());
+        task.preCommit(Map.of()); // Connect only logs a preCommit exception: the task defers it to put()
+        ConnectException again = assertThrows(ConnectException.class, () -> task.put(List.of()));
+        assertTrue(again.getMessage().contains("native panic in the request task"), again.getMessage());
+        task.stop();
+        assertEquals(before, NativeSink.liveHandles());
+    }
+
     @Test
     void aTaskWhoseStartFailsAfterOpenFreesItsHandle() {
         long before = NativeSink.liveHandles();

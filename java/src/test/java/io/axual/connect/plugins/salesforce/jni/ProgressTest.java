@@ -64,6 +64,16 @@ class ProgressTest {
     }
 
     @Test
+    void namesEveryHealthStateOfTheCore() {
+        // rust/core/src/metrics.rs HealthState: 0 OK, 1 QUOTA_RESERVE, 2 SALESFORCE_UNAVAILABLE, 3 STALLED
+        assertEquals("OK", Progress.healthName(Progress.HEALTH_OK));
+        assertEquals("SALESFORCE_UNAVAILABLE", Progress.healthName(Progress.HEALTH_SALESFORCE_UNAVAILABLE));
+        assertEquals("STALLED", Progress.healthName(Progress.HEALTH_STALLED));
+        assertEquals(3, Progress.HEALTH_STALLED);
+        assertEquals("UNKNOWN_4", Progress.healthName(4));
+    }
+
+    @Test
     void decodesDrainedLogs() {
         byte[] progress = ReferenceDecoder.progress(new long[0], new int[0], new String[0], 0, 0, new int[] {0, 1, 3},
                 new String[] {"t", "d", "w"});
