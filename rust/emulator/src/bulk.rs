@@ -310,7 +310,7 @@ fn process_chunk(
         Operation::Insert => {
             for (i, p) in prepared.iter().enumerate() {
                 if let Ok(p) = p {
-                    if let Some(e) = store.faults.record_error(rules) {
+                    if let Some(e) = store.faults.record_error(rules, &rows[i].cells.join(",")) {
                         out[i] = Some(fail(None, &e));
                         continue;
                     }
@@ -343,7 +343,7 @@ fn process_chunk(
                     }
                     None => continue,
                 };
-                if let Some(e) = store.faults.record_error(rules) {
+                if let Some(e) = store.faults.record_error(rules, &rows[i].cells.join(",")) {
                     out[i] = Some(fail(Some(id), &e));
                     continue;
                 }
@@ -388,7 +388,7 @@ fn process_chunk(
                     out[i] = Some(fail(None, &id_error("MISSING_ARGUMENT", format!("{} not specified", f.name))));
                     continue;
                 };
-                if let Some(e) = store.faults.record_error(rules) {
+                if let Some(e) = store.faults.record_error(rules, &rows[i].cells.join(",")) {
                     out[i] = Some(fail(None, &e));
                     continue;
                 }
