@@ -53,7 +53,7 @@ fn stops_at_the_reserve_line_and_resumes_when_the_allowance_is_back() {
     wait_for("the quota guard", Duration::from_secs(30), || sink.metrics().quota.active());
     // Requests in flight finish; nothing new starts.
     wait_for("requests in flight to finish", Duration::from_secs(10), || sink.wait(Duration::ZERO).unwrap().requests_in_flight == 0);
-    std::thread::sleep(Duration::from_millis(700)); // two check intervals: only GET /limits
+    std::thread::sleep(Duration::from_millis(2_200)); // two check intervals: only GET /limits
     let used = emu.control("GET", "limits", Json::Null)["used"].as_u64().unwrap();
     let line = 9_000;
     let limits = limits_requests(&emu) as u64;
