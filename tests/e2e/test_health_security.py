@@ -1,8 +1,8 @@
 """The health REST extension on a secured Connect cluster (issue 19, item 2).
 
 Two workers of a Connect cluster of their own, both with Connect's ``BasicAuthSecurityRestExtension``
-(``org.apache.kafka:connect-basic-auth-extension`` from Maven Central, a plugin directory of its
-own) and ours. A status answer of either worker carries the health of both tasks: the extension
+(``org.apache.kafka:connect-basic-auth-extension`` from Maven Central, on the worker's class path)
+and ours. A status answer of either worker carries the health of both tasks: the extension
 forwards the caller's ``Authorization`` to the other worker, as Connect forwards requests to the
 leader. A worker that accepts connections and never answers (SIGSTOP: the kernel still accepts)
 costs the status call one bounded deadline, and its task's health is ``UNKNOWN`` with the reason.
@@ -34,18 +34,21 @@ def secured(stack, tmp_path_factory):
     (d / "jaas.conf").write_text(
         "KafkaConnect {\n  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required\n"
         f'  file="{d / "credentials.properties"}";\n}};\n')
-    plugin_path = f"{stack.plugins_dir},{kafka_libs.ensure_basic_auth_extension()}"
+    # On the worker's class path: JAAS finds the login module through the application class loader.
+    basic_auth_jars = sorted(kafka_libs.ensure_basic_auth_extension().glob("*.jar"))
     group = f"connect-secured-{uuid.uuid4().hex[:6]}"
     workers = []
     try:
         for index in (92, 93):
             w = Worker(stack.dir, index, stack.broker.bootstrap_servers, stack.plugins_dir, group,
-                       extra_props={**stack.worker_props, "plugin.path": plugin_path,
-                                    "rest.extension.classes": EXTENSIONS},
-                       jvm_opts=[f"-Djava.security.auth.login.config={d / 'jaas.conf'}"])
+                       extra_props={**stack.worker_props, "rest.extension.classes": EXTENSIONS},
+                       jvm_opts=[f"-Djava.security.auth.login.config={d / 'jaas.conf'}"],
+                       classpath_extra=basic_auth_jars)
             w.connect.http.auth = (USER, PASSWORD)
-            w.start()
+            w.start(wait=False)
             workers.append(w)
+        for w in workers:
+            w.wait_ready(timeout=300)  # both start at once; plugin scanning is slow on a loaded machine
         yield workers
     finally:
         for w in workers:

@@ -4,6 +4,8 @@ By default the pinned Kafka version on the JDK of ``JAVA_HOME`` (or ``java`` on 
 ``kafka_version`` / ``java_home`` pick another worker version or JDK (the worker-version matrix)."""
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Optional
 
@@ -34,11 +36,13 @@ class Worker(Service):
                  group_id: str, heap: str = "1g", extra_props: Optional[dict] = None,
                  log_levels: Optional[dict] = None, env: Optional[dict] = None,
                  kafka_version: str = kafka_libs.KAFKA_VERSION, java_home: Optional[str] = None,
-                 jvm_opts: Optional[list] = None):
+                 jvm_opts: Optional[list] = None, classpath_extra: Optional[list] = None):
         self.index = index
         self.kafka_version = kafka_version
         self.java_home = java_home
         self.jvm_opts = list(jvm_opts or [])
+        # Jars the worker itself loads (not plugins), e.g. a JAAS login module
+        self.classpath_extra = [str(p) for p in (classpath_extra or [])]
         self.log_family = kafka_libs.log_family(kafka_version)
         self.name = f"worker-{index}"
         self.dir = Path(work_dir) / self.name
@@ -119,7 +123,7 @@ class Worker(Service):
             "-Djava.awt.headless=true", self._log_config_flag(),
             f"-Dkafka.logs.dir={self.dir}", f"-XX:ErrorFile={self.dir}/hs_err_%p.log",
             *self.jvm_opts,
-            "-cp", kafka_libs.worker_classpath(self.kafka_version),
+            "-cp", os.pathsep.join([kafka_libs.worker_classpath(self.kafka_version), *self.classpath_extra]),
             "org.apache.kafka.connect.cli.ConnectDistributed", str(self.config_file),
         ]
         self.proc = ManagedProcess(self.name, argv, self.out_file, env=self.env).start()
