@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+from typing import Optional
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -116,8 +117,10 @@ def _register(e2e) -> None:
     e2e.emu.add_client(CLIENT_ID, client_secret=CLIENT_SECRET, public_key_pem=public, username=USERNAME)
 
 
-def _adapt(e2e, example: str, topic: str, schemas: bool, escaped_newlines: bool = False) -> dict:
-    """The seed's example with only the allowed substitutions; asserts nothing else changed."""
+def _adapt(e2e, example: str, topic: str, schemas: bool = False, escaped_newlines: bool = False,
+           converter: Optional[dict] = None) -> dict:
+    """The seed's example with only the allowed substitutions; asserts nothing else changed.
+    ``converter``: the ``value.converter*`` settings that replace the seed's (default JsonConverter)."""
     seed = json.loads(example)
     cfg = dict(seed)
     cfg["salesforce.instance.url"] = e2e.emulator_url
@@ -129,14 +132,16 @@ def _adapt(e2e, example: str, topic: str, schemas: bool, escaped_newlines: bool 
         # the seed's JSON "\n" decodes to real newlines; a key pasted with literal "\n" must work too
         cfg["salesforce.jwt.private.key"] = pem.replace("\n", "\\n") if escaped_newlines else pem
         cfg["salesforce.jwt.username"] = USERNAME
-    cfg["value.converter"] = JSON_CONVERTER
     cfg.pop("value.converter.schema.registry.url")
-    cfg["value.converter.schemas.enable"] = str(schemas).lower()
+    converter = converter or {"value.converter": JSON_CONVERTER,
+                              "value.converter.schemas.enable": str(schemas).lower()}
+    assert all(k.startswith("value.converter") for k in converter), converter
+    cfg.update(converter)
     cfg["topics"] = topic
 
     allowed = {"salesforce.instance.url", "salesforce.client.id", "salesforce.client.secret",
-               "salesforce.jwt.private.key", "salesforce.jwt.username", "value.converter",
-               "value.converter.schema.registry.url", "value.converter.schemas.enable", "topics"}
+               "salesforce.jwt.private.key", "salesforce.jwt.username",
+               "value.converter.schema.registry.url", "topics", *converter}
     changed = {k for k in set(seed) | set(cfg) if seed.get(k) != cfg.get(k)}
     assert changed <= allowed, changed - allowed
     return cfg

@@ -133,6 +133,11 @@ class Stack:
         debezium = self.plugins_dir / "debezium-smt"
         shutil.copytree(kafka_libs.ensure_debezium_smt(), debezium, ignore=shutil.ignore_patterns(".complete"))
         self._log(f"Debezium SMT jars installed into {debezium}")
+        # Apicurio's Avro converter, a plugin of its own as workers run converters: the seed's
+        # examples with Avro values and a schema registry (tests/e2e/test_seed_examples_avro.py).
+        converter = self.plugins_dir / "apicurio-converter"
+        shutil.copytree(kafka_libs.ensure_apicurio_converter(), converter, ignore=shutil.ignore_patterns(".complete"))
+        self._log(f"Apicurio converter jars installed into {converter}")
 
     def add_worker(self, wait: bool = True, kafka_version: Optional[str] = None,
                    java_home: Optional[str] = None, group_id: Optional[str] = None,

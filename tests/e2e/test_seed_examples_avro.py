@@ -1,0 +1,346 @@
+"""The seed's four example configurations with Avro values and a schema registry, as Axual runs
+them: a real Avro converter in the worker's plugin path, a real schema registry, real serializers.
+
+The seed names Confluent's ``io.confluent.connect.avro.AvroConverter``, which Maven Central does not
+serve here; Apicurio Registry's ``io.apicurio.registry.utils.converter.AvroConverter`` 2.6.13.Final
+(Axual's platform runs Apicurio Registry) takes its place, against Apicurio Registry 2.4.2.Final
+run in memory (``tests/stack/schema_registry.py``). The only substitutions besides those of
+``test_seed_examples.py``: ``value.converter`` and its registry settings. Two wire formats:
+
+* examples 1 and 3: Confluent's, written by Confluent's own Python ``AvroSerializer`` registering
+  through the registry's Confluent-compatible API (what a Confluent producer does); the converter
+  reads it with ``apicurio.registry.as-confluent=true`` and ``apicurio.registry.use-id=contentId``;
+* examples 2 and 4: Apicurio's default (8-byte global id), registered through Apicurio's v2 API;
+  the converter's default settings.
+
+What each Avro type becomes (asserted below on the emulator's records): optional unions
+``["null", T]`` are T or null (null clears the field: ``salesforce.null.fields=SEND``); enums are
+strings (picklists), arrays of enums ``;``-joined (multi-select picklists); ``decimal`` (bytes and
+fixed) are exact numbers; ``date``, ``time-millis``, ``timestamp-millis`` are Salesforce dates,
+times and datetimes; ``uuid`` is a string. A general union (``["null", "string", "long"]``) is a
+Struct with one field per branch, sent as a nested JSON object, which Salesforce refuses for a
+scalar field: that record goes to the DLQ. ``time-micros`` / ``timestamp-micros`` lose their
+logical type in the converter (plain int64): into a time or datetime field they go to the DLQ.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+from fastavro import parse_schema
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from tests.stack.schema_registry import SchemaRegistry, apicurio_frame
+
+from .test_seed_examples import (EXAMPLE_1, EXAMPLE_2, EXAMPLE_3, EXAMPLE_4, EXC_MSG, _adapt, _by_key,
+                                 _dlq_for, _register)
+
+APICURIO_AVRO = "io.apicurio.registry.utils.converter.AvroConverter"
+UTC = datetime.timezone.utc
+NS = "com.example.crm"
+STAGE = "__connect.errors.stage"
+
+
+@pytest.fixture(scope="module")
+def registry(stack):
+    reg = SchemaRegistry(stack.dir).start()
+    # One content under two artifacts: from here on every global id is one ahead of its content
+    # id, so a converter reading the wrong kind of id would fetch the wrong schema.
+    decoy = json.dumps({"type": "record", "name": "Decoy", "namespace": NS, "fields": []})
+    assert reg.register("decoy-a", decoy) + 1 == reg.register("decoy-b", decoy)
+    try:
+        yield reg
+    finally:
+        reg.stop(grace=10)
+
+
+def confluent_converter(reg: SchemaRegistry) -> dict:
+    return {"value.converter": APICURIO_AVRO,
+            "value.converter.apicurio.registry.url": reg.url,
+            # Confluent's framing (4-byte id); "as-confluent=true" does the same but warns at every start
+            "value.converter.apicurio.registry.id-handler": "io.apicurio.registry.serde.Legacy4ByteIdHandler",
+            "value.converter.apicurio.registry.use-id": "contentId"}
+
+
+def apicurio_converter(reg: SchemaRegistry) -> dict:
+    return {"value.converter": APICURIO_AVRO, "value.converter.apicurio.registry.url": reg.url}
+
+
+class ConfluentProducer:
+    """Values as a Confluent producer writes them: Confluent's AvroSerializer, subject
+    ``<topic>-value``, schema registered through the registry's ccompat API."""
+
+    def __init__(self, reg: SchemaRegistry, topic: str):
+        self.client = SchemaRegistryClient({"url": reg.ccompat_url})
+        self.ctx = SerializationContext(topic, MessageField.VALUE)
+
+    def serializer(self, schema: dict):
+        ser = AvroSerializer(self.client, json.dumps(schema), conf={"auto.register.schemas": True})
+        return lambda record: ser(record, self.ctx)
+
+
+class ApicurioProducer:
+    """Values as Apicurio's serializer writes them by default: artifact ``<topic>-value`` in group
+    ``default`` (its TopicIdStrategy), 8-byte global id."""
+
+    def __init__(self, reg: SchemaRegistry, topic: str):
+        self.reg, self.artifact = reg, f"{topic}-value"
+
+    def serializer(self, schema: dict):
+        global_id = self.reg.register(self.artifact, json.dumps(schema))
+        parsed = parse_schema(schema)
+        return lambda record: apicurio_frame(global_id, parsed, record)
+
+
+def _reasons(dlq: dict) -> dict:
+    return {key: m.headers_dict().get(EXC_MSG) for key, m in dlq.items()}
+
+
+def _optional(t) -> list:
+    return ["null", t]
+
+
+DATE = {"type": "int", "logicalType": "date"}
+TIME_MILLIS = {"type": "int", "logicalType": "time-millis"}
+TIMESTAMP_MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
+
+
+# -- Example 1: minimal INSERT, client credentials; Confluent wire format --------------------------
+CONTACT_1 = {
+    "type": "record", "name": "Contact", "namespace": NS, "fields": [
+        {"name": "FirstName", "type": _optional("string"), "default": None},
+        {"name": "LastName", "type": "string"},
+        {"name": "Email", "type": _optional("string"), "default": None},
+        {"name": "Birthdate", "type": _optional(DATE), "default": None},
+        {"name": "Preferred_Time__c", "type": TIME_MILLIS},
+        {"name": "Last_Contacted__c", "type": TIMESTAMP_MILLIS},
+        {"name": "Score__c", "type": _optional("double"), "default": None},
+        {"name": "Active__c", "type": "boolean"},
+        {"name": "Interests__c", "type": {"type": "array", "items": {
+            "type": "enum", "name": "Interest", "symbols": ["Golf", "Sailing", "Chess"]}}},
+    ]}
+
+
+def test_example_1_avro_insert_client_credentials(e2e, registry):
+    _register(e2e)
+    cfg = _adapt(e2e, EXAMPLE_1, e2e.topic, converter=confluent_converter(registry))
+    name = e2e.create_connector(cfg)
+    ser = ConfluentProducer(registry, e2e.topic).serializer(CONTACT_1)
+    full = {"FirstName": "Grace", "LastName": "Hopper 0", "Email": "grace@example.com",
+            "Birthdate": datetime.date(1990, 5, 17), "Preferred_Time__c": datetime.time(9, 30, 15, 250000),
+            "Last_Contacted__c": datetime.datetime(2024, 3, 1, 12, 34, 56, 789000, tzinfo=UTC),
+            "Score__c": 87.5, "Active__c": True, "Interests__c": ["Golf", "Chess"]}
+    sparse = {**full, "LastName": "Hopper 1", "FirstName": None, "Email": None, "Birthdate": None,
+              "Score__c": None, "Active__c": False, "Interests__c": ["Sailing"],
+              "Preferred_Time__c": datetime.time(0, 0), "Last_Contacted__c": datetime.datetime(1970, 1, 1, tzinfo=UTC)}
+    e2e.produce([("c0", ser(full)), ("c1", ser(sparse))])
+
+    by = {r["LastName"]: r for r in e2e.wait_records("Contact", 2, connector=name)}
+    assert set(by) == {"Hopper 0", "Hopper 1"}, by
+    got = {k: by["Hopper 0"].get(k) for k in full if k != "LastName"}
+    assert got == {"FirstName": "Grace", "Email": "grace@example.com", "Birthdate": "1990-05-17",
+                   "Preferred_Time__c": "09:30:15.250Z", "Last_Contacted__c": "2024-03-01T12:34:56.789Z",
+                   "Score__c": 87.5, "Active__c": True, "Interests__c": "Golf;Chess"}, by["Hopper 0"]
+    got = {k: by["Hopper 1"].get(k) for k in full if k != "LastName"}
+    assert got == {"FirstName": None, "Email": None, "Birthdate": None, "Preferred_Time__c": "00:00:00.000Z",
+                   "Last_Contacted__c": "1970-01-01T00:00:00.000Z", "Score__c": None, "Active__c": False,
+                   "Interests__c": "Sailing"}, by["Hopper 1"]
+
+
+# -- Example 2: minimal INSERT, JWT bearer; Apicurio wire format ---------------------------------------
+CONTACT_2 = {
+    "type": "record", "name": "NewContact", "namespace": NS, "fields": [
+        {"name": "LastName", "type": "string"},
+        {"name": "FirstName", "type": _optional("string"), "default": None},
+        {"name": "ExternalId__c", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "Score__c", "type": "float"},
+        {"name": "Description", "type": _optional("string"), "default": None},
+    ]}
+
+
+def test_example_2_avro_insert_jwt_bearer(e2e, registry):
+    _register(e2e)
+    cfg = _adapt(e2e, EXAMPLE_2, e2e.topic, converter=apicurio_converter(registry))
+    name = e2e.create_connector(cfg)
+    ser = ApicurioProducer(registry, e2e.topic).serializer(CONTACT_2)
+    ids = [uuid.UUID(int=0x1234_5678_9ABC_DEF0_0FED_CBA9_8765_4321 + i) for i in range(3)]
+    e2e.produce([(f"j{i}", ser({"LastName": f"Turing {i}", "FirstName": "Alan" if i else None,
+                                "ExternalId__c": ids[i], "Score__c": 42.25 + i,
+                                "Description": "héllo ✓ \"quoted\"\nline 2"}))
+                 for i in range(3)])
+    records = sorted(e2e.wait_records("Contact", 3, connector=name), key=lambda r: r["LastName"])
+    assert [r["LastName"] for r in records] == ["Turing 0", "Turing 1", "Turing 2"], records
+    assert [r.get("ExternalId__c") for r in records] == [str(u) for u in ids], records
+    assert [r.get("Score__c") for r in records] == [42.25, 43.25, 44.25], records
+    assert [r.get("FirstName") for r in records] == [None, "Alan", "Alan"], records
+    assert all(r.get("Description") == "héllo ✓ \"quoted\"\nline 2" for r in records), records
+
+
+# -- Example 3: UPSERT by external ID into MyObject__c, DLQ; Confluent wire format ---------------------
+MY_OBJECT_FIELDS = [
+    {"name": "Name", "type": "string", "length": 80},
+    {"name": "ExternalId__c", "type": "string", "externalId": True, "unique": True},
+    {"name": "Amount__c", "type": "currency", "precision": 18, "scale": 2},
+    {"name": "Quantity__c", "type": "double", "precision": 18, "scale": 4},
+    {"name": "Start_Date__c", "type": "date"},
+    {"name": "Start_Time__c", "type": "time"},
+    {"name": "Created_At__c", "type": "datetime"},
+    {"name": "Active__c", "type": "boolean"},
+    {"name": "Status__c", "type": "picklist"},
+    {"name": "Notes__c", "type": "textarea", "length": 32000},
+]
+
+
+def my_object_schema(time_type: dict = TIME_MILLIS, timestamp_type: dict = TIMESTAMP_MILLIS,
+                     quantity_type: str = "bytes") -> dict:
+    quantity = {"type": quantity_type, "logicalType": "decimal", "precision": 18, "scale": 4}
+    if quantity_type == "fixed":
+        quantity.update(name="Quantity", size=8)
+    return {
+        "type": "record", "name": "MyObject", "namespace": NS, "fields": [
+            {"name": "Name", "type": _optional("string"), "default": None},
+            {"name": "Amount__c", "type": _optional({"type": "bytes", "logicalType": "decimal",
+                                                     "precision": 18, "scale": 2}), "default": None},
+            {"name": "Quantity__c", "type": quantity},
+            {"name": "Start_Date__c", "type": DATE},
+            {"name": "Start_Time__c", "type": time_type},
+            {"name": "Created_At__c", "type": timestamp_type},
+            {"name": "Active__c", "type": "boolean"},
+            {"name": "Status__c", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "OPEN", "CLOSED"]}},
+            # a general union: the converter makes it a Struct {string, long}
+            {"name": "Notes__c", "type": ["null", "string", "long"], "default": None},
+        ]}
+
+
+def test_example_3_avro_upsert_external_id_with_dlq(e2e, registry):
+    _register(e2e)
+    e2e.emu.define_sobject({"name": "MyObject__c", "label": "My Object", "keyPrefix": "a00",
+                            "fields": MY_OBJECT_FIELDS})
+    cfg = _adapt(e2e, EXAMPLE_3, e2e.topic, converter=confluent_converter(registry))
+    name = e2e.create_connector(cfg)
+    producer = ConfluentProducer(registry, e2e.topic)
+    millis = producer.serializer(my_object_schema())
+    # the same subject's next versions: micros instead of millis; a decimal as fixed instead of bytes
+    micros = producer.serializer(my_object_schema({"type": "long", "logicalType": "time-micros"},
+                                                  {"type": "long", "logicalType": "timestamp-micros"}))
+    fixed = producer.serializer(my_object_schema(quantity_type="fixed"))
+
+    def rec(name_, amount, status, notes=None, ser=millis):
+        return ser({"Name": name_, "Amount__c": amount, "Quantity__c": Decimal("1.5000"),
+                    "Start_Date__c": datetime.date(2024, 6, 30), "Start_Time__c": datetime.time(8, 0, 0, 5000),
+                    "Created_At__c": datetime.datetime(2024, 6, 30, 23, 59, 59, 999000, tzinfo=UTC),
+                    "Active__c": status != "CLOSED", "Status__c": status, "Notes__c": notes})
+
+    produced = [
+        ("EXT-1", rec("First", Decimal("12.34"), "NEW")),
+        ("EXT-2", rec("Second", Decimal("-5.00"), "CLOSED")),
+        ("EXT-3", rec("Third", None, "OPEN")),
+        ("EXT-BAD", rec("N" * 100, Decimal("0.01"), "NEW")),                       # Name is 80 long
+        ("EXT-UNION", rec("Union", Decimal("1.00"), "NEW", notes="free text")),   # general union -> Struct
+        ("EXT-MICROS", rec("Micros", Decimal("1.00"), "NEW", ser=micros)),       # micros -> plain int64
+        ("EXT-FIXED", rec("Fixed", Decimal("1.00"), "NEW", ser=fixed)),          # the converter fails
+        ("EXT-1", rec("First, updated", Decimal("999.99"), "OPEN")),              # same external ID: updated
+    ]
+    e2e.produce(produced)
+    dlq = _by_key(_dlq_for(e2e, e2e.topic, 4))
+    assert set(dlq) == {"EXT-BAD", "EXT-UNION", "EXT-MICROS", "EXT-FIXED"}, _reasons(dlq)
+
+    def settled():
+        recs = e2e.emu.records("MyObject__c")
+        by = {r.get("ExternalId__c"): r for r in recs}
+        return recs if len(recs) == 3 and by.get("EXT-1", {}).get("Name") == "First, updated" else None
+
+    recs = e2e.wait_until(settled, 30, lambda: f"3 MyObject__c records, EXT-1 updated: "
+                          f"{e2e.emu.records('MyObject__c')}\n{e2e.describe(name)}")
+    by = {r["ExternalId__c"]: r for r in recs}
+    assert set(by) == {"EXT-1", "EXT-2", "EXT-3"}, recs
+    fields = ("Name", "Amount__c", "Quantity__c", "Start_Date__c", "Start_Time__c", "Created_At__c",
+              "Active__c", "Status__c", "Notes__c")
+    common = {"Quantity__c": 1.5, "Start_Date__c": "2024-06-30", "Start_Time__c": "08:00:00.005Z",
+              "Created_At__c": "2024-06-30T23:59:59.999Z", "Notes__c": None}
+    assert {k: by["EXT-1"].get(k) for k in fields} == {
+        **common, "Name": "First, updated", "Amount__c": 999.99, "Active__c": True, "Status__c": "OPEN"}
+    assert {k: by["EXT-2"].get(k) for k in fields} == {
+        **common, "Name": "Second", "Amount__c": -5.0, "Active__c": False, "Status__c": "CLOSED"}
+    assert {k: by["EXT-3"].get(k) for k in fields} == {
+        **common, "Name": "Third", "Amount__c": None, "Active__c": True, "Status__c": "OPEN"}
+
+    expected = {"EXT-BAD": ("UPSERT", "MyObject__c", "STRING_TOO_LONG", "Name"),
+                "EXT-UNION": ("UPSERT", "MyObject__c", "JSON_PARSER_ERROR", "START_OBJECT"),
+                "EXT-MICROS": ("UPSERT", "MyObject__c", "JSON_PARSER_ERROR", "VALUE_NUMBER_INT")}
+    raw = dict(produced[3:7])
+    for key, parts in expected.items():
+        assert dlq[key].headers_dict().get(STAGE) == "TASK_PUT", dlq[key].headers_dict()
+        msg = dlq[key].headers_dict().get(EXC_MSG, "")
+        for part in (*parts, key):
+            assert part in msg, f"{part!r} not in DLQ message of {key}: {msg!r}"
+        assert dlq[key].value == raw[key], f"the DLQ holds {key} as produced (Avro, with its schema id)"
+    # Apicurio's AvroData cannot convert a decimal written as a named fixed: the worker's converter
+    # stage fails the record (errors.tolerance=all sends it to the DLQ) before the connector sees it
+    conv = dlq["EXT-FIXED"].headers_dict()
+    assert conv.get(STAGE) == "VALUE_CONVERTER", conv
+    assert "Mismatched names" in conv.get(EXC_MSG, "") and "Quantity" in conv.get(EXC_MSG, ""), conv
+    assert dlq["EXT-FIXED"].value == raw["EXT-FIXED"]
+    assert e2e.status(name)["tasks"][0]["state"] == "RUNNING"
+
+
+# -- Example 4: CDC with header routing, tombstone DELETE, DLQ; Apicurio wire format --------------------
+CONTACT_CHANGE = {
+    "type": "record", "name": "ContactChange", "namespace": NS, "fields": [
+        {"name": "FirstName", "type": _optional("string"), "default": None},
+        {"name": "LastName", "type": _optional("string"), "default": None},
+        {"name": "Description", "type": ["null", "string", "int"], "default": None},
+    ]}
+
+
+def test_example_4_avro_cdc_header_routing_with_dlq(e2e, registry):
+    _register(e2e)
+    cfg = _adapt(e2e, EXAMPLE_4, e2e.topic, escaped_newlines=True, converter=apicurio_converter(registry))
+    name = e2e.create_connector(cfg)
+    ser = ApicurioProducer(registry, e2e.topic).serializer(CONTACT_CHANGE)
+
+    def v(first=None, last=None, description=None):
+        return ser({"FirstName": first, "LastName": last, "Description": description})
+
+    e2e.produce([
+        ("C-1", v("Cee", "One"), {"operation": "INSERT"}),
+        ("C-2", v(last="Two"), {"operation": "INSERT"}),
+        ("C-3", v(last="Three")),                                          # no header: UPSERT
+        ("C-1", v(last="One updated"), {"operation": "UPDATE"}),          # null FirstName clears it
+        ("C-2", v(), {"operation": "DELETE"}),
+        ("C-3", None),                                                     # tombstone: DELETE
+        ("C-4", v(last="Merge"), {"operation": "MERGE"}),                  # unknown op -> DLQ
+        ("C-5", v(last="Ghost"), {"operation": "update"}),                 # UPDATE never creates -> DLQ
+        ("C-6", v("Six", "Six", None), {"operation": "upsert"}),
+        ("C-7", v(last="Seven", description=7), {"operation": "UPSERT"}),  # general union -> DLQ
+    ])
+    dlq = _by_key(_dlq_for(e2e, e2e.topic, 3))
+    assert set(dlq) == {"C-4", "C-5", "C-7"}, _reasons(dlq)
+
+    def settled():
+        live = e2e.emu.records("Contact")
+        ext = sorted(r.get("ExternalId__c") for r in live)
+        return live if ext == ["C-1", "C-6"] and any(r.get("LastName") == "One updated" for r in live) else None
+
+    live = e2e.wait_until(settled, 30, lambda: f"Contacts C-1 (updated) and C-6 only: "
+                          f"{e2e.emu.records('Contact', include_deleted=True)}\n{e2e.describe(name)}")
+    c1 = next(r for r in live if r["ExternalId__c"] == "C-1")
+    assert c1.get("FirstName") is None and c1["LastName"] == "One updated", c1
+    c6 = next(r for r in live if r["ExternalId__c"] == "C-6")
+    assert (c6.get("FirstName"), c6["LastName"], c6.get("Description")) == ("Six", "Six", None), c6
+    everything = e2e.emu.records("Contact", include_deleted=True)
+    assert sorted(r.get("ExternalId__c") for r in everything) == ["C-1", "C-2", "C-3", "C-6"], everything
+
+    merge = dlq["C-4"].headers_dict().get(EXC_MSG, "")
+    assert "MERGE" in merge and "operation" in merge and "C-4" in merge, merge
+    for key, parts in {"C-5": ("UPDATE", "Contact", "NOT_FOUND"),
+                       "C-7": ("UPSERT", "Contact", "JSON_PARSER_ERROR", "START_OBJECT")}.items():
+        msg = dlq[key].headers_dict().get(EXC_MSG, "")
+        for part in (*parts, key):
+            assert part in msg, f"{part!r} not in DLQ message of {key}: {msg!r}"
+    assert e2e.status(name)["tasks"][0]["state"] == "RUNNING"
