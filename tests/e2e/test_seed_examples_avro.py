@@ -9,7 +9,8 @@ run in memory (``tests/stack/schema_registry.py``). The only substitutions besid
 
 * examples 1 and 3: Confluent's, written by Confluent's own Python ``AvroSerializer`` registering
   through the registry's Confluent-compatible API (what a Confluent producer does); the converter
-  reads it with ``apicurio.registry.as-confluent=true`` and ``apicurio.registry.use-id=contentId``;
+  reads it with ``apicurio.registry.id-handler=...Legacy4ByteIdHandler`` and
+  ``apicurio.registry.use-id=contentId``;
 * examples 2 and 4: Apicurio's default (8-byte global id), registered through Apicurio's v2 API;
   the converter's default settings.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 import uuid
 from decimal import Decimal
 
@@ -35,8 +37,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from tests.stack import kafka_libs
 from tests.stack.schema_registry import SchemaRegistry, apicurio_frame
 
+from .conftest import E2E
 from .test_seed_examples import (EXAMPLE_1, EXAMPLE_2, EXAMPLE_3, EXAMPLE_4, EXC_MSG, _adapt, _by_key,
                                  _dlq_for, _register)
 
@@ -47,16 +51,50 @@ STAGE = "__connect.errors.stage"
 
 
 @pytest.fixture(scope="module")
-def registry(stack):
-    reg = SchemaRegistry(stack.dir).start()
-    # One content under two artifacts: from here on every global id is one ahead of its content
-    # id, so a converter reading the wrong kind of id would fetch the wrong schema.
-    decoy = json.dumps({"type": "record", "name": "Decoy", "namespace": NS, "fields": []})
-    assert reg.register("decoy-a", decoy) + 1 == reg.register("decoy-b", decoy)
+def avro_stack(stack):
+    """The schema registry and a worker whose plugin path holds the connector and Apicurio's
+    converter, each in a folder of its own (as Axual installs them), in a Connect cluster of its
+    own: the other tests' workers do not scan the converter's jars at every start."""
+    plugins = stack.dir / "plugins-avro"
+    shutil.rmtree(plugins, ignore_errors=True)
+    shutil.copytree(stack.plugin_dir, plugins / stack.plugin_dir.name)
+    shutil.copytree(kafka_libs.ensure_apicurio_converter(), plugins / "apicurio-converter",
+                    ignore=shutil.ignore_patterns(".complete"))
+    worker = stack.add_worker(wait=False, group_id="connect-avro", plugin_path=plugins)
+    reg = None
     try:
-        yield reg
+        reg = SchemaRegistry(stack.dir).start()  # while the worker starts
+        # One content under two artifacts: from here on every global id is one ahead of its
+        # content id, so a converter reading the wrong kind of id would fetch the wrong schema.
+        decoy = json.dumps({"type": "record", "name": "Decoy", "namespace": NS, "fields": []})
+        assert reg.register("decoy-a", decoy) + 1 == reg.register("decoy-b", decoy)
+        worker.wait_ready(120)
+        yield worker, reg
     finally:
-        reg.stop(grace=10)
+        if reg:
+            reg.stop(grace=10)
+        stack.remove_worker(worker)
+
+
+@pytest.fixture
+def avro(e2e, avro_stack):
+    """``e2e`` whose connectors run on the Avro worker (created, described and deleted there)."""
+    worker, reg = avro_stack
+    ctx = AvroE2E(e2e, worker, reg)
+    yield ctx
+    for name in ctx.connectors:
+        worker.connect.delete_and_wait(name, timeout=30)
+
+
+class AvroE2E(E2E):
+    def __init__(self, base: E2E, worker, registry: SchemaRegistry):  # noqa: super() not called: a view of base
+        self.__dict__.update(base.__dict__)
+        self.connectors = []
+        self.worker, self.registry = worker, registry
+
+    @property
+    def connect(self):
+        return self.worker.connect
 
 
 def confluent_converter(reg: SchemaRegistry) -> dict:
@@ -126,11 +164,11 @@ CONTACT_1 = {
     ]}
 
 
-def test_example_1_avro_insert_client_credentials(e2e, registry):
-    _register(e2e)
-    cfg = _adapt(e2e, EXAMPLE_1, e2e.topic, converter=confluent_converter(registry))
-    name = e2e.create_connector(cfg)
-    ser = ConfluentProducer(registry, e2e.topic).serializer(CONTACT_1)
+def test_example_1_avro_insert_client_credentials(avro):
+    _register(avro)
+    cfg = _adapt(avro, EXAMPLE_1, avro.topic, converter=confluent_converter(avro.registry))
+    name = avro.create_connector(cfg)
+    ser = ConfluentProducer(avro.registry, avro.topic).serializer(CONTACT_1)
     full = {"FirstName": "Grace", "LastName": "Hopper 0", "Email": "grace@example.com",
             "Birthdate": datetime.date(1990, 5, 17), "Preferred_Time__c": datetime.time(9, 30, 15, 250000),
             "Last_Contacted__c": datetime.datetime(2024, 3, 1, 12, 34, 56, 789000, tzinfo=UTC),
@@ -138,9 +176,9 @@ def test_example_1_avro_insert_client_credentials(e2e, registry):
     sparse = {**full, "LastName": "Hopper 1", "FirstName": None, "Email": None, "Birthdate": None,
               "Score__c": None, "Active__c": False, "Interests__c": ["Sailing"],
               "Preferred_Time__c": datetime.time(0, 0), "Last_Contacted__c": datetime.datetime(1970, 1, 1, tzinfo=UTC)}
-    e2e.produce([("c0", ser(full)), ("c1", ser(sparse))])
+    avro.produce([("c0", ser(full)), ("c1", ser(sparse))])
 
-    by = {r["LastName"]: r for r in e2e.wait_records("Contact", 2, connector=name)}
+    by = {r["LastName"]: r for r in avro.wait_records("Contact", 2, connector=name)}
     assert set(by) == {"Hopper 0", "Hopper 1"}, by
     got = {k: by["Hopper 0"].get(k) for k in full if k != "LastName"}
     assert got == {"FirstName": "Grace", "Email": "grace@example.com", "Birthdate": "1990-05-17",
@@ -163,17 +201,17 @@ CONTACT_2 = {
     ]}
 
 
-def test_example_2_avro_insert_jwt_bearer(e2e, registry):
-    _register(e2e)
-    cfg = _adapt(e2e, EXAMPLE_2, e2e.topic, converter=apicurio_converter(registry))
-    name = e2e.create_connector(cfg)
-    ser = ApicurioProducer(registry, e2e.topic).serializer(CONTACT_2)
+def test_example_2_avro_insert_jwt_bearer(avro):
+    _register(avro)
+    cfg = _adapt(avro, EXAMPLE_2, avro.topic, converter=apicurio_converter(avro.registry))
+    name = avro.create_connector(cfg)
+    ser = ApicurioProducer(avro.registry, avro.topic).serializer(CONTACT_2)
     ids = [uuid.UUID(int=0x1234_5678_9ABC_DEF0_0FED_CBA9_8765_4321 + i) for i in range(3)]
-    e2e.produce([(f"j{i}", ser({"LastName": f"Turing {i}", "FirstName": "Alan" if i else None,
+    avro.produce([(f"j{i}", ser({"LastName": f"Turing {i}", "FirstName": "Alan" if i else None,
                                 "ExternalId__c": ids[i], "Score__c": 42.25 + i,
                                 "Description": "héllo ✓ \"quoted\"\nline 2"}))
                  for i in range(3)])
-    records = sorted(e2e.wait_records("Contact", 3, connector=name), key=lambda r: r["LastName"])
+    records = sorted(avro.wait_records("Contact", 3, connector=name), key=lambda r: r["LastName"])
     assert [r["LastName"] for r in records] == ["Turing 0", "Turing 1", "Turing 2"], records
     assert [r.get("ExternalId__c") for r in records] == [str(u) for u in ids], records
     assert [r.get("Score__c") for r in records] == [42.25, 43.25, 44.25], records
@@ -217,13 +255,13 @@ def my_object_schema(time_type: dict = TIME_MILLIS, timestamp_type: dict = TIMES
         ]}
 
 
-def test_example_3_avro_upsert_external_id_with_dlq(e2e, registry):
-    _register(e2e)
-    e2e.emu.define_sobject({"name": "MyObject__c", "label": "My Object", "keyPrefix": "a00",
+def test_example_3_avro_upsert_external_id_with_dlq(avro):
+    _register(avro)
+    avro.emu.define_sobject({"name": "MyObject__c", "label": "My Object", "keyPrefix": "a00",
                             "fields": MY_OBJECT_FIELDS})
-    cfg = _adapt(e2e, EXAMPLE_3, e2e.topic, converter=confluent_converter(registry))
-    name = e2e.create_connector(cfg)
-    producer = ConfluentProducer(registry, e2e.topic)
+    cfg = _adapt(avro, EXAMPLE_3, avro.topic, converter=confluent_converter(avro.registry))
+    name = avro.create_connector(cfg)
+    producer = ConfluentProducer(avro.registry, avro.topic)
     millis = producer.serializer(my_object_schema())
     # the same subject's next versions: micros instead of millis; a decimal as fixed instead of bytes
     micros = producer.serializer(my_object_schema({"type": "long", "logicalType": "time-micros"},
@@ -246,17 +284,17 @@ def test_example_3_avro_upsert_external_id_with_dlq(e2e, registry):
         ("EXT-FIXED", rec("Fixed", Decimal("1.00"), "NEW", ser=fixed)),          # the converter fails
         ("EXT-1", rec("First, updated", Decimal("999.99"), "OPEN")),              # same external ID: updated
     ]
-    e2e.produce(produced)
-    dlq = _by_key(_dlq_for(e2e, e2e.topic, 4))
+    avro.produce(produced)
+    dlq = _by_key(_dlq_for(avro, avro.topic, 4))
     assert set(dlq) == {"EXT-BAD", "EXT-UNION", "EXT-MICROS", "EXT-FIXED"}, _reasons(dlq)
 
     def settled():
-        recs = e2e.emu.records("MyObject__c")
+        recs = avro.emu.records("MyObject__c")
         by = {r.get("ExternalId__c"): r for r in recs}
         return recs if len(recs) == 3 and by.get("EXT-1", {}).get("Name") == "First, updated" else None
 
-    recs = e2e.wait_until(settled, 30, lambda: f"3 MyObject__c records, EXT-1 updated: "
-                          f"{e2e.emu.records('MyObject__c')}\n{e2e.describe(name)}")
+    recs = avro.wait_until(settled, 30, lambda: f"3 MyObject__c records, EXT-1 updated: "
+                          f"{avro.emu.records('MyObject__c')}\n{avro.describe(name)}")
     by = {r["ExternalId__c"]: r for r in recs}
     assert set(by) == {"EXT-1", "EXT-2", "EXT-3"}, recs
     fields = ("Name", "Amount__c", "Quantity__c", "Start_Date__c", "Start_Time__c", "Created_At__c",
@@ -286,7 +324,7 @@ def test_example_3_avro_upsert_external_id_with_dlq(e2e, registry):
     assert conv.get(STAGE) == "VALUE_CONVERTER", conv
     assert "Mismatched names" in conv.get(EXC_MSG, "") and "Quantity" in conv.get(EXC_MSG, ""), conv
     assert dlq["EXT-FIXED"].value == raw["EXT-FIXED"]
-    assert e2e.status(name)["tasks"][0]["state"] == "RUNNING"
+    assert avro.status(name)["tasks"][0]["state"] == "RUNNING"
 
 
 # -- Example 4: CDC with header routing, tombstone DELETE, DLQ; Apicurio wire format --------------------
@@ -298,16 +336,16 @@ CONTACT_CHANGE = {
     ]}
 
 
-def test_example_4_avro_cdc_header_routing_with_dlq(e2e, registry):
-    _register(e2e)
-    cfg = _adapt(e2e, EXAMPLE_4, e2e.topic, escaped_newlines=True, converter=apicurio_converter(registry))
-    name = e2e.create_connector(cfg)
-    ser = ApicurioProducer(registry, e2e.topic).serializer(CONTACT_CHANGE)
+def test_example_4_avro_cdc_header_routing_with_dlq(avro):
+    _register(avro)
+    cfg = _adapt(avro, EXAMPLE_4, avro.topic, escaped_newlines=True, converter=apicurio_converter(avro.registry))
+    name = avro.create_connector(cfg)
+    ser = ApicurioProducer(avro.registry, avro.topic).serializer(CONTACT_CHANGE)
 
     def v(first=None, last=None, description=None):
         return ser({"FirstName": first, "LastName": last, "Description": description})
 
-    e2e.produce([
+    avro.produce([
         ("C-1", v("Cee", "One"), {"operation": "INSERT"}),
         ("C-2", v(last="Two"), {"operation": "INSERT"}),
         ("C-3", v(last="Three")),                                          # no header: UPSERT
@@ -319,21 +357,21 @@ def test_example_4_avro_cdc_header_routing_with_dlq(e2e, registry):
         ("C-6", v("Six", "Six", None), {"operation": "upsert"}),
         ("C-7", v(last="Seven", description=7), {"operation": "UPSERT"}),  # general union -> DLQ
     ])
-    dlq = _by_key(_dlq_for(e2e, e2e.topic, 3))
+    dlq = _by_key(_dlq_for(avro, avro.topic, 3))
     assert set(dlq) == {"C-4", "C-5", "C-7"}, _reasons(dlq)
 
     def settled():
-        live = e2e.emu.records("Contact")
+        live = avro.emu.records("Contact")
         ext = sorted(r.get("ExternalId__c") for r in live)
         return live if ext == ["C-1", "C-6"] and any(r.get("LastName") == "One updated" for r in live) else None
 
-    live = e2e.wait_until(settled, 30, lambda: f"Contacts C-1 (updated) and C-6 only: "
-                          f"{e2e.emu.records('Contact', include_deleted=True)}\n{e2e.describe(name)}")
+    live = avro.wait_until(settled, 30, lambda: f"Contacts C-1 (updated) and C-6 only: "
+                          f"{avro.emu.records('Contact', include_deleted=True)}\n{avro.describe(name)}")
     c1 = next(r for r in live if r["ExternalId__c"] == "C-1")
     assert c1.get("FirstName") is None and c1["LastName"] == "One updated", c1
     c6 = next(r for r in live if r["ExternalId__c"] == "C-6")
     assert (c6.get("FirstName"), c6["LastName"], c6.get("Description")) == ("Six", "Six", None), c6
-    everything = e2e.emu.records("Contact", include_deleted=True)
+    everything = avro.emu.records("Contact", include_deleted=True)
     assert sorted(r.get("ExternalId__c") for r in everything) == ["C-1", "C-2", "C-3", "C-6"], everything
 
     merge = dlq["C-4"].headers_dict().get(EXC_MSG, "")
@@ -343,4 +381,34 @@ def test_example_4_avro_cdc_header_routing_with_dlq(e2e, registry):
         msg = dlq[key].headers_dict().get(EXC_MSG, "")
         for part in (*parts, key):
             assert part in msg, f"{part!r} not in DLQ message of {key}: {msg!r}"
-    assert e2e.status(name)["tasks"][0]["state"] == "RUNNING"
+    assert avro.status(name)["tasks"][0]["state"] == "RUNNING"
+
+
+# -- micros: Kafka's TimestampConverter restores what the Avro converter drops --------------------------
+def test_avro_micros_through_timestamp_converter(avro):
+    """Example 3 with two of Kafka's own SMTs: ``unix.precision=microseconds`` turns the int64 of
+    ``timestamp-micros`` / ``time-micros`` back into a Timestamp / Time (sub-millisecond digits cut)."""
+    _register(avro)
+    avro.emu.define_sobject({"name": "MyObject__c", "label": "My Object", "keyPrefix": "a00",
+                            "fields": MY_OBJECT_FIELDS})
+    cfg = _adapt(avro, EXAMPLE_3, avro.topic, converter=confluent_converter(avro.registry))
+    smt = "org.apache.kafka.connect.transforms.TimestampConverter$Value"
+    cfg.update({"transforms": "createdAt,startTime",
+                "transforms.createdAt.type": smt, "transforms.createdAt.field": "Created_At__c",
+                "transforms.createdAt.target.type": "Timestamp",
+                "transforms.createdAt.unix.precision": "microseconds",
+                "transforms.startTime.type": smt, "transforms.startTime.field": "Start_Time__c",
+                "transforms.startTime.target.type": "Time",
+                "transforms.startTime.unix.precision": "microseconds"})
+    name = avro.create_connector(cfg)
+    ser = ConfluentProducer(avro.registry, avro.topic).serializer(
+        my_object_schema({"type": "long", "logicalType": "time-micros"},
+                         {"type": "long", "logicalType": "timestamp-micros"}))
+    avro.produce([("EXT-M", ser({
+        "Name": "Micros", "Amount__c": Decimal("1.00"), "Quantity__c": Decimal("2.0000"),
+        "Start_Date__c": datetime.date(2024, 6, 30), "Start_Time__c": datetime.time(8, 0, 0, 5999),
+        "Created_At__c": datetime.datetime(2024, 6, 30, 23, 59, 59, 999999, tzinfo=UTC),
+        "Active__c": True, "Status__c": "NEW", "Notes__c": None}))])
+    rec = avro.wait_records("MyObject__c", 1, connector=name)[0]
+    assert (rec.get("Start_Time__c"), rec.get("Created_At__c")) == \
+        ("08:00:00.005Z", "2024-06-30T23:59:59.999Z"), rec
