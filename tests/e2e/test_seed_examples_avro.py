@@ -45,6 +45,10 @@ from .test_operations import MY_FIELDS
 from .test_seed_examples import (EXAMPLE_1, EXAMPLE_2, EXAMPLE_3, EXAMPLE_4, EXC_MSG, _adapt, _by_key,
                                  _dlq_for, _example_3_written, _example_4_written, _register)
 
+# The first test's setup may fetch the converter and build the registry (about 130 MB of jars from
+# Maven Central on a fresh machine) before it starts a worker and the registry.
+pytestmark = pytest.mark.timeout(900)
+
 APICURIO_AVRO = "io.apicurio.registry.utils.converter.AvroConverter"
 UTC = datetime.timezone.utc
 NS = "com.example.crm"
