@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+from typing import Optional
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -116,8 +117,10 @@ def _register(e2e) -> None:
     e2e.emu.add_client(CLIENT_ID, client_secret=CLIENT_SECRET, public_key_pem=public, username=USERNAME)
 
 
-def _adapt(e2e, example: str, topic: str, schemas: bool, escaped_newlines: bool = False) -> dict:
-    """The seed's example with only the allowed substitutions; asserts nothing else changed."""
+def _adapt(e2e, example: str, topic: str, schemas: bool = False, escaped_newlines: bool = False,
+           converter: Optional[dict] = None) -> dict:
+    """The seed's example with only the allowed substitutions; asserts nothing else changed.
+    ``converter``: the ``value.converter*`` settings that replace the seed's (default JsonConverter)."""
     seed = json.loads(example)
     cfg = dict(seed)
     cfg["salesforce.instance.url"] = e2e.emulator_url
@@ -129,14 +132,16 @@ def _adapt(e2e, example: str, topic: str, schemas: bool, escaped_newlines: bool 
         # the seed's JSON "\n" decodes to real newlines; a key pasted with literal "\n" must work too
         cfg["salesforce.jwt.private.key"] = pem.replace("\n", "\\n") if escaped_newlines else pem
         cfg["salesforce.jwt.username"] = USERNAME
-    cfg["value.converter"] = JSON_CONVERTER
     cfg.pop("value.converter.schema.registry.url")
-    cfg["value.converter.schemas.enable"] = str(schemas).lower()
+    converter = converter or {"value.converter": JSON_CONVERTER,
+                              "value.converter.schemas.enable": str(schemas).lower()}
+    assert all(k.startswith("value.converter") for k in converter), converter
+    cfg.update(converter)
     cfg["topics"] = topic
 
     allowed = {"salesforce.instance.url", "salesforce.client.id", "salesforce.client.secret",
-               "salesforce.jwt.private.key", "salesforce.jwt.username", "value.converter",
-               "value.converter.schema.registry.url", "value.converter.schemas.enable", "topics"}
+               "salesforce.jwt.private.key", "salesforce.jwt.username",
+               "value.converter.schema.registry.url", "topics", *converter}
     changed = {k for k in set(seed) | set(cfg) if seed.get(k) != cfg.get(k)}
     assert changed <= allowed, changed - allowed
     return cfg
@@ -168,6 +173,36 @@ def _dlq_for(e2e, topic: str, n: int, timeout: float = 40) -> list:
 
 def _by_key(msgs: list) -> dict:
     return {(m.key or b"").decode(): m for m in msgs}
+
+
+def _example_3_written(e2e, name: str) -> dict:
+    """{external ID: record} of MyObject__c once example 3's stream is written: EXT-1, EXT-2, EXT-3,
+    EXT-1 updated by its second record."""
+    def settled():
+        recs = e2e.emu.records("MyObject__c")
+        by = {r.get("ExternalId__c"): r for r in recs}
+        return recs if len(recs) == 3 and by.get("EXT-1", {}).get("Name") == "First, updated" else None
+
+    recs = e2e.wait_until(settled, 30, lambda: f"3 MyObject__c records, EXT-1 updated: "
+                          f"{e2e.emu.records('MyObject__c')}\n{e2e.describe(name)}")
+    by = {r["ExternalId__c"]: r for r in recs}
+    assert set(by) == {"EXT-1", "EXT-2", "EXT-3"}, recs
+    return by
+
+
+def _example_4_written(e2e, name: str) -> dict:
+    """{external ID: record} of the live Contacts once example 4's stream is applied: C-1 (updated)
+    and C-6 live; C-2 and C-3 deleted; nothing else ever created."""
+    def settled():
+        live = e2e.emu.records("Contact")
+        ext = sorted(r.get("ExternalId__c") for r in live)
+        return live if ext == ["C-1", "C-6"] and any(r.get("LastName") == "One updated" for r in live) else None
+
+    live = e2e.wait_until(settled, 30, lambda: f"Contacts C-1 (updated) and C-6 only: "
+                          f"{e2e.emu.records('Contact', include_deleted=True)}\n{e2e.describe(name)}")
+    everything = e2e.emu.records("Contact", include_deleted=True)
+    assert sorted(r.get("ExternalId__c") for r in everything) == ["C-1", "C-2", "C-3", "C-6"], everything
+    return {r["ExternalId__c"]: r for r in live}
 
 
 # -- Example 1: minimal INSERT, client credentials (Struct envelopes) ----------------------------------
@@ -226,15 +261,7 @@ def test_example_3_upsert_external_id_with_dlq(e2e):
     ])
     dlq = _dlq_for(e2e, e2e.topic, 1)
 
-    def settled():
-        recs = e2e.emu.records("MyObject__c")
-        by = {r.get("ExternalId__c"): r for r in recs}
-        return recs if len(recs) == 3 and by.get("EXT-1", {}).get("Name") == "First, updated" else None
-
-    recs = e2e.wait_until(settled, 30, lambda: f"3 MyObject__c records, EXT-1 updated: "
-                          f"{e2e.emu.records('MyObject__c')}\n{e2e.describe(name)}")
-    by = {r["ExternalId__c"]: r for r in recs}
-    assert set(by) == {"EXT-1", "EXT-2", "EXT-3"}, recs
+    by = _example_3_written(e2e, name)
     assert float(by["EXT-1"]["Amount__c"]) == pytest.approx(999.99)
     assert float(by["EXT-2"]["Amount__c"]) == pytest.approx(-5.00)
     assert by["EXT-3"]["Active__c"] is False and by["EXT-2"]["Active__c"] is True
@@ -266,17 +293,8 @@ def test_example_4_cdc_header_routing_with_dlq(e2e):
     ])
     dlq = _by_key(_dlq_for(e2e, e2e.topic, 2))
 
-    def settled():
-        live = e2e.emu.records("Contact")
-        ext = sorted(r.get("ExternalId__c") for r in live)
-        return live if ext == ["C-1", "C-6"] and any(r.get("LastName") == "One updated" for r in live) else None
-
-    live = e2e.wait_until(settled, 30, lambda: f"Contacts C-1 (updated) and C-6 only: "
-                          f"{e2e.emu.records('Contact', include_deleted=True)}\n{e2e.describe(name)}")
-    c1 = next(r for r in live if r["ExternalId__c"] == "C-1")
-    assert c1["FirstName"] == "Cee" and c1["LastName"] == "One updated", c1
-    everything = e2e.emu.records("Contact", include_deleted=True)
-    assert sorted(r.get("ExternalId__c") for r in everything) == ["C-1", "C-2", "C-3", "C-6"], everything
+    live = _example_4_written(e2e, name)
+    assert live["C-1"]["FirstName"] == "Cee" and live["C-1"]["LastName"] == "One updated", live
 
     assert set(dlq) == {"C-4", "C-5"}, list(dlq)
     merge = dlq["C-4"].headers_dict().get(EXC_MSG, "")

@@ -6,6 +6,9 @@
 Workers of other Kafka versions (the worker-version matrix) get only the worker's jars, from
 ``tests/kafka/worker-pom.xml``, in ``tests/.kafka/worker-<version>/``:
 ``python -m tests.stack.kafka_libs 2.8.2``.
+
+Plugins the stack installs beside the connector (Debezium's SMTs, Apicurio's Avro converter) and
+the Apicurio Registry the Avro tests run are fetched the same way, into ``tests/.kafka/``.
 """
 from __future__ import annotations
 
@@ -62,20 +65,39 @@ _WORKER_PROVIDED = "org.apache.kafka,org.lz4,org.xerial.snappy,com.github.luben,
 def ensure_debezium_smt(version: str = DEBEZIUM_VERSION, quiet: bool = True) -> Path:
     """Debezium's SMT jars (ExtractNewRecordState) with their dependencies, fetched once into
     ``tests/.kafka/debezium-<version>/`` from ``tests/debezium/pom.xml``."""
-    target = TESTS_DIR / ".kafka" / f"debezium-{version}"
+    return _fetch_plugin_jars(f"debezium-{version}", DEBEZIUM_POM, "debezium-connect-plugins-",
+                              f"Debezium {version} SMT", quiet)
+
+
+APICURIO_CONVERTER_VERSION = "2.6.13.Final"
+APICURIO_CONVERTER_POM = TESTS_DIR / "avro" / "converter" / "pom.xml"
+
+
+def ensure_apicurio_converter(version: str = APICURIO_CONVERTER_VERSION, quiet: bool = True) -> Path:
+    """Apicurio Registry's Connect converters (``io.apicurio.registry.utils.converter.AvroConverter``)
+    with their dependencies, fetched once into ``tests/.kafka/apicurio-converter-<version>/`` from
+    ``tests/avro/converter/pom.xml``."""
+    return _fetch_plugin_jars(f"apicurio-converter-{version}", APICURIO_CONVERTER_POM,
+                              "apicurio-registry-utils-converter-", f"Apicurio converter {version}", quiet)
+
+
+def _fetch_plugin_jars(folder: str, pom: Path, required_prefix: str, what: str, quiet: bool) -> Path:
+    """A Connect plugin's jars without what the worker provides: ``pom``'s runtime dependencies
+    copied once into ``tests/.kafka/<folder>/`` (``.complete`` marks a finished copy)."""
+    target = TESTS_DIR / ".kafka" / folder
     if (target / ".complete").exists():
         return target
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    cmd = ["mvn", "-B", "-f", str(DEBEZIUM_POM), "dependency:copy-dependencies",
+    cmd = ["mvn", "-B", "-f", str(pom), "dependency:copy-dependencies",
            f"-DoutputDirectory={tmp}", "-DincludeScope=runtime", f"-DexcludeGroupIds={_WORKER_PROVIDED}"]
     if quiet:
         cmd.insert(2, "-q")
-    print(f"[stack] fetching Debezium {version} SMT jars from Maven Central into {target}", file=sys.stderr)
+    print(f"[stack] fetching {what} jars from Maven Central into {target}", file=sys.stderr)
     subprocess.run(cmd, check=True, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
     jars = sorted(j.name for j in tmp.glob("*.jar"))
-    if not any(j.startswith("debezium-connect-plugins-") for j in jars):
-        raise RuntimeError(f"debezium-connect-plugins jar missing in {tmp}: {jars}")
+    if not any(j.startswith(required_prefix) for j in jars):
+        raise RuntimeError(f"{required_prefix}*.jar missing in {tmp}: {jars}")
     (tmp / ".complete").write_text(f"{len(jars)} jars\n")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
@@ -100,6 +122,31 @@ def ensure_basic_auth_extension(version: str = KAFKA_VERSION, quiet: bool = True
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
+APICURIO_REGISTRY_VERSION = "2.4.2.Final"
+APICURIO_REGISTRY_POM = TESTS_DIR / "avro" / "registry" / "pom.xml"
+
+
+def ensure_apicurio_registry(version: str = APICURIO_REGISTRY_VERSION, quiet: bool = True) -> Path:
+    """The runnable jar of Apicurio Registry ``version`` (in-memory storage): a Quarkus build of
+    ``tests/avro/registry/pom.xml`` over Maven Central's artifacts, once, into
+    ``tests/.kafka/apicurio-registry-<version>/`` (about 130 MB of jars; a minute or two)."""
+    target = TESTS_DIR / ".kafka" / f"apicurio-registry-{version}"
+    runner = target / f"apicurio-registry-runtime-{version}-runner.jar"
+    if (target / ".complete").exists():
+        return runner
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-B", "-f", str(APICURIO_REGISTRY_POM), "package", "-DskipTests", f"-Dregistry.out={tmp}"]
+    if quiet:
+        cmd.insert(2, "-q")
+    print(f"[stack] building Apicurio Registry {version} from Maven Central into {target}", file=sys.stderr)
+    subprocess.run(cmd, check=True, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
+    if not (tmp / runner.name).is_file():
+        raise RuntimeError(f"{runner.name} missing in {tmp}: {sorted(p.name for p in tmp.iterdir())}")
+    (tmp / ".complete").write_text(f"{runner.name}\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return runner
 
 
 def classpath(version: str = KAFKA_VERSION) -> str:

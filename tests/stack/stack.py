@@ -136,14 +136,15 @@ class Stack:
 
     def add_worker(self, wait: bool = True, kafka_version: Optional[str] = None,
                    java_home: Optional[str] = None, group_id: Optional[str] = None,
-                   jvm_opts: Optional[list] = None, **props) -> Worker:
+                   jvm_opts: Optional[list] = None, plugin_path: Optional[Path] = None, **props) -> Worker:
         """Start one more worker, by default in the same Connect group (same internal topics).
         ``kafka_version`` / ``java_home`` run another Kafka version's worker (its jars fetched from
         Maven Central once) or JDK; ``group_id`` makes it a Connect cluster of its own (a worker of
-        another version must not join the pinned workers' group)."""
+        another version must not join the pinned workers' group); ``plugin_path`` replaces the
+        stack's plugin folder (a worker with plugins the others do not scan at every start)."""
         assert self.broker is not None, "start() the stack first"
         self._worker_seq += 1
-        w = Worker(self.dir, self._worker_seq, self.broker.bootstrap_servers, self.plugins_dir,
+        w = Worker(self.dir, self._worker_seq, self.broker.bootstrap_servers, plugin_path or self.plugins_dir,
                    group_id or self.group_id, heap=self.worker_heap,
                    extra_props={**self.worker_props, **props},
                    kafka_version=kafka_version or kafka_libs.KAFKA_VERSION, java_home=java_home,
