@@ -78,6 +78,13 @@ public class SalesforceSinkTask extends SinkTask {
     private boolean tolerateAll;
     private String logPrefix = "";
     private long nextSeq;
+    /**
+     * Records the encoder refused never cross JNI: they are tracked under negative sequence
+     * numbers, so that no offset passes one before its DLQ report completed.
+     */
+    private long nextRejectedSeq = -1;
+    /** The sequence numbers {@link #track} gave the last chunk's refused records, in order. */
+    private final List<Long> rejectedSeqs = new ArrayList<>();
     private int maxBuffered;
     private long flushTimeoutMs;
     private boolean paused;
@@ -258,16 +265,18 @@ public class SalesforceSinkTask extends SinkTask {
     public void put(Collection<SinkRecord> records) {
         NativeWriter w = runningWriter();
         throwDeferredFailure();
-        List<Future<Void>> reports = new ArrayList<>();
+        List<Report> reports = new ArrayList<>();
         if (records.isEmpty()) {
             // Paused partitions still bring empty puts: the moment to collect outcomes and resume.
             apply(call(() -> w.flush(0)), reports);
         }
         // One native call per chunk: a batch is cut only when its encoding would pass the size a
         // single call can carry; chunks go in order, so per-key order holds across them.
+        java.util.Iterator<SinkRecord> inOrder = records.iterator();
         for (EncodedBatch batch : encoder.encodeChunks(records)) {
             List<SinkRecord> sent = batch.sent();
             if (sent.isEmpty()) {
+                track(batch, inOrder, nextSeq);
                 reportRejected(batch, reports);
                 continue;
             }
@@ -283,9 +292,8 @@ public class SalesforceSinkTask extends SinkTask {
             } catch (NativeSinkException e) {
                 throw nativeFailure(e);
             }
-            for (SinkRecord record : sent) {
-                offsets.add(record, nextSeq++);
-            }
+            track(batch, inOrder, firstSeq);
+            nextSeq = firstSeq + sent.size();
             // After the good records of the chunk were handed over, so that a failing task still
             // writes them first (errors.tolerance=none).
             reportRejected(batch, reports);
@@ -294,11 +302,34 @@ public class SalesforceSinkTask extends SinkTask {
         awaitReports(reports);
     }
 
+    /**
+     * Tracks one chunk's records in their offset order: those handed over under {@code firstSeq…}
+     * (the native side numbers them so), the refused ones under their own negative numbers.
+     */
+    private void track(EncodedBatch batch, java.util.Iterator<SinkRecord> inOrder, long firstSeq) {
+        int sentIndex = 0;
+        int rejectedIndex = 0;
+        List<SinkRecord> sent = batch.sent();
+        List<EncodedBatch.Rejected> rejected = batch.rejected();
+        rejectedSeqs.clear();
+        for (int i = sent.size() + rejected.size(); i > 0; i--) {
+            SinkRecord record = inOrder.next();
+            if (sentIndex < sent.size() && sent.get(sentIndex) == record) {
+                offsets.add(record, firstSeq + sentIndex++);
+            } else {
+                long seq = nextRejectedSeq--;
+                offsets.add(rejected.get(rejectedIndex++).record(), seq);
+                rejectedSeqs.add(seq);
+            }
+        }
+    }
+
     /** Records the encoder refused (they never cross JNI): DLQ, or the task fails. */
-    private void reportRejected(EncodedBatch batch, List<Future<Void>> reports) {
-        for (EncodedBatch.Rejected rejected : batch.rejected()) {
+    private void reportRejected(EncodedBatch batch, List<Report> reports) {
+        List<EncodedBatch.Rejected> rejected = batch.rejected();
+        for (int i = 0; i < rejected.size(); i++) {
             try {
-                handleFailure(rejected.record(), rejected.error(), reports);
+                handleFailure(rejectedSeqs.get(i), rejected.get(i).record(), rejected.get(i).error(), reports);
             } catch (ConnectException e) {
                 throw beforeFailing(e);
             }
@@ -316,7 +347,7 @@ public class SalesforceSinkTask extends SinkTask {
         if (w == null) {
             return Collections.emptyMap();
         }
-        List<Future<Void>> reports = new ArrayList<>();
+        List<Report> reports = new ArrayList<>();
         try {
             boolean synchronous = !OffsetTracker.originalCoordinatesKnown();
             Closing closing = synchronous ? Closing.NO : closingCommit();
@@ -338,7 +369,9 @@ public class SalesforceSinkTask extends SinkTask {
             return offsets.takeCommittable();
         } catch (ConnectException e) {
             // Connect only logs an exception from preCommit and rewinds; a record failure under
-            // errors.tolerance=none must fail the task, which a throw from put() does.
+            // errors.tolerance=none or a failed DLQ report must fail the task, which a throw from
+            // put() does; a stopping task has no next put, so it is logged here too.
+            log.error("{}{} (the task fails at its next put)", logPrefix, e.getMessage());
             deferredFailure = e;
             return offsets.takeCommittable();
         }
@@ -381,7 +414,7 @@ public class SalesforceSinkTask extends SinkTask {
         if (w == null) {
             return;
         }
-        List<Future<Void>> reports = new ArrayList<>();
+        List<Report> reports = new ArrayList<>();
         apply(call(() -> w.flush(flushTimeoutMs)), reports);
         awaitReports(reports);
     }
@@ -403,7 +436,7 @@ public class SalesforceSinkTask extends SinkTask {
     }
 
     /** Applies what the native side finished: DLQ reports, offsets, back-pressure. */
-    private void apply(Progress progress, List<Future<Void>> reports) {
+    private void apply(Progress progress, List<Report> reports) {
         logNative(progress.logs());
         observe(progress);
         for (int i = 0; i < progress.size(); i++) {
@@ -414,12 +447,13 @@ public class SalesforceSinkTask extends SinkTask {
             }
             if (progress.status(i) == Progress.FAILED) {
                 try {
-                    handleFailure(record, new ConnectException(progress.message(i)), reports);
+                    handleFailure(seq, record, new ConnectException(progress.message(i)), reports);
                 } catch (ConnectException e) {
                     throw beforeFailing(e);
                 }
+            } else {
+                offsets.finish(seq);
             }
-            offsets.finish(seq);
         }
         applyBackPressure(progress.unfinished(), progress.healthState() == Progress.HEALTH_QUOTA_RESERVE);
     }
@@ -518,9 +552,9 @@ public class SalesforceSinkTask extends SinkTask {
      * errors.tolerance=none, failing the task as it should); otherwise log and go on with
      * errors.tolerance=all, or fail the task.
      */
-    private void handleFailure(SinkRecord record, RuntimeException error, List<Future<Void>> reports) {
+    private void handleFailure(long seq, SinkRecord record, RuntimeException error, List<Report> reports) {
         if (reporter != null) {
-            reports.add(reporter.report(record, error));
+            reports.add(new Report(seq, reporter.report(record, error)));
             return;
         }
         String where = "topic " + record.topic() + ", partition " + record.kafkaPartition() + ", offset "
@@ -528,23 +562,51 @@ public class SalesforceSinkTask extends SinkTask {
         if (tolerateAll) {
             log.warn("{}Skipping the record at {} (errors.tolerance=all and no dead letter queue: none configured, "
                     + "or a worker before Kafka 2.6): {}", logPrefix, where, error.getMessage());
+            offsets.finish(seq);
             return;
         }
         throw new ConnectException(error.getMessage() + " (record at " + where + ")", error);
     }
 
-    private void awaitReports(List<Future<Void>> reports) {
-        for (Future<Void> report : reports) {
+    /** A FAILED record handed to the reporter: finished once the report's future completed. */
+    private static final class Report {
+        final long seq;
+        final Future<Void> future;
+
+        Report(long seq, Future<Void> future) {
+            this.seq = seq;
+            this.future = future;
+        }
+    }
+
+    /**
+     * Finishes every reported record whose report completed. A record whose report failed stays
+     * unfinished, so no offset ever passes it (it is redelivered after the task restarts), and
+     * the task fails with the DLQ producer's error.
+     */
+    private void awaitReports(List<Report> reports) {
+        ConnectException failure = null;
+        for (Report report : reports) {
             try {
-                report.get();
+                report.future.get();
+                offsets.finish(report.seq);
             } catch (ExecutionException e) {
                 Throwable cause = e.getCause() == null ? e : e.getCause();
-                throw new ConnectException("Could not report a failed record to the errant record reporter: "
-                        + cause.getMessage(), cause);
+                SinkRecord record = offsets.record(report.seq);
+                if (failure == null) {
+                    failure = new ConnectException(logPrefix + "Could not report the failed record at "
+                            + (record == null ? "?" : "topic " + record.topic() + ", partition " + record.kafkaPartition()
+                            + ", offset " + record.kafkaOffset())
+                            + " to the errant record reporter (dead letter queue); its offset is not committed "
+                            + "and it is written again after the task restarts: " + cause, cause);
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new ConnectException("Interrupted while reporting failed records", e);
             }
+        }
+        if (failure != null) {
+            throw failure;
         }
     }
 

@@ -228,10 +228,32 @@ class SalesforceSinkTaskTest {
         assertEquals(1, writer.closes);
     }
 
+    /** What preCommit returns when Connect asks about every partition these tests use. */
     private static Map<TopicPartition, Long> committed(SalesforceSinkTask task) {
+        return committed(task, T0, new TopicPartition("t", 1), new TopicPartition("a-orders", 0),
+                new TopicPartition("b-orders", 0));
+    }
+
+    /** What preCommit returns when Connect asks about {@code asked} (all consumed up to offset 1000). */
+    private static Map<TopicPartition, Long> committed(SalesforceSinkTask task, TopicPartition... asked) {
+        Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> current = new java.util.HashMap<>();
+        for (TopicPartition tp : asked) {
+            current.put(tp, new org.apache.kafka.clients.consumer.OffsetAndMetadata(1000));
+        }
         Map<TopicPartition, Long> out = new java.util.HashMap<>();
-        task.preCommit(Map.of()).forEach((tp, o) -> out.put(tp, o.offset()));
+        task.preCommit(current).forEach((tp, o) -> out.put(tp, o.offset()));
         return out;
+    }
+
+    /** A reporter whose DLQ producer cannot take the record (e.g. larger than max.request.size). */
+    private static ErrantRecordReporter failingDlq(List<SinkRecord> tried) {
+        return (record, error) -> {
+            tried.add(record);
+            CompletableFuture<Void> f = new CompletableFuture<>();
+            f.completeExceptionally(new org.apache.kafka.common.errors.RecordTooLargeException(
+                    "The message is 2000 bytes when serialized which is larger than 1000"));
+            return f;
+        };
     }
 
     private static final TopicPartition T0 = new TopicPartition("t", 0);
@@ -324,6 +346,43 @@ class SalesforceSinkTaskTest {
         ConnectException e = assertThrows(ConnectException.class, () -> task.put(records(3)));
         assertEquals("Tolerance exceeded in error handler", e.getMessage());
         assertEquals("message 0", e.getCause().getMessage());
+    }
+
+    @Test
+    void aRecordWhoseDlqReportFailedIsNeverCommittedWhenPreCommitLearnsOfIt() {
+        List<SinkRecord> tried = new ArrayList<>();
+        SalesforceSinkTask task = start(failingDlq(tried), Map.of("errors.tolerance", "all"));
+        task.put(records(1, 2, 3));
+        writer.finish(0, Progress.WRITTEN);
+        writer.finish(1, Progress.FAILED);
+        writer.finish(2, Progress.WRITTEN);
+        assertEquals(Map.of(T0, 2L), committed(task), "offset 1 written; offset 2's report failed: commit stops below it");
+        assertEquals(1, tried.size());
+        ConnectException e = assertThrows(ConnectException.class, () -> task.put(records(4)),
+                "a failed DLQ report fails the task at the next put");
+        assertTrue(e.getMessage().contains("larger than 1000"), e.getMessage());
+        assertEquals(Map.of(), committed(task), "and its offset is never committed later");
+        assertEquals(1, task.offsetTracker().unfinished(), "the record stays unfinished");
+    }
+
+    @Test
+    void aRecordWhoseDlqReportFailedIsNeverCommittedWhenPutLearnsOfIt() {
+        SalesforceSinkTask task = start(failingDlq(new ArrayList<>()), Map.of("errors.tolerance", "all"));
+        task.put(records(1, 2));
+        writer.finish(0, Progress.FAILED);
+        writer.finish(1, Progress.WRITTEN);
+        assertThrows(ConnectException.class, () -> task.put(List.of()));
+        // Connect still makes its closing commit after a put failed.
+        assertEquals(Map.of(), committed(task));
+    }
+
+    @Test
+    void aRejectedRecordWhoseDlqReportFailedIsNeverCommitted() {
+        SalesforceSinkTask task = start(failingDlq(new ArrayList<>()), Map.of("errors.tolerance", "all"));
+        SinkRecord bad = new SinkRecord("t", 0, null, "k", null, Map.of("Id", UUID.randomUUID()), 7);
+        assertThrows(ConnectException.class, () -> task.put(List.of(bad, records(8).get(0))));
+        writer.finish(0, Progress.WRITTEN); // offset 8
+        assertEquals(Map.of(), committed(task), "offset 8 is written, but offset 7 never reached the DLQ");
     }
 
     @Test
