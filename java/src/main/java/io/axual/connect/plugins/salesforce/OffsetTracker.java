@@ -75,13 +75,21 @@ final class OffsetTracker {
         }
     }
 
-    /** Offsets to commit: only partitions whose commit point moved since the last call. */
-    Map<TopicPartition, OffsetAndMetadata> takeCommittable() {
+    /**
+     * Offsets to commit for the partitions Connect asked about ({@code currentOffsets}): only those
+     * whose commit point moved since they were last taken. Connect ignores offsets of partitions it
+     * did not ask about (the commit before a cooperative revocation names only the revoked ones)
+     * and offsets past what it consumed, so those are kept for a later commit.
+     */
+    Map<TopicPartition, OffsetAndMetadata> takeCommittable(Map<TopicPartition, OffsetAndMetadata> currentOffsets) {
         Map<TopicPartition, OffsetAndMetadata> out = new HashMap<>();
-        for (Map.Entry<TopicPartition, Long> e : committable.entrySet()) {
-            out.put(e.getKey(), new OffsetAndMetadata(e.getValue()));
+        for (Map.Entry<TopicPartition, OffsetAndMetadata> asked : currentOffsets.entrySet()) {
+            Long next = committable.get(asked.getKey());
+            if (next != null && (asked.getValue() == null || next <= asked.getValue().offset())) {
+                out.put(asked.getKey(), new OffsetAndMetadata(next));
+                committable.remove(asked.getKey());
+            }
         }
-        committable.clear();
         return out;
     }
 

@@ -366,14 +366,14 @@ public class SalesforceSinkTask extends SinkTask {
             if (synchronous) {
                 return offsets.unfinished() == 0 ? currentOffsets : Collections.emptyMap();
             }
-            return offsets.takeCommittable();
+            return offsets.takeCommittable(currentOffsets);
         } catch (ConnectException e) {
             // Connect only logs an exception from preCommit and rewinds; a record failure under
             // errors.tolerance=none or a failed DLQ report must fail the task, which a throw from
             // put() does; a stopping task has no next put, so it is logged here too.
             log.error("{}{} (the task fails at its next put)", logPrefix, e.getMessage());
             deferredFailure = e;
-            return offsets.takeCommittable();
+            return offsets.takeCommittable(currentOffsets);
         }
     }
 

@@ -386,6 +386,19 @@ class SalesforceSinkTaskTest {
     }
 
     @Test
+    void preCommitAnswersForThePartitionsConnectAskedAboutAndKeepsTheRest() {
+        TopicPartition t1 = new TopicPartition("t", 1);
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
+        task.put(List.of(records(1).get(0), new SinkRecord("t", 1, null, "k", null, Map.of("LastName", "L"), 7)));
+        writer.finish(0, Progress.WRITTEN);
+        writer.finish(1, Progress.WRITTEN);
+        // The commit before a cooperative revocation of t-0 names t-0 only.
+        assertEquals(Map.of(T0, 2L), committed(task, T0));
+        assertEquals(Map.of(t1, 8L), committed(task, t1, T0), "t-1's progress was kept for a later commit");
+        assertEquals(Map.of(), committed(task, t1, T0));
+    }
+
+    @Test
     void flushWaitsWithTheTimeBudget() {
         SalesforceSinkTask task = start(null, Map.of("consumer.override.max.poll.interval.ms", "40000"));
         task.put(records(1));
