@@ -70,7 +70,7 @@ public class SalesforceSinkTask extends SinkTask {
 
     private final Function<byte[], NativeWriter> opener;
     private final int chunkBytes;
-    private final OffsetTracker offsets = new OffsetTracker();
+    private final OffsetTracker offsets;
 
     private volatile NativeWriter writer;
     private RecordBatchEncoder encoder;
@@ -98,6 +98,8 @@ public class SalesforceSinkTask extends SinkTask {
     private int lastHealthState = -1;
     /** A record failure seen where throwing would not fail the task (preCommit): thrown at the next put. */
     private ConnectException deferredFailure;
+    /** Before Kafka 3.6: records of partitions still assigned may have been given up (see close). */
+    private boolean commitsHeld;
 
     public SalesforceSinkTask() {
         this(NativeSinkHandle::open);
@@ -110,8 +112,14 @@ public class SalesforceSinkTask extends SinkTask {
 
     /** For tests: batches cut into native calls of about {@code chunkBytes}. */
     SalesforceSinkTask(Function<byte[], NativeWriter> opener, int chunkBytes) {
+        this(opener, chunkBytes, new OffsetTracker());
+    }
+
+    /** For tests: a tracker that plays a worker with or without original record coordinates. */
+    SalesforceSinkTask(Function<byte[], NativeWriter> opener, int chunkBytes, OffsetTracker offsets) {
         this.opener = opener;
         this.chunkBytes = chunkBytes;
+        this.offsets = offsets;
     }
 
     @Override
@@ -153,6 +161,7 @@ public class SalesforceSinkTask extends SinkTask {
         quotaHeld = false;
         lastHealthState = -1;
         deferredFailure = null;
+        commitsHeld = false;
 
         byte[] configBuffer = ConfigEncoder.encode(config.nativeSettings(), connectorName, taskId, flushTimeoutMs);
         try {
@@ -172,7 +181,7 @@ public class SalesforceSinkTask extends SinkTask {
                         + "errors.tolerance {}, preCommit {}", logPrefix, config.getString(SalesforceSinkConfig.SOBJECT_TYPE),
                 config.getString(SalesforceSinkConfig.OPERATION), config.getString(SalesforceSinkConfig.WRITE_MODE),
                 reporter == null ? "absent" : "present", tolerateAll ? "all" : "none",
-                OffsetTracker.originalCoordinatesKnown() ? "asynchronous (original record coordinates)"
+                offsets.originalCoordinatesKnown() ? "asynchronous (original record coordinates)"
                         : "synchronous (worker before Kafka 3.6: no SinkRecord.originalTopic())");
     }
 
@@ -349,7 +358,7 @@ public class SalesforceSinkTask extends SinkTask {
         }
         List<Report> reports = new ArrayList<>();
         try {
-            boolean synchronous = !OffsetTracker.originalCoordinatesKnown();
+            boolean synchronous = !offsets.originalCoordinatesKnown();
             Closing closing = synchronous ? Closing.NO : closingCommit();
             long wait = synchronous ? flushTimeoutMs : Math.min(flushTimeoutMs, closing.waitMs);
             int before = offsets.unfinished();
@@ -364,7 +373,7 @@ public class SalesforceSinkTask extends SinkTask {
             }
             awaitReports(reports);
             if (synchronous) {
-                return offsets.unfinished() == 0 ? currentOffsets : Collections.emptyMap();
+                return offsets.unfinished() == 0 && !commitsHeld ? currentOffsets : Collections.emptyMap();
             }
             return offsets.takeCommittable(currentOffsets);
         } catch (ConnectException e) {
@@ -373,7 +382,8 @@ public class SalesforceSinkTask extends SinkTask {
             // put() does; a stopping task has no next put, so it is logged here too.
             log.error("{}{} (the task fails at its next put)", logPrefix, e.getMessage());
             deferredFailure = e;
-            return offsets.takeCommittable(currentOffsets);
+            // Without original coordinates the tracker's partitions may be renamed ones.
+            return offsets.originalCoordinatesKnown() ? offsets.takeCommittable(currentOffsets) : Collections.emptyMap();
         }
     }
 
@@ -624,6 +634,9 @@ public class SalesforceSinkTask extends SinkTask {
     @Override
     public void close(Collection<TopicPartition> partitions) {
         long[] unfinished = offsets.remove(partitions);
+        if (!offsets.originalCoordinatesKnown() && context != null) {
+            unfinished = abandonUnattributed(partitions, unfinished);
+        }
         NativeWriter w = writer;
         if (w != null && unfinished.length > 0) {
             try {
@@ -633,6 +646,36 @@ public class SalesforceSinkTask extends SinkTask {
             }
             log.debug("{}{} unfinished records of revoked partitions {} given up", logPrefix, unfinished.length, partitions);
         }
+    }
+
+    /**
+     * Before Kafka 3.6 records are tracked by their coordinates after SMTs, and a renamed record's
+     * partition cannot be told: those are given up with the closed partitions. Where partitions
+     * stay assigned (a cooperative revocation), some given-up records may be theirs, so this task
+     * commits nothing more (its partitions' next owner, or this task after a restart, replays
+     * from the last commit).
+     */
+    private long[] abandonUnattributed(Collection<TopicPartition> partitions, long[] attributed) {
+        Set<TopicPartition> assigned = context.assignment();
+        List<TopicPartition> unknown = new ArrayList<>();
+        for (TopicPartition tracked : offsets.partitions()) {
+            if (!assigned.contains(tracked) && !partitions.contains(tracked)) {
+                unknown.add(tracked);
+            }
+        }
+        long[] renamed = offsets.remove(unknown);
+        if (renamed.length == 0) {
+            return attributed;
+        }
+        if (!partitions.containsAll(assigned)) {
+            commitsHeld = true;
+            log.warn("{}{} unfinished records renamed by an SMT were given up with revoked partitions {}; on this "
+                    + "worker (before Kafka 3.6) their source partition cannot be told, so this task commits no "
+                    + "more offsets until it restarts", logPrefix, renamed.length, partitions);
+        }
+        long[] all = Arrays.copyOf(attributed, attributed.length + renamed.length);
+        System.arraycopy(renamed, 0, all, attributed.length, renamed.length);
+        return all;
     }
 
     @Override

@@ -184,10 +184,16 @@ class SalesforceSinkTaskTest {
     }
 
     private SalesforceSinkTask start(ErrantRecordReporter reporter, Map<String, String> extra, int chunkBytes) {
+        return start(reporter, extra, chunkBytes, true);
+    }
+
+    /** {@code originalCoordinates=false} plays a worker before Kafka 3.6 (no SinkRecord.originalTopic()). */
+    private SalesforceSinkTask start(ErrantRecordReporter reporter, Map<String, String> extra, int chunkBytes,
+                                     boolean originalCoordinates) {
         SalesforceSinkTask task = new SalesforceSinkTask(config -> {
             writer.config = config.clone();
             return writer;
-        }, chunkBytes);
+        }, chunkBytes, new OffsetTracker(originalCoordinates));
         FakeContext context = new FakeContext(reporter);
         task.initialize(context);
         Map<String, String> props = new java.util.HashMap<>(SalesforceSinkConfigTest.clientCredentials());
@@ -396,6 +402,55 @@ class SalesforceSinkTaskTest {
         assertEquals(Map.of(T0, 2L), committed(task, T0));
         assertEquals(Map.of(t1, 8L), committed(task, t1, T0), "t-1's progress was kept for a later commit");
         assertEquals(Map.of(), committed(task, t1, T0));
+    }
+
+    @Test
+    void beforeKafka36AFailingPreCommitReturnsNothing() {
+        ErrantRecordReporter strict = (record, error) -> {
+            throw new ConnectException("Tolerance exceeded in error handler", error);
+        };
+        SalesforceSinkTask task = start(strict, Map.of(), Integer.MAX_VALUE, false);
+        task.put(records(1, 2));
+        writer.finish(0, Progress.WRITTEN);
+        writer.finish(1, Progress.FAILED);
+        assertEquals(Map.of(), committed(task, T0),
+                "without original coordinates the tracker's partitions may be renamed ones: nothing is returned");
+    }
+
+    /** RegexRouter renames a-orders and b-orders to orders; a worker before 3.6 shows only "orders". */
+    private static SinkRecord renamed(String from, long offset) {
+        return new SinkRecord("orders", 0, null, "k" + from + offset, null, Map.of("LastName", "L"), offset);
+    }
+
+    @Test
+    void beforeKafka36CloseGivesUpRenamedRecordsToo() {
+        TopicPartition a = new TopicPartition("a-orders", 0);
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of(), Integer.MAX_VALUE, false);
+        FakeContext context = contextOf(task);
+        context.assigned.clear();
+        context.assigned.add(a);
+        task.put(List.of(renamed("a", 5), renamed("a", 6)));
+        task.close(List.of(a)); // eager revocation or stop: every assigned partition
+        assertEquals(1, writer.abandoned.size(), "the renamed records were given up");
+        assertEquals(List.of(0L, 1L), java.util.Arrays.stream(writer.abandoned.get(0)).boxed().collect(Collectors.toList()));
+        assertEquals(0, task.offsetTracker().unfinished());
+    }
+
+    @Test
+    void beforeKafka36APartialRevocationWithRenamedRecordsHoldsCommits() {
+        TopicPartition a = new TopicPartition("a-orders", 0);
+        TopicPartition b = new TopicPartition("b-orders", 0);
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of(), Integer.MAX_VALUE, false);
+        FakeContext context = contextOf(task);
+        context.assigned.clear();
+        context.assigned.addAll(List.of(a, b));
+        task.put(List.of(renamed("a", 5), renamed("b", 9)));
+        task.close(List.of(a));
+        assertEquals(List.of(0L, 1L), java.util.Arrays.stream(writer.abandoned.get(0)).boxed().collect(Collectors.toList()),
+                "which of them came from a-orders cannot be told: both are given up");
+        context.assigned.remove(a);
+        assertEquals(Map.of(), committed(task, b),
+                "b-orders@9 was given up, so b-orders' consumed offsets must not be committed");
     }
 
     @Test
