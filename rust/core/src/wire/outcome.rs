@@ -111,6 +111,7 @@ mod tests {
             finished: vec![(7, Outcome::Written), (9, Outcome::Failed("bad".into())), (8, Outcome::Skipped)],
             unfinished: 5,
             requests_in_flight: 2,
+            ..Progress::default()
         };
         let health = Health { state: crate::metrics::HealthState::QuotaReserve, since_epoch_ms: 258, message: "q".into() };
         let buf = encode_progress(&progress, &[("m", 1)], &health, &logs);

@@ -63,10 +63,23 @@ public class SalesforceSinkTask extends SinkTask {
      */
     static final long REVOKING_COMMIT_WAIT_MS = 15_000L;
     /**
-     * The same when the task stops: Connect gives a stopping task 5 s in all
-     * (task.shutdown.graceful.timeout.ms), and close() then waits up to 3 s for requests in flight.
+     * The same when the task stops. Connect gives a stopping task 5 s in all
+     * (task.shutdown.graceful.timeout.ms) for this commit, close(), its own commit, stop() and
+     * closing the consumer; past that it cancels the task and skips its last commit.
      */
     static final long STOPPING_COMMIT_WAIT_MS = 2_000L;
+    /** How long a stopping task's close() waits for requests in flight (SPEC §11). */
+    static final long STOPPING_ABANDON_WAIT_MS = 1_000L;
+    /** The stopping commit and close() together end within this, however slow Salesforce is. */
+    static final long STOP_BUDGET_MS = 3_000L;
+    /**
+     * Back-pressure beyond {@code max.buffered.records}: the partitions pause while the buffer
+     * would take longer than this to finish at the observed round trip (the native
+     * {@code buffer.drain.estimate.ms}), so a revocation's last commit (REVOKING_COMMIT_WAIT_MS)
+     * can finish what the task holds and the next owner replays little. Resumed at half of it.
+     */
+    static final long MAX_DRAIN_ESTIMATE_MS = REVOKING_COMMIT_WAIT_MS * 2 / 3;
+    static final String DRAIN_ESTIMATE_METRIC = "buffer.drain.estimate.ms";
 
     private final Function<byte[], NativeWriter> opener;
     private final int chunkBytes;
@@ -87,6 +100,10 @@ public class SalesforceSinkTask extends SinkTask {
     private final List<Long> rejectedSeqs = new ArrayList<>();
     private int maxBuffered;
     private long flushTimeoutMs;
+    private long requestTimeoutMs;
+    /** When the stopping commit began (System.nanoTime()), so close() keeps within STOP_BUDGET_MS. */
+    private long stopStartedNanos;
+    private boolean stopping;
     private boolean paused;
     /** Why the partitions are paused: the buffer is full, and/or the quota guard holds (SPEC §8). */
     private boolean bufferFull;
@@ -155,6 +172,8 @@ public class SalesforceSinkTask extends SinkTask {
         encoder = new RecordBatchEncoder(config.operationHeaderNameIfEnabled(), chunkBytes);
         maxBuffered = config.effectiveMaxBufferedRecords();
         flushTimeoutMs = putTimeBudgetMs(props);
+        requestTimeoutMs = config.getInt(SalesforceSinkConfig.REQUEST_TIMEOUT_MS);
+        stopping = false;
         offsets.clear();
         paused = false;
         bufferFull = false;
@@ -352,6 +371,12 @@ public class SalesforceSinkTask extends SinkTask {
      */
     @Override
     public Map<TopicPartition, OffsetAndMetadata> preCommit(Map<TopicPartition, OffsetAndMetadata> currentOffsets) {
+        return preCommit(currentOffsets, closingCommit());
+    }
+
+    /** {@link #preCommit(Map)} for the commit {@code closing} says it is (tests name it). */
+    Map<TopicPartition, OffsetAndMetadata> preCommit(Map<TopicPartition, OffsetAndMetadata> currentOffsets,
+                                                     Closing closing) {
         NativeWriter w = writer;
         if (w == null) {
             return Collections.emptyMap();
@@ -359,8 +384,14 @@ public class SalesforceSinkTask extends SinkTask {
         List<Report> reports = new ArrayList<>();
         try {
             boolean synchronous = !offsets.originalCoordinatesKnown();
-            Closing closing = synchronous ? Closing.NO : closingCommit();
-            long wait = synchronous ? flushTimeoutMs : Math.min(flushTimeoutMs, closing.waitMs);
+            if (closing == Closing.STOPPING && !stopping) {
+                stopping = true;
+                stopStartedNanos = System.nanoTime();
+            }
+            // Before Kafka 3.6 every commit waits for the whole buffer, but a stopping one too
+            // must leave Connect its graceful shutdown time.
+            long wait = synchronous && closing != Closing.STOPPING ? flushTimeoutMs
+                    : Math.min(flushTimeoutMs, closing.waitMs);
             int before = offsets.unfinished();
             long started = System.nanoTime();
             apply(call(() -> w.flush(wait)), reports);
@@ -465,7 +496,8 @@ public class SalesforceSinkTask extends SinkTask {
                 offsets.finish(seq);
             }
         }
-        applyBackPressure(progress.unfinished(), progress.healthState() == Progress.HEALTH_QUOTA_RESERVE);
+        applyBackPressure(progress.unfinished(), progress.metrics().getOrDefault(DRAIN_ESTIMATE_METRIC, 0L),
+                progress.healthState() == Progress.HEALTH_QUOTA_RESERVE);
     }
 
     /** The metrics snapshot and the health of a native crossing, for JMX and the status API. */
@@ -500,10 +532,11 @@ public class SalesforceSinkTask extends SinkTask {
     }
 
     /**
-     * Pauses every assigned partition while {@code max.buffered.records} are unfinished, and
-     * resumes them once half of that drained: the consumer keeps polling, so it is never evicted.
+     * Pauses every assigned partition while {@code max.buffered.records} are unfinished or the
+     * buffer would take longer than {@link #MAX_DRAIN_ESTIMATE_MS} to finish, and resumes them once
+     * half of each drained: the consumer keeps polling, so it is never evicted.
      */
-    private void applyBackPressure(int unfinished, boolean quotaGuardHolds) {
+    private void applyBackPressure(int unfinished, long drainEstimateMs, boolean quotaGuardHolds) {
         if (context == null) {
             return;
         }
@@ -511,7 +544,12 @@ public class SalesforceSinkTask extends SinkTask {
             bufferFull = true;
             log.info("{}{} records are waiting for Salesforce (salesforce.max.buffered.records={}): partitions paused",
                     logPrefix, unfinished, maxBuffered);
-        } else if (bufferFull && unfinished <= maxBuffered / 2) {
+        } else if (!bufferFull && drainEstimateMs > MAX_DRAIN_ESTIMATE_MS) {
+            bufferFull = true;
+            log.info("{}{} records are waiting for Salesforce and would take about {} ms to finish at the observed "
+                    + "round trip (more than a revocation can wait for): partitions paused", logPrefix, unfinished,
+                    drainEstimateMs);
+        } else if (bufferFull && unfinished <= maxBuffered / 2 && drainEstimateMs <= MAX_DRAIN_ESTIMATE_MS / 2) {
             bufferFull = false;
             log.info("{}{} records are waiting for Salesforce: partitions resumed", logPrefix, unfinished);
         }
@@ -633,6 +671,17 @@ public class SalesforceSinkTask extends SinkTask {
      */
     @Override
     public void close(Collection<TopicPartition> partitions) {
+        close(partitions, closingCommit());
+    }
+
+    /**
+     * On revocation the requests in flight of the revoked partitions are waited for (bounded by
+     * the request timeout; max.poll.interval.ms leaves room), so that none lands after the next
+     * owner's newer write of the same key. A stopping task waits only what is left of its stop
+     * budget, within Connect's graceful shutdown.
+     */
+    void close(Collection<TopicPartition> partitions, Closing closing) {
+        long waitMs = closing == Closing.REVOKING ? Math.min(requestTimeoutMs + 1_000L, flushTimeoutMs) : stoppingWaitMs();
         long[] unfinished = offsets.remove(partitions);
         if (!offsets.originalCoordinatesKnown() && context != null) {
             unfinished = abandonUnattributed(partitions, unfinished);
@@ -640,7 +689,7 @@ public class SalesforceSinkTask extends SinkTask {
         NativeWriter w = writer;
         if (w != null && unfinished.length > 0) {
             try {
-                w.abandon(unfinished);
+                w.abandon(unfinished, waitMs);
             } catch (NativeSinkException e) {
                 log.warn("{}Could not give up the unfinished records of revoked partitions: {}", logPrefix, e.getMessage());
             }
@@ -676,6 +725,15 @@ public class SalesforceSinkTask extends SinkTask {
         long[] all = Arrays.copyOf(attributed, attributed.length + renamed.length);
         System.arraycopy(renamed, 0, all, attributed.length, renamed.length);
         return all;
+    }
+
+    /** What a stopping task's close() may still wait for requests in flight. */
+    private long stoppingWaitMs() {
+        if (!stopping) {
+            return STOPPING_ABANDON_WAIT_MS;
+        }
+        long spent = (System.nanoTime() - stopStartedNanos) / 1_000_000;
+        return Math.max(0L, Math.min(STOPPING_ABANDON_WAIT_MS, STOP_BUDGET_MS - spent));
     }
 
     @Override

@@ -37,6 +37,7 @@ class SalesforceSinkTaskTest {
         final List<List<Long>> batches = new ArrayList<>();
         final List<Long> firstSeqs = new ArrayList<>();
         final List<long[]> abandoned = new ArrayList<>();
+        final List<Long> abandonWaits = new ArrayList<>();
         final List<Long> flushTimeouts = new ArrayList<>();
         final Deque<Object> failures = new ArrayDeque<>();
         private final List<long[]> ready = new ArrayList<>(); // {seq, status}
@@ -67,8 +68,9 @@ class SalesforceSinkTaskTest {
         }
 
         @Override
-        public void abandon(long[] seqs) {
+        public void abandon(long[] seqs, long waitMs) {
             abandoned.add(seqs);
+            abandonWaits.add(waitMs);
             submitted -= seqs.length;
         }
 
@@ -451,6 +453,53 @@ class SalesforceSinkTaskTest {
         context.assigned.remove(a);
         assertEquals(Map.of(), committed(task, b),
                 "b-orders@9 was given up, so b-orders' consumed offsets must not be committed");
+    }
+
+    @Test
+    void aStopWaitsBrieflyARevocationUpToTheRequestTimeout() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of("salesforce.request.timeout.ms", "20000"));
+        task.put(records(1, 2));
+        task.preCommit(Map.of(T0, new org.apache.kafka.clients.consumer.OffsetAndMetadata(3)),
+                SalesforceSinkTask.Closing.REVOKING);
+        task.close(List.of(T0), SalesforceSinkTask.Closing.REVOKING);
+        assertEquals(List.of(21_000L), writer.abandonWaits, "revoked: the request timeout and a second");
+
+        task.put(records(3, 4));
+        long started = System.nanoTime();
+        task.preCommit(Map.of(T0, new org.apache.kafka.clients.consumer.OffsetAndMetadata(5)),
+                SalesforceSinkTask.Closing.STOPPING);
+        task.close(List.of(T0), SalesforceSinkTask.Closing.STOPPING);
+        assertEquals(List.of(15_000L, 2_000L), writer.flushTimeouts, "revoking: 15 s; stopping: 2 s at most");
+        long close = writer.abandonWaits.get(1);
+        assertTrue(close <= SalesforceSinkTask.STOPPING_ABANDON_WAIT_MS, "stopping close() waits " + close);
+        // The fake flush returns at once; a real one that took its 2 s leaves close() 1 s of the 3 s.
+        assertTrue(SalesforceSinkTask.STOPPING_COMMIT_WAIT_MS + SalesforceSinkTask.STOPPING_ABANDON_WAIT_MS
+                <= SalesforceSinkTask.STOP_BUDGET_MS);
+        assertTrue((System.nanoTime() - started) / 1_000_000 < 1_000);
+    }
+
+    @Test
+    void beforeKafka36TheStoppingCommitWaitsNoLongerThanOnNewerWorkers() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of(), Integer.MAX_VALUE, false);
+        task.put(records(1));
+        task.preCommit(Map.of(T0, new org.apache.kafka.clients.consumer.OffsetAndMetadata(2)),
+                SalesforceSinkTask.Closing.STOPPING);
+        assertEquals(List.of(2_000L), writer.flushTimeouts, "not the whole flush budget (75 s)");
+    }
+
+    @Test
+    void aBufferThatWouldOutlastARevocationPausesThePartitions() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
+        FakeContext context = contextOf(task);
+        writer.metrics.put("buffer.drain.estimate.ms", 12_000L); // a hot key's chain at the observed round trip
+        task.put(records(1, 2, 3));
+        assertEquals(Set.of(T0), context.paused, "3 records, but 12 s to finish them: paused");
+        writer.metrics.put("buffer.drain.estimate.ms", 6_000L);
+        task.put(List.of());
+        assertEquals(Set.of(T0), context.paused, "above half of the limit: still paused");
+        writer.metrics.put("buffer.drain.estimate.ms", 4_000L);
+        task.put(List.of());
+        assertTrue(context.paused.isEmpty(), "resumed");
     }
 
     @Test
