@@ -4,27 +4,12 @@
 
 mod common;
 
-use common::Emulator;
-use salesforce_sink_core::record::{OperationHeader, Record, Value};
+use common::{upsert, upsert_sink, Emulator};
+use salesforce_sink_core::record::Record;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-fn upsert<'a>(offset: i64, key: &'a str, name: &'a str) -> Record<'a> {
-    Record {
-        topic: "p",
-        partition: 0,
-        offset,
-        key: Value::String(key),
-        value: Value::Map(vec![("LastName", Value::String(name))]),
-        operation_header: OperationHeader::Absent,
-    }
-}
 
-fn upsert_sink(emu: &Emulator, extra: &[(&str, &str)]) -> salesforce_sink_core::SalesforceSink {
-    let mut pairs = vec![("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation", "UPSERT")];
-    pairs.extend_from_slice(extra);
-    emu.sink(&pairs)
-}
 
 fn seqs(seqs: &[i64]) -> Vec<u8> {
     seqs.iter().flat_map(|s| s.to_be_bytes()).collect()
