@@ -130,7 +130,7 @@ def test_a_rebalance_amid_hot_keys_replays_nothing_already_applied(e2e, stack, v
     from .test_reliability import compare, fault_stream, live_state
     records, model, ops = fault_stream(6000, keys=80, seed=31)
     group = f"connect-lc{uuid.uuid4().hex[:6]}"
-    first = stack.add_worker(kafka_version=version, group_id=group)
+    first = _add_worker(stack, version, group)
     e2e.kafka.create_topic(e2e.topic, partitions=4)
     dlq = e2e.new_topic("dlq")
     name = e2e.name("rebalance")
@@ -144,10 +144,11 @@ def test_a_rebalance_amid_hot_keys_replays_nothing_already_applied(e2e, stack, v
     try:
         first.connect.wait_running(name, tasks=2, timeout=90)
         e2e.emu.set_latency(150)
-        e2e.produce(records[:4000])
-        time.sleep(4)  # requests in flight, records waiting behind them
-        stack.add_worker(kafka_version=version, group_id=group)
-        e2e.produce(records[4000:])
+        e2e.produce(records[:3000])
+        _add_worker(stack, version, group)
+        # The new worker joins the Connect group right after it answers: the rest of the stream is
+        # buffered (requests in flight, records waiting behind them) when the tasks rebalance.
+        e2e.produce(records[3000:])
         wait_consumed(e2e, name, e2e.topic, timeout=300)
     finally:
         e2e.emu.set_latency(0)
@@ -163,3 +164,11 @@ def test_a_rebalance_amid_hot_keys_replays_nothing_already_applied(e2e, stack, v
     assert not dead, f"records replayed into the DLQ after the rebalance: {list(dead.items())[:5]}"
     assert dups == 0 and lost == 0, examples
 
+
+def _add_worker(stack, version: str, group: str):
+    """A worker of ``version`` in Connect cluster ``group``; a loaded machine may need more than the
+    default 90 s to start one."""
+    from tests.stack import wait_until
+    w = stack.add_worker(wait=False, kafka_version=version, group_id=group)
+    wait_until(lambda: w.connect.info(), 240, 1.0, f"worker {w.name} (Kafka {version}) to answer", ignore=(Exception,))
+    return w
