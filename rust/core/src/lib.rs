@@ -45,8 +45,8 @@ static RUNTIME: Lazy<tokio::runtime::Runtime> = Lazy::new(|| {
         .expect("cannot start the tokio runtime")
 });
 
-/// The longest `close(partitions)` waits for the revoked partitions' requests in flight: below
-/// Connect's default graceful task shutdown (5 s), since `close` also runs when a task stops.
+/// The longest [`SalesforceSink::abandon`] waits for the records' requests in flight; Java says
+/// how long through [`SalesforceSink::abandon_within`] (long on revocation, short on stop).
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// Native sinks alive in this copy of the library: +1 in `open`, −1 on drop. The leak check
@@ -154,7 +154,9 @@ impl SalesforceSink {
     fn encode(&self, progress: &pipeline::Progress) -> Vec<u8> {
         let metrics = self.client.metrics();
         metrics.observe_unfinished(progress.oldest_unfinished, self.cfg.stall_threshold);
-        let snapshot = metrics.snapshot(progress.unfinished, progress.requests_in_flight);
+        let mut snapshot = metrics.snapshot(progress.unfinished, progress.requests_in_flight);
+        // Read by Java's back-pressure (by name, like every metric): see `State::drain_estimate`.
+        snapshot.push(("buffer.drain.estimate.ms", i64::try_from(progress.drain_estimate.as_millis()).unwrap_or(i64::MAX)));
         wire::outcome::encode_progress(progress, &snapshot, &metrics.health(), &self.logs.drain())
     }
 
@@ -176,8 +178,16 @@ impl SalesforceSink {
     /// Gives up the unfinished records among these sequence numbers (revoked partitions), after
     /// their requests in flight answered (at most [`CLOSE_WAIT`] or the request timeout).
     pub fn abandon(&self, seqs: &[u8]) -> Result<(), SinkError> {
+        self.abandon_within(seqs, self.cfg.request_timeout.min(CLOSE_WAIT))
+    }
+
+    /// Gives up the unfinished records among these sequence numbers after their requests in
+    /// flight answered, or after `wait` (capped by the put time budget): on revocation Java waits
+    /// up to the request timeout, so that no older write lands after the next owner's newer one;
+    /// a stopping task waits briefly, within Connect's graceful shutdown (SPEC §11).
+    pub fn abandon_within(&self, seqs: &[u8], wait: Duration) -> Result<(), SinkError> {
         let seqs = wire::decode_seqs(seqs)?;
-        RUNTIME.block_on(self.pipeline.abandon(&seqs, self.cfg.request_timeout.min(CLOSE_WAIT)));
+        RUNTIME.block_on(self.pipeline.abandon(&seqs, wait.min(self.cfg.put_time_budget)));
         Ok(())
     }
 

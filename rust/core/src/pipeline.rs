@@ -42,6 +42,9 @@ pub struct Progress {
     pub requests_in_flight: usize,
     /// How long the oldest unfinished record has been in the buffer (SPEC §11: STALLED).
     pub oldest_unfinished: Option<Duration>,
+    /// How long the unfinished writes would take to drain at the observed round trip (see
+    /// `State::drain_estimate`); zero until a request answered.
+    pub drain_estimate: Duration,
 }
 
 /// Writes waiting to be sent, one entry per write; an entry stands for several records when
@@ -112,6 +115,10 @@ struct State {
     quota_checking: bool,
     /// How often the dispatcher looked at the buffer: a task that only waits must not spin (SPEC §11).
     dispatch_rounds: u64,
+    /// When each Collections or single-record request in flight was sent, for `round_trip_us`.
+    sent_at: HashMap<u64, Instant>,
+    /// Smoothed round trip of one write request (µs); 0 until one answered.
+    round_trip_us: u64,
 }
 
 struct Shared {
@@ -216,6 +223,7 @@ impl Pipeline {
             unfinished: state.unfinished,
             requests_in_flight: state.requests_in_flight,
             oldest_unfinished,
+            drain_estimate: state.drain_estimate(&self.shared.cfg),
         })
     }
 
@@ -546,6 +554,9 @@ impl State {
         }
         let number = self.next_request;
         self.next_request += 1;
+        if via != Via::Bulk {
+            self.sent_at.insert(number, Instant::now());
+        }
         // Jobs run for minutes: part-filled requests do not wait for their answers (see `take_batches`).
         if via == Via::Bulk {
             self.jobs_in_flight.insert(number);
@@ -563,6 +574,7 @@ impl State {
 
     /// Applies one request's results.
     fn settle(&mut self, number: u64, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, metrics: &Metrics, now: Instant) {
+        self.observe_round_trip(number, now);
         self.requests_in_flight -= 1;
         self.in_flight_requests.remove(&number);
         self.jobs_in_flight.remove(&number);
@@ -631,6 +643,37 @@ impl State {
                 }
             }
         }
+    }
+
+    fn observe_round_trip(&mut self, number: u64, now: Instant) {
+        if let Some(sent) = self.sent_at.remove(&number) {
+            let us = u64::try_from(now.saturating_duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+            self.round_trip_us = if self.round_trip_us == 0 { us } else { (self.round_trip_us * 4 + us) / 5 };
+        }
+    }
+
+    /// How long the unfinished writes would take to finish at the observed round trip: a key's
+    /// writes go one round trip at a time, and one round trip carries at most
+    /// `max.in.flight.requests` × `batch.size` writes. Java holds the buffer within what a task
+    /// can finish while its partitions are revoked, so a rebalance replays little (SPEC §11).
+    /// Bulk jobs take minutes whatever waits: they are not estimated here.
+    fn drain_estimate(&self, cfg: &Config) -> Duration {
+        if self.round_trip_us == 0 || cfg.write_mode == WriteMode::Bulk {
+            return Duration::ZERO;
+        }
+        let mut chains: HashMap<&str, u64> = HashMap::new();
+        for key in self.waiting.values().filter_map(|e| e.key.as_deref()).chain(self.busy_keys.iter().map(String::as_str)) {
+            *chains.entry(key).or_default() += 1;
+        }
+        let longest_chain = chains.values().copied().max().unwrap_or(0);
+        let per_round_trip = match cfg.write_mode {
+            WriteMode::Single => cfg.max_in_flight,
+            _ => cfg.max_in_flight * cfg.batch_size,
+        }
+        .max(1) as u64;
+        let writes = (self.waiting.len() + self.in_flight.len()) as u64;
+        let round_trips = longest_chain.max(writes.div_ceil(per_round_trip));
+        Duration::from_micros(self.round_trip_us.saturating_mul(round_trips))
     }
 
     fn finish(&mut self, seqs: &[i64], outcome: Outcome) {

@@ -3,29 +3,14 @@
 
 mod common;
 
-use common::Emulator;
+use common::{upsert, upsert_sink, Emulator};
 use salesforce_sink_core::record::{OperationHeader, Record, Value};
 use salesforce_sink_core::wire::outcome::Outcome;
 use serde_json::{json, Value as Json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-fn upsert<'a>(offset: i64, key: &'a str, name: &'a str) -> Record<'a> {
-    Record {
-        topic: "p",
-        partition: 0,
-        offset,
-        key: Value::String(key),
-        value: Value::Map(vec![("LastName", Value::String(name))]),
-        operation_header: OperationHeader::Absent,
-    }
-}
 
-fn upsert_sink<'a>(emu: &Emulator, extra: &[(&'a str, &'a str)]) -> salesforce_sink_core::SalesforceSink {
-    let mut pairs = vec![("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation", "UPSERT")];
-    pairs.extend_from_slice(extra);
-    emu.sink(&pairs)
-}
 
 #[test]
 fn requests_fill_across_puts() {

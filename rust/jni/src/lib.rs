@@ -142,17 +142,20 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_f
     })
 }
 
-/// Gives up the unfinished records among the given sequence numbers (big-endian i64s).
+/// Gives up the unfinished records among the given sequence numbers (big-endian i64s), after
+/// their requests in flight answered or `wait_ms` passed.
 #[no_mangle]
 pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_abandon<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     handle: jlong,
     seqs: JByteArray<'l>,
+    wait_ms: jlong,
 ) {
     guarded(&mut env, "abandon", (), |env| {
         let seqs = bytes_in(env, &seqs)?;
-        Ok(sink(handle)?.abandon(&seqs)?)
+        let wait = std::time::Duration::from_millis(wait_ms.max(0) as u64);
+        Ok(sink(handle)?.abandon_within(&seqs, wait)?)
     })
 }
 

@@ -250,3 +250,22 @@ pub fn state_of(emu: &Emulator) -> State {
         })
         .collect()
 }
+
+/// An UPSERT of `key` (External ID) setting LastName to `name`, in partition 0 of topic "p".
+pub fn upsert<'a>(offset: i64, key: &'a str, name: &'a str) -> Record<'a> {
+    Record {
+        topic: "p",
+        partition: 0,
+        offset,
+        key: Value::String(key),
+        value: Value::Map(vec![("LastName", Value::String(name))]),
+        operation_header: OperationHeader::Absent,
+    }
+}
+
+/// A sink that UPSERTs Contacts by `ExternalId__c`, with `extra` settings.
+pub fn upsert_sink(emu: &Emulator, extra: &[(&str, &str)]) -> SalesforceSink {
+    let mut pairs = vec![("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation", "UPSERT")];
+    pairs.extend_from_slice(extra);
+    emu.sink(&pairs)
+}

@@ -20,7 +20,9 @@ import org.apache.kafka.connect.sink.SinkRecord;
  * coordinates, and Connect commits by the original ones. Not thread-safe: task thread only.
  */
 final class OffsetTracker {
-    private static final boolean ORIGINAL_COORDINATES = hasOriginalCoordinates();
+    private static final boolean WORKER_HAS_ORIGINAL_COORDINATES = hasOriginalCoordinates();
+
+    private final boolean originalCoordinates;
 
     /** One record on its way. */
     static final class Pending {
@@ -43,14 +45,23 @@ final class OffsetTracker {
     /** The next offset to commit per partition, once something there finished. */
     private final Map<TopicPartition, Long> committable = new HashMap<>();
 
+    OffsetTracker() {
+        this(WORKER_HAS_ORIGINAL_COORDINATES);
+    }
+
+    /** For tests: {@code false} plays a worker before Kafka 3.6. */
+    OffsetTracker(boolean originalCoordinates) {
+        this.originalCoordinates = originalCoordinates;
+    }
+
     /** Whether this worker gives original coordinates (else a renaming SMT hides them; see preCommit). */
-    static boolean originalCoordinatesKnown() {
-        return ORIGINAL_COORDINATES;
+    boolean originalCoordinatesKnown() {
+        return originalCoordinates;
     }
 
     void add(SinkRecord record, long seq) {
         TopicPartition tp = partitionOf(record);
-        long offset = ORIGINAL_COORDINATES ? record.originalKafkaOffset() : record.kafkaOffset();
+        long offset = originalCoordinates ? record.originalKafkaOffset() : record.kafkaOffset();
         Pending pending = new Pending(record, tp, offset, seq);
         byPartition.computeIfAbsent(tp, k -> new ArrayDeque<>()).addLast(pending);
         bySeq.put(seq, pending);
@@ -75,13 +86,21 @@ final class OffsetTracker {
         }
     }
 
-    /** Offsets to commit: only partitions whose commit point moved since the last call. */
-    Map<TopicPartition, OffsetAndMetadata> takeCommittable() {
+    /**
+     * Offsets to commit for the partitions Connect asked about ({@code currentOffsets}): only those
+     * whose commit point moved since they were last taken. Connect ignores offsets of partitions it
+     * did not ask about (the commit before a cooperative revocation names only the revoked ones)
+     * and offsets past what it consumed, so those are kept for a later commit.
+     */
+    Map<TopicPartition, OffsetAndMetadata> takeCommittable(Map<TopicPartition, OffsetAndMetadata> currentOffsets) {
         Map<TopicPartition, OffsetAndMetadata> out = new HashMap<>();
-        for (Map.Entry<TopicPartition, Long> e : committable.entrySet()) {
-            out.put(e.getKey(), new OffsetAndMetadata(e.getValue()));
+        for (Map.Entry<TopicPartition, OffsetAndMetadata> asked : currentOffsets.entrySet()) {
+            Long next = committable.get(asked.getKey());
+            if (next != null && (asked.getValue() == null || next <= asked.getValue().offset())) {
+                out.put(asked.getKey(), new OffsetAndMetadata(next));
+                committable.remove(asked.getKey());
+            }
         }
-        committable.clear();
         return out;
     }
 
@@ -111,13 +130,18 @@ final class OffsetTracker {
         return seqs;
     }
 
+    /** The partitions records are tracked under (after SMTs, before Kafka 3.6). */
+    List<TopicPartition> partitions() {
+        return new ArrayList<>(byPartition.keySet());
+    }
+
     int unfinished() {
         return bySeq.size();
     }
 
-    private static TopicPartition partitionOf(SinkRecord record) {
-        Integer partition = ORIGINAL_COORDINATES ? record.originalKafkaPartition() : record.kafkaPartition();
-        String topic = ORIGINAL_COORDINATES ? record.originalTopic() : record.topic();
+    private TopicPartition partitionOf(SinkRecord record) {
+        Integer partition = originalCoordinates ? record.originalKafkaPartition() : record.kafkaPartition();
+        String topic = originalCoordinates ? record.originalTopic() : record.topic();
         return new TopicPartition(topic, partition == null ? -1 : partition);
     }
 

@@ -63,14 +63,27 @@ public class SalesforceSinkTask extends SinkTask {
      */
     static final long REVOKING_COMMIT_WAIT_MS = 15_000L;
     /**
-     * The same when the task stops: Connect gives a stopping task 5 s in all
-     * (task.shutdown.graceful.timeout.ms), and close() then waits up to 3 s for requests in flight.
+     * The same when the task stops. Connect gives a stopping task 5 s in all
+     * (task.shutdown.graceful.timeout.ms) for this commit, close(), its own commit, stop() and
+     * closing the consumer; past that it cancels the task and skips its last commit.
      */
     static final long STOPPING_COMMIT_WAIT_MS = 2_000L;
+    /** How long a stopping task's close() waits for requests in flight (SPEC §11). */
+    static final long STOPPING_ABANDON_WAIT_MS = 1_000L;
+    /** The stopping commit and close() together end within this, however slow Salesforce is. */
+    static final long STOP_BUDGET_MS = 3_000L;
+    /**
+     * Back-pressure beyond {@code max.buffered.records}: the partitions pause while the buffer
+     * would take longer than this to finish at the observed round trip (the native
+     * {@code buffer.drain.estimate.ms}), so a revocation's last commit (REVOKING_COMMIT_WAIT_MS)
+     * can finish what the task holds and the next owner replays little. Resumed at half of it.
+     */
+    static final long MAX_DRAIN_ESTIMATE_MS = REVOKING_COMMIT_WAIT_MS * 2 / 3;
+    static final String DRAIN_ESTIMATE_METRIC = "buffer.drain.estimate.ms";
 
     private final Function<byte[], NativeWriter> opener;
     private final int chunkBytes;
-    private final OffsetTracker offsets = new OffsetTracker();
+    private final OffsetTracker offsets;
 
     private volatile NativeWriter writer;
     private RecordBatchEncoder encoder;
@@ -78,8 +91,19 @@ public class SalesforceSinkTask extends SinkTask {
     private boolean tolerateAll;
     private String logPrefix = "";
     private long nextSeq;
+    /**
+     * Records the encoder refused never cross JNI: they are tracked under negative sequence
+     * numbers, so that no offset passes one before its DLQ report completed.
+     */
+    private long nextRejectedSeq = -1;
+    /** The sequence numbers {@link #track} gave the last chunk's refused records, in order. */
+    private final List<Long> rejectedSeqs = new ArrayList<>();
     private int maxBuffered;
     private long flushTimeoutMs;
+    private long requestTimeoutMs;
+    /** When the stopping commit began (System.nanoTime()), so close() keeps within STOP_BUDGET_MS. */
+    private long stopStartedNanos;
+    private boolean stopping;
     private boolean paused;
     /** Why the partitions are paused: the buffer is full, and/or the quota guard holds (SPEC §8). */
     private boolean bufferFull;
@@ -91,6 +115,8 @@ public class SalesforceSinkTask extends SinkTask {
     private int lastHealthState = -1;
     /** A record failure seen where throwing would not fail the task (preCommit): thrown at the next put. */
     private ConnectException deferredFailure;
+    /** Before Kafka 3.6: records of partitions still assigned may have been given up (see close). */
+    private boolean commitsHeld;
 
     public SalesforceSinkTask() {
         this(NativeSinkHandle::open);
@@ -103,8 +129,14 @@ public class SalesforceSinkTask extends SinkTask {
 
     /** For tests: batches cut into native calls of about {@code chunkBytes}. */
     SalesforceSinkTask(Function<byte[], NativeWriter> opener, int chunkBytes) {
+        this(opener, chunkBytes, new OffsetTracker());
+    }
+
+    /** For tests: a tracker that plays a worker with or without original record coordinates. */
+    SalesforceSinkTask(Function<byte[], NativeWriter> opener, int chunkBytes, OffsetTracker offsets) {
         this.opener = opener;
         this.chunkBytes = chunkBytes;
+        this.offsets = offsets;
     }
 
     @Override
@@ -140,12 +172,15 @@ public class SalesforceSinkTask extends SinkTask {
         encoder = new RecordBatchEncoder(config.operationHeaderNameIfEnabled(), chunkBytes);
         maxBuffered = config.effectiveMaxBufferedRecords();
         flushTimeoutMs = putTimeBudgetMs(props);
+        requestTimeoutMs = config.getInt(SalesforceSinkConfig.REQUEST_TIMEOUT_MS);
+        stopping = false;
         offsets.clear();
         paused = false;
         bufferFull = false;
         quotaHeld = false;
         lastHealthState = -1;
         deferredFailure = null;
+        commitsHeld = false;
 
         byte[] configBuffer = ConfigEncoder.encode(config.nativeSettings(), connectorName, taskId, flushTimeoutMs);
         try {
@@ -165,7 +200,7 @@ public class SalesforceSinkTask extends SinkTask {
                         + "errors.tolerance {}, preCommit {}", logPrefix, config.getString(SalesforceSinkConfig.SOBJECT_TYPE),
                 config.getString(SalesforceSinkConfig.OPERATION), config.getString(SalesforceSinkConfig.WRITE_MODE),
                 reporter == null ? "absent" : "present", tolerateAll ? "all" : "none",
-                OffsetTracker.originalCoordinatesKnown() ? "asynchronous (original record coordinates)"
+                offsets.originalCoordinatesKnown() ? "asynchronous (original record coordinates)"
                         : "synchronous (worker before Kafka 3.6: no SinkRecord.originalTopic())");
     }
 
@@ -258,16 +293,18 @@ public class SalesforceSinkTask extends SinkTask {
     public void put(Collection<SinkRecord> records) {
         NativeWriter w = runningWriter();
         throwDeferredFailure();
-        List<Future<Void>> reports = new ArrayList<>();
+        List<Report> reports = new ArrayList<>();
         if (records.isEmpty()) {
             // Paused partitions still bring empty puts: the moment to collect outcomes and resume.
             apply(call(() -> w.flush(0)), reports);
         }
         // One native call per chunk: a batch is cut only when its encoding would pass the size a
         // single call can carry; chunks go in order, so per-key order holds across them.
+        java.util.Iterator<SinkRecord> inOrder = records.iterator();
         for (EncodedBatch batch : encoder.encodeChunks(records)) {
             List<SinkRecord> sent = batch.sent();
             if (sent.isEmpty()) {
+                track(batch, inOrder, nextSeq);
                 reportRejected(batch, reports);
                 continue;
             }
@@ -283,9 +320,8 @@ public class SalesforceSinkTask extends SinkTask {
             } catch (NativeSinkException e) {
                 throw nativeFailure(e);
             }
-            for (SinkRecord record : sent) {
-                offsets.add(record, nextSeq++);
-            }
+            track(batch, inOrder, firstSeq);
+            nextSeq = firstSeq + sent.size();
             // After the good records of the chunk were handed over, so that a failing task still
             // writes them first (errors.tolerance=none).
             reportRejected(batch, reports);
@@ -294,11 +330,34 @@ public class SalesforceSinkTask extends SinkTask {
         awaitReports(reports);
     }
 
+    /**
+     * Tracks one chunk's records in their offset order: those handed over under {@code firstSeq…}
+     * (the native side numbers them so), the refused ones under their own negative numbers.
+     */
+    private void track(EncodedBatch batch, java.util.Iterator<SinkRecord> inOrder, long firstSeq) {
+        int sentIndex = 0;
+        int rejectedIndex = 0;
+        List<SinkRecord> sent = batch.sent();
+        List<EncodedBatch.Rejected> rejected = batch.rejected();
+        rejectedSeqs.clear();
+        for (int i = sent.size() + rejected.size(); i > 0; i--) {
+            SinkRecord record = inOrder.next();
+            if (sentIndex < sent.size() && sent.get(sentIndex) == record) {
+                offsets.add(record, firstSeq + sentIndex++);
+            } else {
+                long seq = nextRejectedSeq--;
+                offsets.add(rejected.get(rejectedIndex++).record(), seq);
+                rejectedSeqs.add(seq);
+            }
+        }
+    }
+
     /** Records the encoder refused (they never cross JNI): DLQ, or the task fails. */
-    private void reportRejected(EncodedBatch batch, List<Future<Void>> reports) {
-        for (EncodedBatch.Rejected rejected : batch.rejected()) {
+    private void reportRejected(EncodedBatch batch, List<Report> reports) {
+        List<EncodedBatch.Rejected> rejected = batch.rejected();
+        for (int i = 0; i < rejected.size(); i++) {
             try {
-                handleFailure(rejected.record(), rejected.error(), reports);
+                handleFailure(rejectedSeqs.get(i), rejected.get(i).record(), rejected.get(i).error(), reports);
             } catch (ConnectException e) {
                 throw beforeFailing(e);
             }
@@ -312,15 +371,27 @@ public class SalesforceSinkTask extends SinkTask {
      */
     @Override
     public Map<TopicPartition, OffsetAndMetadata> preCommit(Map<TopicPartition, OffsetAndMetadata> currentOffsets) {
+        return preCommit(currentOffsets, closingCommit());
+    }
+
+    /** {@link #preCommit(Map)} for the commit {@code closing} says it is (tests name it). */
+    Map<TopicPartition, OffsetAndMetadata> preCommit(Map<TopicPartition, OffsetAndMetadata> currentOffsets,
+                                                     Closing closing) {
         NativeWriter w = writer;
         if (w == null) {
             return Collections.emptyMap();
         }
-        List<Future<Void>> reports = new ArrayList<>();
+        List<Report> reports = new ArrayList<>();
         try {
-            boolean synchronous = !OffsetTracker.originalCoordinatesKnown();
-            Closing closing = synchronous ? Closing.NO : closingCommit();
-            long wait = synchronous ? flushTimeoutMs : Math.min(flushTimeoutMs, closing.waitMs);
+            boolean synchronous = !offsets.originalCoordinatesKnown();
+            if (closing == Closing.STOPPING && !stopping) {
+                stopping = true;
+                stopStartedNanos = System.nanoTime();
+            }
+            // Before Kafka 3.6 every commit waits for the whole buffer, but a stopping one too
+            // must leave Connect its graceful shutdown time.
+            long wait = synchronous && closing != Closing.STOPPING ? flushTimeoutMs
+                    : Math.min(flushTimeoutMs, closing.waitMs);
             int before = offsets.unfinished();
             long started = System.nanoTime();
             apply(call(() -> w.flush(wait)), reports);
@@ -333,14 +404,17 @@ public class SalesforceSinkTask extends SinkTask {
             }
             awaitReports(reports);
             if (synchronous) {
-                return offsets.unfinished() == 0 ? currentOffsets : Collections.emptyMap();
+                return offsets.unfinished() == 0 && !commitsHeld ? currentOffsets : Collections.emptyMap();
             }
-            return offsets.takeCommittable();
+            return offsets.takeCommittable(currentOffsets);
         } catch (ConnectException e) {
             // Connect only logs an exception from preCommit and rewinds; a record failure under
-            // errors.tolerance=none must fail the task, which a throw from put() does.
+            // errors.tolerance=none or a failed DLQ report must fail the task, which a throw from
+            // put() does; a stopping task has no next put, so it is logged here too.
+            log.error("{}{} (the task fails at its next put)", logPrefix, e.getMessage());
             deferredFailure = e;
-            return offsets.takeCommittable();
+            // Without original coordinates the tracker's partitions may be renamed ones.
+            return offsets.originalCoordinatesKnown() ? offsets.takeCommittable(currentOffsets) : Collections.emptyMap();
         }
     }
 
@@ -381,7 +455,7 @@ public class SalesforceSinkTask extends SinkTask {
         if (w == null) {
             return;
         }
-        List<Future<Void>> reports = new ArrayList<>();
+        List<Report> reports = new ArrayList<>();
         apply(call(() -> w.flush(flushTimeoutMs)), reports);
         awaitReports(reports);
     }
@@ -403,7 +477,7 @@ public class SalesforceSinkTask extends SinkTask {
     }
 
     /** Applies what the native side finished: DLQ reports, offsets, back-pressure. */
-    private void apply(Progress progress, List<Future<Void>> reports) {
+    private void apply(Progress progress, List<Report> reports) {
         logNative(progress.logs());
         observe(progress);
         for (int i = 0; i < progress.size(); i++) {
@@ -414,14 +488,16 @@ public class SalesforceSinkTask extends SinkTask {
             }
             if (progress.status(i) == Progress.FAILED) {
                 try {
-                    handleFailure(record, new ConnectException(progress.message(i)), reports);
+                    handleFailure(seq, record, new ConnectException(progress.message(i)), reports);
                 } catch (ConnectException e) {
                     throw beforeFailing(e);
                 }
+            } else {
+                offsets.finish(seq);
             }
-            offsets.finish(seq);
         }
-        applyBackPressure(progress.unfinished(), progress.healthState() == Progress.HEALTH_QUOTA_RESERVE);
+        applyBackPressure(progress.unfinished(), progress.metrics().getOrDefault(DRAIN_ESTIMATE_METRIC, 0L),
+                progress.healthState() == Progress.HEALTH_QUOTA_RESERVE);
     }
 
     /** The metrics snapshot and the health of a native crossing, for JMX and the status API. */
@@ -456,10 +532,11 @@ public class SalesforceSinkTask extends SinkTask {
     }
 
     /**
-     * Pauses every assigned partition while {@code max.buffered.records} are unfinished, and
-     * resumes them once half of that drained: the consumer keeps polling, so it is never evicted.
+     * Pauses every assigned partition while {@code max.buffered.records} are unfinished or the
+     * buffer would take longer than {@link #MAX_DRAIN_ESTIMATE_MS} to finish, and resumes them once
+     * half of each drained: the consumer keeps polling, so it is never evicted.
      */
-    private void applyBackPressure(int unfinished, boolean quotaGuardHolds) {
+    private void applyBackPressure(int unfinished, long drainEstimateMs, boolean quotaGuardHolds) {
         if (context == null) {
             return;
         }
@@ -467,7 +544,12 @@ public class SalesforceSinkTask extends SinkTask {
             bufferFull = true;
             log.info("{}{} records are waiting for Salesforce (salesforce.max.buffered.records={}): partitions paused",
                     logPrefix, unfinished, maxBuffered);
-        } else if (bufferFull && unfinished <= maxBuffered / 2) {
+        } else if (!bufferFull && drainEstimateMs > MAX_DRAIN_ESTIMATE_MS) {
+            bufferFull = true;
+            log.info("{}{} records are waiting for Salesforce and would take about {} ms to finish at the observed "
+                    + "round trip (more than a revocation can wait for): partitions paused", logPrefix, unfinished,
+                    drainEstimateMs);
+        } else if (bufferFull && unfinished <= maxBuffered / 2 && drainEstimateMs <= MAX_DRAIN_ESTIMATE_MS / 2) {
             bufferFull = false;
             log.info("{}{} records are waiting for Salesforce: partitions resumed", logPrefix, unfinished);
         }
@@ -518,9 +600,9 @@ public class SalesforceSinkTask extends SinkTask {
      * errors.tolerance=none, failing the task as it should); otherwise log and go on with
      * errors.tolerance=all, or fail the task.
      */
-    private void handleFailure(SinkRecord record, RuntimeException error, List<Future<Void>> reports) {
+    private void handleFailure(long seq, SinkRecord record, RuntimeException error, List<Report> reports) {
         if (reporter != null) {
-            reports.add(reporter.report(record, error));
+            reports.add(new Report(seq, reporter.report(record, error)));
             return;
         }
         String where = "topic " + record.topic() + ", partition " + record.kafkaPartition() + ", offset "
@@ -528,23 +610,51 @@ public class SalesforceSinkTask extends SinkTask {
         if (tolerateAll) {
             log.warn("{}Skipping the record at {} (errors.tolerance=all and no dead letter queue: none configured, "
                     + "or a worker before Kafka 2.6): {}", logPrefix, where, error.getMessage());
+            offsets.finish(seq);
             return;
         }
         throw new ConnectException(error.getMessage() + " (record at " + where + ")", error);
     }
 
-    private void awaitReports(List<Future<Void>> reports) {
-        for (Future<Void> report : reports) {
+    /** A FAILED record handed to the reporter: finished once the report's future completed. */
+    private static final class Report {
+        final long seq;
+        final Future<Void> future;
+
+        Report(long seq, Future<Void> future) {
+            this.seq = seq;
+            this.future = future;
+        }
+    }
+
+    /**
+     * Finishes every reported record whose report completed. A record whose report failed stays
+     * unfinished, so no offset ever passes it (it is redelivered after the task restarts), and
+     * the task fails with the DLQ producer's error.
+     */
+    private void awaitReports(List<Report> reports) {
+        ConnectException failure = null;
+        for (Report report : reports) {
             try {
-                report.get();
+                report.future.get();
+                offsets.finish(report.seq);
             } catch (ExecutionException e) {
                 Throwable cause = e.getCause() == null ? e : e.getCause();
-                throw new ConnectException("Could not report a failed record to the errant record reporter: "
-                        + cause.getMessage(), cause);
+                SinkRecord record = offsets.record(report.seq);
+                if (failure == null) {
+                    failure = new ConnectException(logPrefix + "Could not report the failed record at "
+                            + (record == null ? "?" : "topic " + record.topic() + ", partition " + record.kafkaPartition()
+                            + ", offset " + record.kafkaOffset())
+                            + " to the errant record reporter (dead letter queue); its offset is not committed "
+                            + "and it is written again after the task restarts: " + cause, cause);
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new ConnectException("Interrupted while reporting failed records", e);
             }
+        }
+        if (failure != null) {
+            throw failure;
         }
     }
 
@@ -561,16 +671,69 @@ public class SalesforceSinkTask extends SinkTask {
      */
     @Override
     public void close(Collection<TopicPartition> partitions) {
+        close(partitions, closingCommit());
+    }
+
+    /**
+     * On revocation the requests in flight of the revoked partitions are waited for (bounded by
+     * the request timeout; max.poll.interval.ms leaves room), so that none lands after the next
+     * owner's newer write of the same key. A stopping task waits only what is left of its stop
+     * budget, within Connect's graceful shutdown.
+     */
+    void close(Collection<TopicPartition> partitions, Closing closing) {
+        long waitMs = closing == Closing.REVOKING ? Math.min(requestTimeoutMs + 1_000L, flushTimeoutMs) : stoppingWaitMs();
         long[] unfinished = offsets.remove(partitions);
+        if (!offsets.originalCoordinatesKnown() && context != null) {
+            unfinished = abandonUnattributed(partitions, unfinished);
+        }
         NativeWriter w = writer;
         if (w != null && unfinished.length > 0) {
             try {
-                w.abandon(unfinished);
+                w.abandon(unfinished, waitMs);
             } catch (NativeSinkException e) {
                 log.warn("{}Could not give up the unfinished records of revoked partitions: {}", logPrefix, e.getMessage());
             }
             log.debug("{}{} unfinished records of revoked partitions {} given up", logPrefix, unfinished.length, partitions);
         }
+    }
+
+    /**
+     * Before Kafka 3.6 records are tracked by their coordinates after SMTs, and a renamed record's
+     * partition cannot be told: those are given up with the closed partitions. Where partitions
+     * stay assigned (a cooperative revocation), some given-up records may be theirs, so this task
+     * commits nothing more (its partitions' next owner, or this task after a restart, replays
+     * from the last commit).
+     */
+    private long[] abandonUnattributed(Collection<TopicPartition> partitions, long[] attributed) {
+        Set<TopicPartition> assigned = context.assignment();
+        List<TopicPartition> unknown = new ArrayList<>();
+        for (TopicPartition tracked : offsets.partitions()) {
+            if (!assigned.contains(tracked) && !partitions.contains(tracked)) {
+                unknown.add(tracked);
+            }
+        }
+        long[] renamed = offsets.remove(unknown);
+        if (renamed.length == 0) {
+            return attributed;
+        }
+        if (!partitions.containsAll(assigned)) {
+            commitsHeld = true;
+            log.warn("{}{} unfinished records renamed by an SMT were given up with revoked partitions {}; on this "
+                    + "worker (before Kafka 3.6) their source partition cannot be told, so this task commits no "
+                    + "more offsets until it restarts", logPrefix, renamed.length, partitions);
+        }
+        long[] all = Arrays.copyOf(attributed, attributed.length + renamed.length);
+        System.arraycopy(renamed, 0, all, attributed.length, renamed.length);
+        return all;
+    }
+
+    /** What a stopping task's close() may still wait for requests in flight. */
+    private long stoppingWaitMs() {
+        if (!stopping) {
+            return STOPPING_ABANDON_WAIT_MS;
+        }
+        long spent = (System.nanoTime() - stopStartedNanos) / 1_000_000;
+        return Math.max(0L, Math.min(STOPPING_ABANDON_WAIT_MS, STOP_BUDGET_MS - spent));
     }
 
     @Override

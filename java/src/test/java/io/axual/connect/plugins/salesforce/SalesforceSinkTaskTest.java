@@ -37,6 +37,7 @@ class SalesforceSinkTaskTest {
         final List<List<Long>> batches = new ArrayList<>();
         final List<Long> firstSeqs = new ArrayList<>();
         final List<long[]> abandoned = new ArrayList<>();
+        final List<Long> abandonWaits = new ArrayList<>();
         final List<Long> flushTimeouts = new ArrayList<>();
         final Deque<Object> failures = new ArrayDeque<>();
         private final List<long[]> ready = new ArrayList<>(); // {seq, status}
@@ -67,8 +68,9 @@ class SalesforceSinkTaskTest {
         }
 
         @Override
-        public void abandon(long[] seqs) {
+        public void abandon(long[] seqs, long waitMs) {
             abandoned.add(seqs);
+            abandonWaits.add(waitMs);
             submitted -= seqs.length;
         }
 
@@ -184,10 +186,16 @@ class SalesforceSinkTaskTest {
     }
 
     private SalesforceSinkTask start(ErrantRecordReporter reporter, Map<String, String> extra, int chunkBytes) {
+        return start(reporter, extra, chunkBytes, true);
+    }
+
+    /** {@code originalCoordinates=false} plays a worker before Kafka 3.6 (no SinkRecord.originalTopic()). */
+    private SalesforceSinkTask start(ErrantRecordReporter reporter, Map<String, String> extra, int chunkBytes,
+                                     boolean originalCoordinates) {
         SalesforceSinkTask task = new SalesforceSinkTask(config -> {
             writer.config = config.clone();
             return writer;
-        }, chunkBytes);
+        }, chunkBytes, new OffsetTracker(originalCoordinates));
         FakeContext context = new FakeContext(reporter);
         task.initialize(context);
         Map<String, String> props = new java.util.HashMap<>(SalesforceSinkConfigTest.clientCredentials());
@@ -228,10 +236,32 @@ class SalesforceSinkTaskTest {
         assertEquals(1, writer.closes);
     }
 
+    /** What preCommit returns when Connect asks about every partition these tests use. */
     private static Map<TopicPartition, Long> committed(SalesforceSinkTask task) {
+        return committed(task, T0, new TopicPartition("t", 1), new TopicPartition("a-orders", 0),
+                new TopicPartition("b-orders", 0));
+    }
+
+    /** What preCommit returns when Connect asks about {@code asked} (all consumed up to offset 1000). */
+    private static Map<TopicPartition, Long> committed(SalesforceSinkTask task, TopicPartition... asked) {
+        Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> current = new java.util.HashMap<>();
+        for (TopicPartition tp : asked) {
+            current.put(tp, new org.apache.kafka.clients.consumer.OffsetAndMetadata(1000));
+        }
         Map<TopicPartition, Long> out = new java.util.HashMap<>();
-        task.preCommit(Map.of()).forEach((tp, o) -> out.put(tp, o.offset()));
+        task.preCommit(current).forEach((tp, o) -> out.put(tp, o.offset()));
         return out;
+    }
+
+    /** A reporter whose DLQ producer cannot take the record (e.g. larger than max.request.size). */
+    private static ErrantRecordReporter failingDlq(List<SinkRecord> tried) {
+        return (record, error) -> {
+            tried.add(record);
+            CompletableFuture<Void> f = new CompletableFuture<>();
+            f.completeExceptionally(new org.apache.kafka.common.errors.RecordTooLargeException(
+                    "The message is 2000 bytes when serialized which is larger than 1000"));
+            return f;
+        };
     }
 
     private static final TopicPartition T0 = new TopicPartition("t", 0);
@@ -324,6 +354,152 @@ class SalesforceSinkTaskTest {
         ConnectException e = assertThrows(ConnectException.class, () -> task.put(records(3)));
         assertEquals("Tolerance exceeded in error handler", e.getMessage());
         assertEquals("message 0", e.getCause().getMessage());
+    }
+
+    @Test
+    void aRecordWhoseDlqReportFailedIsNeverCommittedWhenPreCommitLearnsOfIt() {
+        List<SinkRecord> tried = new ArrayList<>();
+        SalesforceSinkTask task = start(failingDlq(tried), Map.of("errors.tolerance", "all"));
+        task.put(records(1, 2, 3));
+        writer.finish(0, Progress.WRITTEN);
+        writer.finish(1, Progress.FAILED);
+        writer.finish(2, Progress.WRITTEN);
+        assertEquals(Map.of(T0, 2L), committed(task), "offset 1 written; offset 2's report failed: commit stops below it");
+        assertEquals(1, tried.size());
+        ConnectException e = assertThrows(ConnectException.class, () -> task.put(records(4)),
+                "a failed DLQ report fails the task at the next put");
+        assertTrue(e.getMessage().contains("larger than 1000"), e.getMessage());
+        assertEquals(Map.of(), committed(task), "and its offset is never committed later");
+        assertEquals(1, task.offsetTracker().unfinished(), "the record stays unfinished");
+    }
+
+    @Test
+    void aRecordWhoseDlqReportFailedIsNeverCommittedWhenPutLearnsOfIt() {
+        SalesforceSinkTask task = start(failingDlq(new ArrayList<>()), Map.of("errors.tolerance", "all"));
+        task.put(records(1, 2));
+        writer.finish(0, Progress.FAILED);
+        writer.finish(1, Progress.WRITTEN);
+        assertThrows(ConnectException.class, () -> task.put(List.of()));
+        // Connect still makes its closing commit after a put failed.
+        assertEquals(Map.of(), committed(task));
+    }
+
+    @Test
+    void aRejectedRecordWhoseDlqReportFailedIsNeverCommitted() {
+        SalesforceSinkTask task = start(failingDlq(new ArrayList<>()), Map.of("errors.tolerance", "all"));
+        SinkRecord bad = new SinkRecord("t", 0, null, "k", null, Map.of("Id", UUID.randomUUID()), 7);
+        assertThrows(ConnectException.class, () -> task.put(List.of(bad, records(8).get(0))));
+        writer.finish(0, Progress.WRITTEN); // offset 8
+        assertEquals(Map.of(), committed(task), "offset 8 is written, but offset 7 never reached the DLQ");
+    }
+
+    @Test
+    void preCommitAnswersForThePartitionsConnectAskedAboutAndKeepsTheRest() {
+        TopicPartition t1 = new TopicPartition("t", 1);
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
+        task.put(List.of(records(1).get(0), new SinkRecord("t", 1, null, "k", null, Map.of("LastName", "L"), 7)));
+        writer.finish(0, Progress.WRITTEN);
+        writer.finish(1, Progress.WRITTEN);
+        // The commit before a cooperative revocation of t-0 names t-0 only.
+        assertEquals(Map.of(T0, 2L), committed(task, T0));
+        assertEquals(Map.of(t1, 8L), committed(task, t1, T0), "t-1's progress was kept for a later commit");
+        assertEquals(Map.of(), committed(task, t1, T0));
+    }
+
+    @Test
+    void beforeKafka36AFailingPreCommitReturnsNothing() {
+        ErrantRecordReporter strict = (record, error) -> {
+            throw new ConnectException("Tolerance exceeded in error handler", error);
+        };
+        SalesforceSinkTask task = start(strict, Map.of(), Integer.MAX_VALUE, false);
+        task.put(records(1, 2));
+        writer.finish(0, Progress.WRITTEN);
+        writer.finish(1, Progress.FAILED);
+        assertEquals(Map.of(), committed(task, T0),
+                "without original coordinates the tracker's partitions may be renamed ones: nothing is returned");
+    }
+
+    /** RegexRouter renames a-orders and b-orders to orders; a worker before 3.6 shows only "orders". */
+    private static SinkRecord renamed(String from, long offset) {
+        return new SinkRecord("orders", 0, null, "k" + from + offset, null, Map.of("LastName", "L"), offset);
+    }
+
+    @Test
+    void beforeKafka36CloseGivesUpRenamedRecordsToo() {
+        TopicPartition a = new TopicPartition("a-orders", 0);
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of(), Integer.MAX_VALUE, false);
+        FakeContext context = contextOf(task);
+        context.assigned.clear();
+        context.assigned.add(a);
+        task.put(List.of(renamed("a", 5), renamed("a", 6)));
+        task.close(List.of(a)); // eager revocation or stop: every assigned partition
+        assertEquals(1, writer.abandoned.size(), "the renamed records were given up");
+        assertEquals(List.of(0L, 1L), java.util.Arrays.stream(writer.abandoned.get(0)).boxed().collect(Collectors.toList()));
+        assertEquals(0, task.offsetTracker().unfinished());
+    }
+
+    @Test
+    void beforeKafka36APartialRevocationWithRenamedRecordsHoldsCommits() {
+        TopicPartition a = new TopicPartition("a-orders", 0);
+        TopicPartition b = new TopicPartition("b-orders", 0);
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of(), Integer.MAX_VALUE, false);
+        FakeContext context = contextOf(task);
+        context.assigned.clear();
+        context.assigned.addAll(List.of(a, b));
+        task.put(List.of(renamed("a", 5), renamed("b", 9)));
+        task.close(List.of(a));
+        assertEquals(List.of(0L, 1L), java.util.Arrays.stream(writer.abandoned.get(0)).boxed().collect(Collectors.toList()),
+                "which of them came from a-orders cannot be told: both are given up");
+        context.assigned.remove(a);
+        assertEquals(Map.of(), committed(task, b),
+                "b-orders@9 was given up, so b-orders' consumed offsets must not be committed");
+    }
+
+    @Test
+    void aStopWaitsBrieflyARevocationUpToTheRequestTimeout() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of("salesforce.request.timeout.ms", "20000"));
+        task.put(records(1, 2));
+        task.preCommit(Map.of(T0, new org.apache.kafka.clients.consumer.OffsetAndMetadata(3)),
+                SalesforceSinkTask.Closing.REVOKING);
+        task.close(List.of(T0), SalesforceSinkTask.Closing.REVOKING);
+        assertEquals(List.of(21_000L), writer.abandonWaits, "revoked: the request timeout and a second");
+
+        task.put(records(3, 4));
+        long started = System.nanoTime();
+        task.preCommit(Map.of(T0, new org.apache.kafka.clients.consumer.OffsetAndMetadata(5)),
+                SalesforceSinkTask.Closing.STOPPING);
+        task.close(List.of(T0), SalesforceSinkTask.Closing.STOPPING);
+        assertEquals(List.of(15_000L, 2_000L), writer.flushTimeouts, "revoking: 15 s; stopping: 2 s at most");
+        long close = writer.abandonWaits.get(1);
+        assertTrue(close <= SalesforceSinkTask.STOPPING_ABANDON_WAIT_MS, "stopping close() waits " + close);
+        // The fake flush returns at once; a real one that took its 2 s leaves close() 1 s of the 3 s.
+        assertTrue(SalesforceSinkTask.STOPPING_COMMIT_WAIT_MS + SalesforceSinkTask.STOPPING_ABANDON_WAIT_MS
+                <= SalesforceSinkTask.STOP_BUDGET_MS);
+        assertTrue((System.nanoTime() - started) / 1_000_000 < 1_000);
+    }
+
+    @Test
+    void beforeKafka36TheStoppingCommitWaitsNoLongerThanOnNewerWorkers() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of(), Integer.MAX_VALUE, false);
+        task.put(records(1));
+        task.preCommit(Map.of(T0, new org.apache.kafka.clients.consumer.OffsetAndMetadata(2)),
+                SalesforceSinkTask.Closing.STOPPING);
+        assertEquals(List.of(2_000L), writer.flushTimeouts, "not the whole flush budget (75 s)");
+    }
+
+    @Test
+    void aBufferThatWouldOutlastARevocationPausesThePartitions() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
+        FakeContext context = contextOf(task);
+        writer.metrics.put("buffer.drain.estimate.ms", 12_000L); // a hot key's chain at the observed round trip
+        task.put(records(1, 2, 3));
+        assertEquals(Set.of(T0), context.paused, "3 records, but 12 s to finish them: paused");
+        writer.metrics.put("buffer.drain.estimate.ms", 6_000L);
+        task.put(List.of());
+        assertEquals(Set.of(T0), context.paused, "above half of the limit: still paused");
+        writer.metrics.put("buffer.drain.estimate.ms", 4_000L);
+        task.put(List.of());
+        assertTrue(context.paused.isEmpty(), "resumed");
     }
 
     @Test

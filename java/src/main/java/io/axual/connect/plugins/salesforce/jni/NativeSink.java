@@ -32,8 +32,11 @@ final class NativeSink {
     /** Collects finished records, waiting up to {@code timeoutMs} for the buffer to drain (0: no wait). */
     static native byte[] flush(long handle, long timeoutMs);
 
-    /** Gives up the unfinished records among these sequence numbers (big-endian longs). */
-    static native void abandon(long handle, byte[] seqs);
+    /**
+     * Gives up the unfinished records among these sequence numbers (big-endian longs), after
+     * their requests in flight answered or {@code waitMs} passed.
+     */
+    static native void abandon(long handle, byte[] seqs, long waitMs);
 
     /**
      * The Collections request bodies a batch buffer becomes, without sending anything: the

@@ -67,13 +67,13 @@ public final class NativeSinkHandle implements NativeWriter {
     }
 
     @Override
-    public synchronized void abandon(long[] seqs) {
+    public synchronized void abandon(long[] seqs, long waitMs) {
         ensureOpen();
         java.nio.ByteBuffer buffer = java.nio.ByteBuffer.allocate(seqs.length * Long.BYTES);
         for (long seq : seqs) {
             buffer.putLong(seq);
         }
-        NativeSink.abandon(handle, buffer.array());
+        NativeSink.abandon(handle, buffer.array(), waitMs);
     }
 
     /** The request bodies {@code batch} becomes, without sending them (benchmarks, diagnostics). */

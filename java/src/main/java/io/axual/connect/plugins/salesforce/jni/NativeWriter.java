@@ -11,8 +11,11 @@ public interface NativeWriter extends AutoCloseable {
     /** Collects finished records, waiting up to {@code timeoutMs} for the buffer to drain; returns the progress buffer. */
     byte[] flush(long timeoutMs);
 
-    /** Gives up the unfinished records among {@code seqs} (their partitions were revoked). */
-    void abandon(long[] seqs);
+    /**
+     * Gives up the unfinished records among {@code seqs} (their partitions were revoked or the
+     * task stops), after their requests in flight answered or {@code waitMs} passed.
+     */
+    void abandon(long[] seqs, long waitMs);
 
     /** Log events recorded since the last drain (may be empty, never null). */
     byte[] drainLogs();
