@@ -258,7 +258,7 @@ fn a_proxy_url_with_credentials_is_refused_without_echoing_them() {
     ] {
         map.insert(k.into(), v.into());
     }
-    let err = Config::from_map(&map).err().expect("credentials in the proxy URL must be refused").to_string();
+    let err = Config::from_map(&map).expect_err("credentials in the proxy URL must be refused").to_string();
     assert!(err.contains("salesforce.proxy.url") && err.contains("salesforce.proxy.password"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
     map.insert("salesforce.proxy.url".into(), "http://proxy.example:3128".into());

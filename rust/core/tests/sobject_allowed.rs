@@ -58,10 +58,10 @@ fn a_fixed_sobject_outside_the_list_is_a_configuration_error() {
     ] {
         map.insert(k.to_owned(), v.to_owned());
     }
-    let err = salesforce_sink_core::config::Config::from_map(&map).err().expect("must be refused").to_string();
+    let err = salesforce_sink_core::config::Config::from_map(&map).expect_err("must be refused").to_string();
     assert!(err.contains("salesforce.sobject.allowed") && err.contains("Account"), "{err}");
     map.insert("salesforce.sobject.allowed".into(), "Contact,not an api name".into());
     map.insert("salesforce.sobject.type".into(), "${topic}".into());
-    let err = salesforce_sink_core::config::Config::from_map(&map).err().expect("must be refused").to_string();
+    let err = salesforce_sink_core::config::Config::from_map(&map).expect_err("must be refused").to_string();
     assert!(err.contains("salesforce.sobject.allowed") && err.contains("not an api name"), "{err}");
 }
