@@ -476,7 +476,8 @@ impl Writer {
         metrics.write_records.fetch_add(request.len() as u64, Ordering::Relaxed);
         // Open from its creation until this call ends (done, failed, aborted, or dropped at stop).
         let _open = crate::metrics::OpenJob::new(metrics);
-        let error = match bulk::run(self, op, &request, abandoned).await {
+        let request: Arc<[RequestItem]> = request.into();
+        let error = match bulk::run(self, op, Arc::clone(&request), abandoned).await {
             Ok(results) => return Ok(results),
             Err(bulk::JobError::Abandoned) => {
                 if op == Operation::Delete {
