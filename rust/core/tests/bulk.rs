@@ -361,3 +361,32 @@ fn revoking_one_partition_keeps_what_the_job_wrote_for_the_others() {
     let kept = emu.records("Contact").iter().filter(|r| r["LastName"].as_str().unwrap().starts_with("p0-")).count();
     assert_eq!(kept, 500, "each record of the kept partition written once");
 }
+
+/// Issue 18 #6: a worker killed mid-job leaves its job running at Salesforce; the next owner's
+/// newer values must not be overwritten when that job runs. The old sink is leaked (no stop, no
+/// abort: as after kill -9); the new one writes through Collections (AUTO below its threshold).
+#[test]
+fn a_job_left_by_a_crashed_run_is_waited_for_before_writing_its_sobject() {
+    let emu = Emulator::start();
+    emu.control("POST", "bulk", json!({"records_per_second": 150}));
+    let old = bulk_sink(&emu, &[]);
+    let keys: Vec<String> = (0..500).map(|i| format!("o-{i}")).collect();
+    let old_values: Vec<Record> = keys.iter().enumerate().map(|(i, k)| upsert(i as i64, k, vec![("LastName", Value::String("old"))])).collect();
+    old.submit(&old_values, 0).unwrap();
+    wait_for("the job closed", Duration::from_secs(10), || kinds(&emu)["bulk_close"] == 1);
+    std::mem::forget(old);
+    let new = emu.sink(&[
+        ("salesforce.external.id.field", "ExternalId__c"),
+        ("salesforce.operation", "UPSERT"),
+        ("salesforce.write.mode", "AUTO"),
+        ("salesforce.bulk.poll.interval.ms", "10"),
+    ]);
+    let new_values: Vec<Record> = keys.iter().enumerate().map(|(i, k)| upsert(i as i64, k, vec![("LastName", Value::String("new"))])).collect();
+    new.submit(&new_values, 0).unwrap();
+    let progress = new.wait(Duration::from_secs(30)).unwrap();
+    assert_eq!(progress.unfinished, 0);
+    wait_for("the old job over", Duration::from_secs(20), || emu.control("GET", "bulk", Json::Null)["jobs_completed"].as_u64() == Some(1));
+    let stale: Vec<Json> = emu.records("Contact").into_iter().filter(|r| r["LastName"] != "new").collect();
+    assert!(stale.is_empty(), "{} of 500 keys overwritten by the orphaned job, e.g. {:?}", stale.len(), stale.first());
+    assert!(kinds(&emu)["bulk_list"].as_u64() >= Some(1));
+}

@@ -186,6 +186,8 @@ pub struct Writer {
     unsure_deletes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Bulk jobs created and not yet finished, so that stopping the task can abort them.
     open_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// SObjects (lower-cased) whose Bulk jobs left by an earlier run were looked for (BULK, AUTO).
+    orphans_checked: tokio::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Bound of `Writer::unsure_deletes` (it is emptied when full: at worst a retried DELETE of a
@@ -204,6 +206,7 @@ impl Writer {
             fixed_sobject,
             unsure_deletes: Default::default(),
             open_jobs: Default::default(),
+            orphans_checked: Default::default(),
         })
     }
 
@@ -347,6 +350,10 @@ impl Writer {
         self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
+    fn open_job_ids(&self) -> std::collections::HashSet<String> {
+        self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Bulk jobs created and not finished yet.
     pub fn open_jobs(&self) -> usize {
         self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -396,6 +403,11 @@ impl Writer {
     ) -> Result<Vec<ItemResult>, FatalError> {
         if self.client.metrics().quota.active() {
             return Ok(items.iter().map(|_| ItemResult::NotSent).collect());
+        }
+        if self.cfg.write_mode.uses_bulk() {
+            if let Some(first) = items.first() {
+                bulk::settle_orphans(self, &first.write.sobject, abandoned).await;
+            }
         }
         let mut results: Vec<Option<SendResult>> = (0..items.len()).map(|_| None).collect();
         let needs_id: Vec<usize> = (0..items.len())

@@ -20,6 +20,9 @@
 //! the I/O threads that every request of the task shares.
 
 pub(crate) mod csv;
+mod orphans;
+
+pub(super) use orphans::settle as settle_orphans;
 
 use super::{RequestItem, SendResult, Writer};
 use crate::config::{BulkConfig, Operation};
