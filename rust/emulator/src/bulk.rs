@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::collections::{collection_write_error, duplicates, id_error};
 use crate::dml::{self, UpsertError};
 use crate::rest::Ctx;
 use crate::server::{App, Reply};
-use crate::state::{format_datetime, match_key, normalize_id, now_ms, FieldType, ObjectDef, Store, USER_ID};
+use crate::state::{format_datetime, match_key, normalize_id, now_ms, FieldType, ObjectDef, Store};
 use crate::validate::{convert, Lookup, Prepared, SfError};
 
 /// Key prefix of Bulk API jobs (AsyncApexJob / BulkJob ids start with 750).
@@ -35,9 +35,14 @@ pub const DEFAULT_DAILY_RECORDS: u64 = 150_000_000;
 /// Salesforce: 15,000 Bulk API batches per rolling 24 hours; Bulk API 2.0 ingest counts one per
 /// 10,000 records it processes.
 pub const DEFAULT_DAILY_BATCHES: u64 = 15_000;
+/// Salesforce splits an ingest job into batches of 10,000 records, processed in parallel.
 pub const RECORDS_PER_BATCH: u64 = 10_000;
+/// What a job fails with when the rolling 24-hour record allowance runs out while it is processed.
+pub const DAILY_RECORDS_MESSAGE: &str = "ExceededQuota : Exceeded the maximum number of records Bulk API 2.0 can process in 24 hours";
 /// Salesforce processes a job's records in chunks of 200 (one DML call each).
 pub const CHUNK: usize = 200;
+/// Salesforce: Get All Jobs returns up to 1000 jobs per request, then a `nextRecordsUrl`.
+pub const LIST_PAGE_SIZE: u64 = 1000;
 pub const DEFAULT_FAIL_MESSAGE: &str = "InternalServerError : Job processing failed after 10 retries";
 const DAY_MS: u64 = 86_400_000;
 const TICK: Duration = Duration::from_millis(10);
@@ -56,10 +61,23 @@ pub struct Settings {
     pub fail_message: String,
     pub unprocessed_next_jobs: u64,
     pub process_first: u64,
+    /// The next N jobs closed complete normally but record no results (as for batches beyond
+    /// the daily batch allocation): result files hold the header only.
+    pub results_not_recorded_next_jobs: u64,
+    /// The next N jobs closed vanish right after the close is answered, as if deleted in Setup:
+    /// their rows are still processed, but every later call on them answers 404 NOT_FOUND.
+    pub vanish_next_jobs: u64,
     pub max_upload_bytes: u64,
     pub daily_records_limit: u64,
     pub daily_batches_limit: u64,
     pub seed: u64,
+    /// Jobs per page of `GET /jobs/ingest` (Salesforce: up to 1000).
+    pub list_page_size: u64,
+    /// Rows per internal batch (Salesforce: 10,000); smaller in tests to get many batches.
+    pub records_per_batch: u64,
+    /// Result files print each cell as the value was stored (numbers, booleans, dates, Ids in
+    /// their canonical form) instead of echoing the uploaded bytes.
+    pub normalize_echo: bool,
 }
 
 impl Default for Settings {
@@ -70,10 +88,15 @@ impl Default for Settings {
             fail_message: DEFAULT_FAIL_MESSAGE.into(),
             unprocessed_next_jobs: 0,
             process_first: 0,
+            results_not_recorded_next_jobs: 0,
+            vanish_next_jobs: 0,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             daily_records_limit: DEFAULT_DAILY_RECORDS,
             daily_batches_limit: DEFAULT_DAILY_BATCHES,
             seed: 0x5EED,
+            list_page_size: LIST_PAGE_SIZE,
+            records_per_batch: RECORDS_PER_BATCH,
+            normalize_echo: false,
         }
     }
 }
@@ -130,10 +153,15 @@ impl BulkState {
                 "fail_next_jobs" => s.fail_next_jobs = n()?,
                 "unprocessed_next_jobs" => s.unprocessed_next_jobs = n()?,
                 "process_first" => s.process_first = n()?,
+                "results_not_recorded_next_jobs" => s.results_not_recorded_next_jobs = n()?,
+                "vanish_next_jobs" => s.vanish_next_jobs = n()?,
                 "max_upload_bytes" => s.max_upload_bytes = n()?,
                 "daily_records_limit" => s.daily_records_limit = n()?,
                 "daily_batches_limit" => s.daily_batches_limit = n()?,
                 "seed" => s.seed = n()?,
+                "list_page_size" => s.list_page_size = n()?.clamp(1, LIST_PAGE_SIZE),
+                "records_per_batch" => s.records_per_batch = n()?.clamp(1, RECORDS_PER_BATCH),
+                "normalize_echo" => s.normalize_echo = x.as_bool().ok_or("normalize_echo must be a boolean")?,
                 "fail_message" => match x {
                     Value::String(t) => s.fail_message = t.clone(),
                     Value::Null => s.fail_message = DEFAULT_FAIL_MESSAGE.into(),
@@ -243,6 +271,8 @@ pub struct Job {
     pub object: String,
     pub operation: Operation,
     pub external_id: Option<String>,
+    /// The user whose access token created the job.
+    created_by: String,
     line_ending: LineEnding,
     delimiter: (&'static str, u8),
     api_version: f64,
@@ -251,8 +281,22 @@ pub struct Job {
     pub state: JobState,
     upload: Option<Bytes>,
     plan: Plan,
+    /// False when Salesforce records no results for the job (successful and failed result files
+    /// hold the header only).
+    results_recorded: bool,
+    /// Gone for the API (deleted in Setup) while its rows are still processed.
+    vanished: bool,
     parsed: Option<Arc<Parsed>>,
-    next_row: usize,
+    /// Batches not yet done: (next row, end) each; one is drawn at random for every chunk, so
+    /// batches run interleaved (in parallel) and in no particular order.
+    pending: Vec<(usize, usize)>,
+    batch_size: usize,
+    /// Per batch: whether its results are recorded (false beyond the daily batch allocation).
+    batch_recorded: Vec<bool>,
+    /// Draws the batch of each next chunk (seeded per job).
+    rng: rand::rngs::StdRng,
+    /// record_error fault rules that apply to this job's rows.
+    record_rules: Vec<usize>,
     outcomes: Vec<Option<Outcome>>,
     processed: u64,
     failed: u64,
@@ -269,7 +313,7 @@ impl Job {
         m.insert("id".into(), json!(self.id));
         m.insert("operation".into(), json!(self.operation.name()));
         m.insert("object".into(), json!(self.object));
-        m.insert("createdById".into(), json!(normalize_id(USER_ID).unwrap_or_default()));
+        m.insert("createdById".into(), json!(self.created_by));
         m.insert("createdDate".into(), json!(format_datetime(self.created_ms)));
         m.insert("systemModstamp".into(), json!(format_datetime(self.modified_ms)));
         m.insert("state".into(), json!(self.state.name()));
@@ -298,6 +342,11 @@ impl Job {
             m.insert("errorMessage".into(), json!(e));
         }
         Value::Object(m)
+    }
+
+    /// Whether row `i`'s result is recorded (its batch was within the daily batch allocation).
+    fn recorded(&self, i: usize) -> bool {
+        self.batch_recorded.get(i / self.batch_size.max(1)).copied().unwrap_or(true)
     }
 
     fn finish(&mut self, state: JobState, error: Option<String>, counters: &mut Counters) {
@@ -605,6 +654,7 @@ fn process_chunk(
     ext: Option<usize>,
     parsed: &Parsed,
     range: std::ops::Range<usize>,
+    rules: &[usize],
 ) -> Vec<Outcome> {
     let rows = &parsed.csv.rows[range];
     let mut prepared: Vec<Result<Prepared, SfError>> =
@@ -615,6 +665,10 @@ fn process_chunk(
         Operation::Insert => {
             for (i, p) in prepared.iter().enumerate() {
                 if let Ok(p) = p {
+                    if let Some(e) = store.faults.record_error(rules) {
+                        out[i] = Some(fail(None, &e));
+                        continue;
+                    }
                     out[i] = Some(match dml::insert(store, def, p, None) {
                         Ok(id) => Outcome::Success { id, created: true },
                         Err(e) => fail(None, &e),
@@ -644,6 +698,10 @@ fn process_chunk(
                     }
                     None => continue,
                 };
+                if let Some(e) = store.faults.record_error(rules) {
+                    out[i] = Some(fail(Some(id), &e));
+                    continue;
+                }
                 let r = match op {
                     Operation::Update => dml::update(store, def, &id, p, None),
                     Operation::Delete => dml::delete(store, def, &id, None),
@@ -685,6 +743,10 @@ fn process_chunk(
                     out[i] = Some(fail(None, &id_error("MISSING_ARGUMENT", format!("{} not specified", f.name))));
                     continue;
                 };
+                if let Some(e) = store.faults.record_error(rules) {
+                    out[i] = Some(fail(None, &e));
+                    continue;
+                }
                 if by_id {
                     p.id = None;
                 }
@@ -717,22 +779,6 @@ fn invalid_state(job: &Job, wanted: &str) -> Reply {
     err(409, "INVALIDJOBSTATE", format!("Job {} is in state {}; {wanted}", job.id, job.state.name()))
 }
 
-fn limit_exceeded(bulk: &BulkState) -> Option<Reply> {
-    let (records, batches) = bulk.used();
-    let s = &bulk.settings;
-    if records >= s.daily_records_limit || batches >= s.daily_batches_limit {
-        return Some(err(
-            403,
-            "REQUEST_LIMIT_EXCEEDED",
-            format!(
-                "Bulk API daily limit exceeded: {records} of {} records and {batches} of {} batches used in the last 24 hours",
-                s.daily_records_limit, s.daily_batches_limit
-            ),
-        ));
-    }
-    None
-}
-
 /// `/jobs/ingest[/...]` after the version: `rest` is what follows `jobs/ingest`.
 pub fn route(store: &mut Store, ctx: &Ctx, vnum: f64, rest: &[&str]) -> Reply {
     let m = ctx.method;
@@ -742,7 +788,7 @@ pub fn route(store: &mut Store, ctx: &Ctx, vnum: f64, rest: &[&str]) -> Reply {
     match rest {
         [] => match m {
             "POST" => create(store, ctx, vnum).kind("bulk_create"),
-            "GET" => list(store).kind("bulk_list"),
+            "GET" => list(store, ctx, vnum).kind("bulk_list"),
             _ => not_allowed("GET,POST"),
         },
         [id] => match m {
@@ -776,7 +822,7 @@ fn job_key(raw: &str) -> Option<String> {
 }
 
 fn with_job(store: &mut Store, raw: &str, f: impl FnOnce(&mut BulkState, &str) -> Reply) -> Reply {
-    match job_key(raw).filter(|id| store.bulk.jobs.contains_key(id)) {
+    match job_key(raw).filter(|id| store.bulk.jobs.get(id).is_some_and(|j| !j.vanished)) {
         Some(id) => f(&mut store.bulk, &id),
         None => Reply::error(&SfError::not_found()),
     }
@@ -835,9 +881,6 @@ fn create(store: &mut Store, ctx: &Ctx, vnum: f64) -> Reply {
         },
         (_, _) => None,
     };
-    if let Some(r) = limit_exceeded(&store.bulk) {
-        return r;
-    }
     let id = store.new_id(JOB_PREFIX);
     let now = now_ms();
     let job = Job {
@@ -845,6 +888,7 @@ fn create(store: &mut Store, ctx: &Ctx, vnum: f64) -> Reply {
         object: def.name.clone(),
         operation,
         external_id,
+        created_by: ctx.user.to_string(),
         line_ending,
         delimiter,
         api_version: vnum,
@@ -853,8 +897,14 @@ fn create(store: &mut Store, ctx: &Ctx, vnum: f64) -> Reply {
         state: JobState::Open,
         upload: None,
         plan: Plan::Normal,
+        results_recorded: true,
+        vanished: false,
         parsed: None,
-        next_row: 0,
+        pending: vec![],
+        batch_size: RECORDS_PER_BATCH as usize,
+        batch_recorded: vec![],
+        rng: rand::rngs::StdRng::seed_from_u64(0),
+        record_rules: vec![],
         outcomes: vec![],
         processed: 0,
         failed: 0,
@@ -870,12 +920,28 @@ fn create(store: &mut Store, ctx: &Ctx, vnum: f64) -> Reply {
     Reply::json(200, &info)
 }
 
-fn list(store: &Store) -> Reply {
-    let records: Vec<Value> = store
-        .bulk
-        .order
+/// Get All Jobs: every ingest job of the org (any user), filtered by the documented parameters,
+/// `list_page_size` (1000) at a time with a `nextRecordsUrl` holding a query locator.
+fn list(store: &Store, ctx: &Ctx, vnum: f64) -> Reply {
+    let param = |k: &str| ctx.param(k);
+    // Every job here is a Bulk API 2.0 (V2Ingest) job in parallel mode without PK chunking
+    // (a Bulk API 1.0 feature), so each filter keeps all jobs or none.
+    let keep = param("isPkChunkingEnabled").is_none_or(|v| !v.eq_ignore_ascii_case("true"))
+        && param("jobType").is_none_or(|v| v == "V2Ingest")
+        && param("concurrencyMode").is_none_or(|v| v.eq_ignore_ascii_case("parallel"));
+    let offset = match param("queryLocator") {
+        None => 0,
+        Some(l) => match l.strip_prefix(LOCATOR_PREFIX).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => n,
+            None => return err(400, "INVALID_QUERY_LOCATOR", "invalid query locator"),
+        },
+    };
+    let jobs: Vec<&Job> = if keep { store.bulk.order.iter().filter_map(|id| store.bulk.jobs.get(id)).filter(|j| !j.vanished).collect() } else { vec![] };
+    let page = store.bulk.settings.list_page_size.max(1) as usize;
+    let records: Vec<Value> = jobs
         .iter()
-        .filter_map(|id| store.bulk.jobs.get(id))
+        .skip(offset)
+        .take(page)
         .map(|j| {
             let mut v = j.info();
             if let Value::Object(m) = &mut v {
@@ -887,8 +953,22 @@ fn list(store: &Store) -> Reply {
             v
         })
         .collect();
-    Reply::json(200, &json!({"done": true, "records": records, "nextRecordsUrl": null}))
+    let done = offset + page >= jobs.len();
+    let next = (!done).then(|| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for k in ["isPkChunkingEnabled", "jobType", "concurrencyMode"] {
+            if let Some(v) = param(k) {
+                q.append_pair(k, &v);
+            }
+        }
+        q.append_pair("queryLocator", &format!("{LOCATOR_PREFIX}{}", offset + page));
+        format!("/services/data/v{vnum:.1}/jobs/ingest?{}", q.finish())
+    });
+    Reply::json(200, &json!({"done": done, "records": records, "nextRecordsUrl": next}))
 }
+
+/// Query locators of Get All Jobs: an opaque-looking prefix and the offset of the next page.
+const LOCATOR_PREFIX: &str = "01gEmuLocator-";
 
 fn upload(store: &mut Store, ctx: &Ctx, raw_id: &str) -> Reply {
     let rows = count_rows(ctx.body);
@@ -913,18 +993,6 @@ fn upload(store: &mut Store, ctx: &Ctx, raw_id: &str) -> Reply {
                 format!("The upload is {} bytes; one upload may hold at most {max} bytes of CSV data", body.len()),
             );
         }
-        if let Some(r) = limit_exceeded(bulk) {
-            return r;
-        }
-        let (used, _) = bulk.used();
-        if used + rows > bulk.settings.daily_records_limit {
-            return err(
-                403,
-                "REQUEST_LIMIT_EXCEEDED",
-                format!("Bulk API daily limit exceeded: this upload of {rows} records would exceed {} records in 24 hours ({used} used)", bulk.settings.daily_records_limit),
-            );
-        }
-        bulk.usage.push_back((now_ms(), rows, rows.div_ceil(RECORDS_PER_BATCH).max(1)));
         bulk.counters.uploads += 1;
         let job = bulk.jobs.get_mut(id).expect("job");
         job.upload = Some(Bytes::copy_from_slice(body));
@@ -957,6 +1025,14 @@ fn patch(store: &mut Store, ctx: &Ctx, raw_id: &str) -> Reply {
                 } else {
                     Plan::Normal
                 };
+                if settings.results_not_recorded_next_jobs > 0 {
+                    settings.results_not_recorded_next_jobs -= 1;
+                    job.results_recorded = false;
+                }
+                if settings.vanish_next_jobs > 0 {
+                    settings.vanish_next_jobs -= 1;
+                    job.vanished = true;
+                }
                 job.state = JobState::UploadComplete;
                 job.modified_ms = now_ms();
             }
@@ -994,11 +1070,18 @@ enum ResultKind {
     Unprocessed,
 }
 
+/// A per-job variation of the seed (FNV-1a of the job Id).
+fn salt(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3))
+}
+
 fn csv_quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
+    let object = job_key(raw_id).and_then(|id| store.bulk.jobs.get(&id).map(|j| j.object.clone())).and_then(|o| store.object(&o));
+    let normalize = store.bulk.settings.normalize_echo;
     with_job_ref(store, raw_id, |bulk, job| {
         if !job.state.finished() {
             return invalid_state(job, "results are available once the job is JobComplete, Failed or Aborted");
@@ -1015,6 +1098,13 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
         };
         let mut lines: Vec<String> = vec![];
         let mut body_rows: Vec<String> = vec![];
+        let def = object.as_deref();
+        let echo = |p: &Parsed, i: usize| -> String {
+            match def.filter(|_| normalize) {
+                Some(def) => normalized_row(def, p, i, job.delimiter.1),
+                None => p.csv.rows[i].raw.clone(),
+            }
+        };
         match (kind, &job.parsed) {
             (ResultKind::Unprocessed, None) => {
                 // Never parsed (the job failed before): what was uploaded, as uploaded.
@@ -1031,11 +1121,11 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
             }
             (ResultKind::Successful, p) => {
                 lines.push(with_header(&["sf__Id", "sf__Created"]));
-                if let Some(p) = p {
-                    for (i, o) in job.outcomes.iter().enumerate() {
+                if let Some(p) = p.as_ref().filter(|_| job.results_recorded) {
+                    for (i, o) in job.outcomes.iter().enumerate().filter(|(i, _)| job.recorded(*i)) {
                         if let Some(Outcome::Success { id, created }) = o {
                             let mut cols = vec![csv_quote(id), csv_quote(if *created { "true" } else { "false" })];
-                            cols.push(p.csv.rows[i].raw.clone());
+                            cols.push(echo(p, i));
                             body_rows.push(cols.join(&d));
                         }
                     }
@@ -1043,11 +1133,11 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
             }
             (ResultKind::Failed, p) => {
                 lines.push(with_header(&["sf__Id", "sf__Error"]));
-                if let Some(p) = p {
-                    for (i, o) in job.outcomes.iter().enumerate() {
+                if let Some(p) = p.as_ref().filter(|_| job.results_recorded) {
+                    for (i, o) in job.outcomes.iter().enumerate().filter(|(i, _)| job.recorded(*i)) {
                         if let Some(Outcome::Failure { id, error }) = o {
                             let mut cols = vec![csv_quote(id), csv_quote(error)];
-                            cols.push(p.csv.rows[i].raw.clone());
+                            cols.push(echo(p, i));
                             body_rows.push(cols.join(&d));
                         }
                     }
@@ -1055,8 +1145,7 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
             }
         }
         // Salesforce promises no order: a seeded shuffle makes clients that assume one fail.
-        let salt = job.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3));
-        let mut rng = rand::rngs::StdRng::seed_from_u64(bulk.settings.seed ^ salt ^ kind as u64);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(bulk.settings.seed ^ salt(&job.id) ^ kind as u64);
         body_rows.shuffle(&mut rng);
         let n = body_rows.len();
         lines.extend(body_rows);
@@ -1064,6 +1153,95 @@ fn results(store: &mut Store, raw_id: &str, kind: ResultKind) -> Reply {
         text.push_str(nl);
         Reply::csv(200, text).records(n)
     })
+}
+
+/// One uploaded row as Salesforce would print the stored values: numbers as Java prints a double
+/// (or a whole number for int fields), booleans as `true`/`false`, dateTimes in UTC with
+/// milliseconds, Ids in their 18-character form; text, lookups, `#N/A` and cells that do not
+/// convert are kept as uploaded.
+fn normalized_row(def: &ObjectDef, p: &Parsed, row: usize, delim: u8) -> String {
+    let cells = &p.csv.rows[row].cells;
+    let printed: Vec<String> = p
+        .columns
+        .iter()
+        .zip(cells)
+        .map(|(col, cell)| {
+            let stored = match col {
+                _ if cell.is_empty() || cell == "#N/A" => None,
+                Column::Id => normalize_id(cell),
+                Column::Field(idx) => stored_text(&def.fields[*idx], cell),
+                Column::Lookup { .. } => None,
+            };
+            let text = stored.as_deref().unwrap_or(cell);
+            let special = |c: char| c == delim as char || matches!(c, '"' | '\r' | '\n');
+            if text.contains(special) {
+                csv_quote(text)
+            } else {
+                text.to_string()
+            }
+        })
+        .collect();
+    printed.join(&(delim as char).to_string())
+}
+
+fn stored_text(f: &crate::state::FieldDef, cell: &str) -> Option<String> {
+    let v = convert(f, &Value::String(cell.to_string()), "", &f.name).ok()?;
+    match (f.ftype, &v) {
+        (FieldType::Id | FieldType::Reference, Value::String(s)) => normalize_id(s),
+        (_, Value::Bool(b)) => Some(b.to_string()),
+        (FieldType::Int, Value::Number(n)) => Some(n.to_string()),
+        (_, Value::Number(n)) => n.as_f64().map(java_double),
+        (FieldType::Datetime, Value::String(s)) => datetime_utc(s),
+        (FieldType::Time, Value::String(s)) => Some(format!("{}.{:03}Z", &s[..8], fraction_ms(&s[8..]))),
+        _ => None,
+    }
+}
+
+/// Java's `Double.toString`: `1.5`, `10.0`, `1.0E7`, `1.0E-4`.
+fn java_double(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 || (1e-3..1e7).contains(&a) {
+        let t = format!("{x}");
+        return if t.contains('.') { t } else { format!("{t}.0") };
+    }
+    let t = format!("{x:E}");
+    match t.split_once('E') {
+        Some((m, e)) if !m.contains('.') => format!("{m}.0E{e}"),
+        _ => t,
+    }
+}
+
+/// Milliseconds of a `.SSS…` fraction (empty: 0).
+fn fraction_ms(rest: &str) -> u64 {
+    let digits: String = rest.strip_prefix('.').unwrap_or("").chars().take_while(char::is_ascii_digit).collect();
+    format!("{digits:0<3}")[..3].parse().unwrap_or(0)
+}
+
+/// A valid dateTime (`is_datetime`) in UTC with milliseconds: `2024-01-05T08:30:00.000Z`.
+fn datetime_utc(s: &str) -> Option<String> {
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<i64>().ok());
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let rest = &s[19..];
+    let zone_at = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
+    let ms = fraction_ms(&rest[..zone_at]) as i64;
+    let zone = &rest[zone_at..];
+    let offset_min = match zone.as_bytes().first() {
+        Some(b'+') | Some(b'-') => {
+            let digits: String = zone[1..].chars().filter(char::is_ascii_digit).collect();
+            let (hh, mm) = (digits.get(0..2)?.parse::<i64>().ok()?, digits.get(2..4)?.parse::<i64>().ok()?);
+            if zone.starts_with('-') { -(hh * 60 + mm) } else { hh * 60 + mm }
+        }
+        _ => 0,
+    };
+    // Days from civil (Howard Hinnant's algorithm), then back through `format_datetime`.
+    let (yy, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let epoch_ms = ((days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60) * 1000 + ms).max(0) as u64;
+    Some(format_datetime(epoch_ms).replace("+0000", "Z"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1085,7 +1263,7 @@ pub async fn run(app: Arc<App>) {
 }
 
 fn start_jobs(app: &App) {
-    let starting: Vec<(String, Option<Bytes>, u8, LineEnding, String)> = {
+    let starting: Vec<(String, Option<Bytes>, u8, LineEnding, String, f64)> = {
         let mut store = app.lock();
         let mut out = vec![];
         for id in store.bulk.order.clone() {
@@ -1094,12 +1272,12 @@ fn start_jobs(app: &App) {
                 job.state = JobState::InProgress;
                 job.started_ms = Some(now_ms());
                 job.modified_ms = now_ms();
-                out.push((id, job.upload.clone(), job.delimiter.1, job.line_ending, job.object.clone()));
+                out.push((id, job.upload.clone(), job.delimiter.1, job.line_ending, job.object.clone(), job.api_version));
             }
         }
         out
     };
-    for (id, upload, delim, ending, object) in starting {
+    for (id, upload, delim, ending, object, version) in starting {
         let parsed = match &upload {
             None => Err("InvalidBatch : No data was uploaded for this job".to_string()),
             Some(b) => std::str::from_utf8(b)
@@ -1108,7 +1286,10 @@ fn start_jobs(app: &App) {
         };
         let mut store = app.lock();
         let def = store.object(&object);
+        // Row-level faults: rules matching the job's upload (`PUT …/jobs/ingest/<id>/batches`).
+        let rules = store.faults.record_rules("PUT", &format!("/services/data/v{version:.1}/jobs/ingest/{id}/batches"));
         let bulk = &mut store.bulk;
+        let (batch_size, seed) = (bulk.settings.records_per_batch.max(1) as usize, bulk.settings.seed ^ salt(&id));
         let Some(job) = bulk.jobs.get_mut(&id) else { continue };
         if job.state != JobState::InProgress {
             continue;
@@ -1121,7 +1302,13 @@ fn start_jobs(app: &App) {
         match result {
             Err(msg) => job.finish(JobState::Failed, Some(msg), &mut bulk.counters),
             Ok(p) => {
-                job.outcomes = vec![None; p.csv.rows.len()];
+                let rows = p.csv.rows.len();
+                job.outcomes = vec![None; rows];
+                job.batch_size = batch_size;
+                job.pending = (0..rows).step_by(batch_size).map(|b| (b, (b + batch_size).min(rows))).collect();
+                job.batch_recorded = vec![true; job.pending.len()];
+                job.rng = rand::rngs::StdRng::seed_from_u64(seed);
+                job.record_rules = rules;
                 job.parsed = Some(Arc::new(p));
                 if let Plan::FailAll(msg) = job.plan.clone() {
                     job.finish(JobState::Failed, Some(msg), &mut bulk.counters);
@@ -1153,27 +1340,48 @@ fn advance_jobs(app: &App, dt: f64) {
         let ext = ext_name.as_deref().and_then(|f| def.field_index(f));
         let mut this_tick = 0;
         loop {
-            let job = store.bulk.jobs.get_mut(&id).expect("job");
-            let start = job.next_row;
-            if start >= stop_at {
-                let bulk = &mut store.bulk;
-                let job = bulk.jobs.get_mut(&id).expect("job");
+            let bulk = &mut store.bulk;
+            let (records_limit, batches_limit) = (bulk.settings.daily_records_limit, bulk.settings.daily_batches_limit);
+            let (records_used, batches_used) = bulk.used();
+            let job = bulk.jobs.get_mut(&id).expect("job");
+            let done = job.processed as usize;
+            if job.pending.is_empty() || done >= stop_at {
                 match &plan {
                     Plan::StopAfter(_, msg) if stop_at < total => job.finish(JobState::Failed, Some(msg.clone()), &mut bulk.counters),
                     _ => job.finish(JobState::JobComplete, None, &mut bulk.counters),
                 }
                 break;
             }
-            // Chunks are aligned to multiples of 200 rows, so duplicate detection does not
-            // depend on the processing rate.
-            let end = ((start / CHUNK + 1) * CHUNK).min(stop_at);
+            // Batches run in parallel: each chunk comes from a batch drawn at random.
+            let pick = job.rng.gen_range(0..job.pending.len());
+            let (start, batch_end) = job.pending[pick];
+            let batch_size = job.batch_size;
+            if start % batch_size == 0 {
+                // A batch starting: it counts towards the daily allowances. Beyond the records
+                // allowance the rest of the job is not processed and the job fails; beyond the
+                // batch allocation it runs, but its results are not recorded.
+                let rows = (batch_end - start) as u64;
+                if records_used + rows > records_limit {
+                    job.finish(JobState::Failed, Some(DAILY_RECORDS_MESSAGE.into()), &mut bulk.counters);
+                    break;
+                }
+                job.batch_recorded[start / batch_size] = batches_used < batches_limit;
+                bulk.usage.push_back((now_ms(), rows, 1));
+            }
+            let job = bulk.jobs.get_mut(&id).expect("job");
+            let end = (start + CHUNK - (start % batch_size) % CHUNK).min(batch_end).min(start + (stop_at - done));
             let need = (end - start) as f64;
             if job.budget < need || this_tick >= MAX_ROWS_PER_TICK {
+                // Not started after all: let the batch count again when it really starts.
+                if start % batch_size == 0 {
+                    bulk.usage.pop_back();
+                }
                 break;
             }
             this_tick += end - start;
             job.budget -= need;
-            let outcomes = process_chunk(&mut store, &def, op, ext, &parsed, start..end);
+            let rules = job.record_rules.clone();
+            let outcomes = process_chunk(&mut store, &def, op, ext, &parsed, start..end, &rules);
             let bulk = &mut store.bulk;
             let job = bulk.jobs.get_mut(&id).expect("job");
             for (k, o) in outcomes.into_iter().enumerate() {
@@ -1182,8 +1390,12 @@ fn advance_jobs(app: &App, dt: f64) {
                 }
                 job.outcomes[start + k] = Some(o);
             }
+            if end == batch_end {
+                job.pending.swap_remove(pick);
+            } else {
+                job.pending[pick].0 = end;
+            }
             job.processed += need as u64;
-            job.next_row = end;
             job.modified_ms = now_ms();
             bulk.counters.records_processed += need as u64;
         }
@@ -1247,6 +1459,17 @@ mod tests {
         assert_eq!(count_rows(b"A,B\n1,\"x\ny\"\n2,3\n\n"), 2);
         assert_eq!(count_rows(b"A,B\r\n1,2\r\n3,4"), 2);
         assert_eq!(count_rows(b"A\n"), 0);
+    }
+
+    #[test]
+    fn stored_values_print_like_salesforce() {
+        assert_eq!(java_double(1.5), "1.5");
+        assert_eq!(java_double(10.0), "10.0");
+        assert_eq!(java_double(12_345_678.0), "1.2345678E7");
+        assert_eq!(java_double(0.0001), "1.0E-4");
+        assert_eq!(datetime_utc("2024-01-05T10:00:00+02:00").unwrap(), "2024-01-05T08:00:00.000Z");
+        assert_eq!(datetime_utc("2024-03-01T00:30:00.5-0100").unwrap(), "2024-03-01T01:30:00.500Z");
+        assert_eq!(datetime_utc("2024-12-31T23:59:59Z").unwrap(), "2024-12-31T23:59:59.000Z");
     }
 
     #[test]

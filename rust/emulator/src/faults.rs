@@ -54,10 +54,15 @@ pub enum Action {
     CommitThenReset,
     /// Process only after this long, whether or not the client is still waiting.
     CommitLate(u64),
+    /// Process normally; the response body starts with a UTF-8 byte order mark.
+    Bom,
+    /// Process normally; half the response body is sent, then the connection is closed.
+    Truncate,
 }
 
 /// Every fault kind, as named in rules.
-pub const KINDS: &[&str] = &["status", "reset", "slow", "delay", "commit_then_reset", "commit_late", "record_error"];
+pub const KINDS: &[&str] =
+    &["status", "reset", "slow", "delay", "commit_then_reset", "commit_late", "bom", "truncate", "record_error"];
 
 pub struct FaultState {
     pub rules: Vec<FaultRule>,
@@ -150,6 +155,8 @@ impl FaultState {
                 "slow" => Action::Slow(r.delay_ms.unwrap_or(40_000)),
                 "commit_then_reset" => Action::CommitThenReset,
                 "commit_late" => Action::CommitLate(r.delay_ms.unwrap_or(40_000)),
+                "bom" => Action::Bom,
+                "truncate" => Action::Truncate,
                 _ => {
                     let max = r.delay_ms.unwrap_or(1_000);
                     let kind = r.kind.clone();

@@ -7,7 +7,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 
-use crate::state::{normalize_id, now_ms, Store, Token, ORG_ID, USER_ID};
+use crate::state::{normalize_id, now_ms, user_id_for, Store, Token, ORG_ID};
 use crate::validate::SfError;
 
 const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -33,17 +33,19 @@ pub fn token(store: &mut Store, body: &[u8], base_url: &str) -> (u16, Value) {
             if client.client_secret.is_none() || client.client_secret.as_deref() != secret {
                 return oauth_error("invalid_client", "invalid client credentials");
             }
-            (200, issue(store, base_url))
+            let user = user_id_for(&client.username);
+            (200, issue(store, base_url, user))
         }
         JWT_GRANT => match check_assertion(store, form.get("assertion").map(String::as_str).unwrap_or("")) {
-            Ok(()) => (200, issue(store, base_url)),
+            Ok(user) => (200, issue(store, base_url, user)),
             Err((e, d)) => oauth_error(e, d),
         },
         _ => oauth_error("unsupported_grant_type", "grant type not supported"),
     }
 }
 
-fn check_assertion(store: &Store, assertion: &str) -> Result<(), (&'static str, &'static str)> {
+/// Checks a JWT bearer assertion; answers the Id of the user it names.
+fn check_assertion(store: &Store, assertion: &str) -> Result<String, (&'static str, &'static str)> {
     const BAD: (&str, &str) = ("invalid_grant", "invalid assertion");
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| BAD)?;
     if header.alg != Algorithm::RS256 {
@@ -89,7 +91,7 @@ fn check_assertion(store: &Store, assertion: &str) -> Result<(), (&'static str, 
     if !sub.eq_ignore_ascii_case(&client.username) {
         return Err(("invalid_grant", "user hasn't approved this consumer"));
     }
-    Ok(())
+    Ok(user_id_for(&client.username))
 }
 
 fn random_chars(n: usize, alphabet: &[u8]) -> String {
@@ -98,13 +100,13 @@ fn random_chars(n: usize, alphabet: &[u8]) -> String {
 }
 
 /// A new opaque session id shaped like Salesforce's (`00D…!AQ…`), valid for the session timeout.
-fn issue(store: &mut Store, base_url: &str) -> Value {
+fn issue(store: &mut Store, base_url: &str, user_id: String) -> Value {
     let token = format!(
         "{ORG_ID}!AQ{}",
         random_chars(96, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._")
     );
     let issued = now_ms();
-    store.tokens.insert(token.clone(), Token { expires_at_ms: issued + store.session_timeout_secs * 1000 });
+    store.tokens.insert(token.clone(), Token { expires_at_ms: issued + store.session_timeout_secs * 1000, user_id: user_id.clone() });
     store.issued_tokens.push(token.clone());
     let mut sig = [0u8; 32];
     rand::thread_rng().fill(&mut sig);
@@ -116,21 +118,22 @@ fn issue(store: &mut Store, base_url: &str) -> Value {
         "id": format!(
             "https://login.salesforce.com/id/{}/{}",
             normalize_id(ORG_ID).unwrap_or_default(),
-            normalize_id(USER_ID).unwrap_or_default()
+            user_id
         ),
         "token_type": "Bearer",
         "issued_at": issued.to_string(),
     })
 }
 
-/// Checks `Authorization: Bearer <token>` (Salesforce also accepts the `OAuth` scheme).
-pub fn check_token(store: &mut Store, authorization: Option<&str>) -> Result<(), SfError> {
+/// Checks `Authorization: Bearer <token>` (Salesforce also accepts the `OAuth` scheme); answers
+/// the Id of the user the token acts as.
+pub fn check_token(store: &mut Store, authorization: Option<&str>) -> Result<String, SfError> {
     let token = authorization
         .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("OAuth ")))
         .map(str::trim)
         .ok_or_else(SfError::invalid_session)?;
     match store.tokens.get(token) {
-        Some(t) if t.expires_at_ms > now_ms() => Ok(()),
+        Some(t) if t.expires_at_ms > now_ms() => Ok(t.user_id.clone()),
         Some(_) => {
             store.tokens.remove(token);
             Err(SfError::invalid_session())

@@ -23,6 +23,8 @@ pub struct Ctx<'a> {
     pub body: &'a [u8],
     /// record_error fault rules that apply to this request.
     pub record_rules: &'a [usize],
+    /// The 18-character Id of the user the access token acts as.
+    pub user: &'a str,
 }
 
 impl Ctx<'_> {

@@ -12,6 +12,7 @@ use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use std::future::Future;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +82,55 @@ impl Reply {
     }
 }
 
+/// A response body: whole, or cut short by the `truncate` fault — the `Content-Length` of the
+/// whole body is announced, half of it is sent, then the connection is dropped.
+pub enum Wire {
+    Whole(Full<Bytes>),
+    /// `pause`: after the head, so hyper flushes it before the connection goes.
+    Cut { head: Option<Bytes>, full_len: u64, pause: std::pin::Pin<Box<tokio::time::Sleep>> },
+}
+
+impl hyper::body::Body for Wire {
+    type Data = Bytes;
+    type Error = DropConnection;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, DropConnection>>> {
+        match self.get_mut() {
+            Wire::Whole(f) => std::pin::Pin::new(f).poll_frame(cx).map_err(|never| match never {}),
+            Wire::Cut { head, pause, .. } => match head.take() {
+                Some(b) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(b)))),
+                None => pause.as_mut().poll(cx).map(|()| Some(Err(DropConnection))),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Wire::Whole(f) => f.is_end_stream(),
+            Wire::Cut { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Wire::Whole(f) => f.size_hint(),
+            Wire::Cut { full_len, .. } => hyper::body::SizeHint::with_exact(*full_len),
+        }
+    }
+}
+
+/// The second half of a response is lost: the client reads half the body, then a closed connection.
+async fn truncate(response: Response<Full<Bytes>>) -> Response<Wire> {
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let full_len = bytes.len() as u64;
+    let pause = Box::pin(tokio::time::sleep(Duration::from_millis(50)));
+    Response::from_parts(parts, Wire::Cut { head: Some(bytes.slice(..bytes.len() / 2)), full_len, pause })
+}
+
 /// Marker error: makes hyper drop the connection without writing a response.
 #[derive(Debug)]
 pub struct DropConnection;
@@ -143,7 +193,25 @@ async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
     reset: Arc<AtomicBool>,
-) -> Result<Response<Full<Bytes>>, DropConnection> {
+) -> Result<Response<Wire>, DropConnection> {
+    match handle_whole(app, req, reset).await {
+        Ok(r) => Ok(r.map(Wire::Whole)),
+        Err(Handled::Cut(r)) => Ok(r),
+        Err(Handled::Drop) => Err(DropConnection),
+    }
+}
+
+/// How a request ends when it does not end with a whole response.
+enum Handled {
+    Drop,
+    Cut(Response<Wire>),
+}
+
+async fn handle_whole(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    reset: Arc<AtomicBool>,
+) -> Result<Response<Full<Bytes>>, Handled> {
     let (parts, body) = req.into_parts();
     let wire = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let method = parts.method.as_str().to_string();
@@ -196,6 +264,7 @@ async fn handle(
         uri_len: parts.uri.to_string().len(),
         wire,
         record_rules,
+        bom: matches!(action, Some((Action::Bom, _))),
     };
     let Some((action, label)) = action else {
         return Ok(process(&app, &req, entry));
@@ -206,7 +275,7 @@ async fn handle(
             reset.store(true, Ordering::SeqCst);
             entry.status = 0;
             finish_log(&app, entry);
-            Err(DropConnection)
+            Err(Handled::Drop)
         }
         Action::Status { status, code, message } => {
             let body = if is_token {
@@ -234,8 +303,10 @@ async fn handle(
         Action::CommitThenReset => {
             process(&app, &req, entry);
             reset.store(true, Ordering::SeqCst);
-            Err(DropConnection)
+            Err(Handled::Drop)
         }
+        Action::Bom => Ok(process(&app, &req, entry)),
+        Action::Truncate => Err(Handled::Cut(truncate(process(&app, &req, entry)).await)),
         Action::CommitLate(ms) => {
             // A task of its own: hyper drops this handler when the client hangs up, but the write
             // must still land, as Salesforce finishes a transaction whose caller has gone.
@@ -243,7 +314,7 @@ async fn handle(
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 process(&app, &req, entry)
             });
-            late.await.map_err(|_| DropConnection)
+            late.await.map_err(|_| Handled::Drop)
         }
     }
 }
@@ -260,6 +331,8 @@ struct Req {
     uri_len: usize,
     wire: Bytes,
     record_rules: Vec<usize>,
+    /// The `bom` fault: a UTF-8 byte order mark goes before the response body.
+    bom: bool,
 }
 
 /// Decodes, authenticates and routes a `/services/` request, logs it and builds the response.
@@ -299,6 +372,12 @@ fn process(app: &App, req: &Req, mut entry: LogEntry) -> Response<Full<Bytes>> {
     } else {
         Reply::error(&SfError::not_found())
     };
+    let mut reply = reply;
+    if req.bom {
+        if let Some(b) = &mut reply.body {
+            b.splice(0..0, [0xEF, 0xBB, 0xBF]);
+        }
+    }
     respond(app, reply, accept, entry)
 }
 
@@ -329,13 +408,13 @@ fn api(
     let mut store = app.lock();
     let (mut reply, counted) = match oauth::check_token(&mut store, auth) {
         Err(e) => (Reply::error(&e), false),
-        Ok(()) if store.api_used >= store.api_max => (
+        Ok(_) if store.api_used >= store.api_max => (
             Reply::error(&SfError::new(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")),
             false,
         ),
-        Ok(()) => {
+        Ok(user) => {
             store.api_used += 1;
-            let ctx = rest::Ctx { method, query, json: json.as_ref(), raw: text, body, record_rules };
+            let ctx = rest::Ctx { method, query, json: json.as_ref(), raw: text, body, record_rules, user: &user };
             (rest::dispatch(&mut store, &ctx, rest_path), true)
         }
     };

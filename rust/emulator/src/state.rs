@@ -683,6 +683,23 @@ pub struct Client {
 #[derive(Clone, Debug)]
 pub struct Token {
     pub expires_at_ms: u64,
+    /// The 18-character Id of the user the token acts as (`createdById` of Bulk jobs).
+    pub user_id: String,
+}
+
+/// The stable User Id (`005…`, 18 characters) of a username: the default integration user has
+/// [`USER_ID`]; every other username gets an Id derived from its lower-cased text, so a client
+/// registered with a username keeps the same user across tokens, resets and restarts.
+pub fn user_id_for(username: &str) -> String {
+    if username.eq_ignore_ascii_case(DEFAULT_USERNAME) {
+        return normalize_id(USER_ID).unwrap_or_default();
+    }
+    let hash = username
+        .to_ascii_lowercase()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3));
+    // 005 + 12 base-62 characters = 15; 62^12 > 2^64, so every hash fits.
+    normalize_id(&format!("005{}", base62(hash, 12))).unwrap_or_default()
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
