@@ -390,3 +390,72 @@ fn a_job_left_by_a_crashed_run_is_waited_for_before_writing_its_sobject() {
     assert!(stale.is_empty(), "{} of 500 keys overwritten by the orphaned job, e.g. {:?}", stale.len(), stale.first());
     assert!(kinds(&emu)["bulk_list"].as_u64() >= Some(1));
 }
+
+fn named_inserts(names: &[String]) -> Vec<Record<'_>> {
+    names.iter().enumerate().map(|(i, n)| insert(0, i as i64, vec![("LastName", Value::String(n))])).collect()
+}
+
+fn assert_all_unknown_inserts(progress: &salesforce_sink_core::pipeline::Progress) {
+    assert_eq!(progress.unfinished, 0);
+    for (_, outcome) in &progress.finished {
+        let Outcome::Failed(why) = outcome else { panic!("an INSERT of unknown outcome is not Written: {outcome:?}") };
+        assert!(why.contains("may or may not exist in Salesforce"), "{why}");
+    }
+}
+
+/// Issue 18 #1, as the issue reproduced it: the job's rows are written, its results not recorded
+/// (batches beyond the daily batch allocation).
+#[test]
+fn inserts_of_a_job_whose_results_were_not_recorded_are_never_inserted_twice() {
+    let emu = Emulator::start();
+    emu.control("POST", "bulk", json!({"results_not_recorded_next_jobs": 1}));
+    let sink = native_insert_sink(&emu, &[]);
+    let names: Vec<String> = (0..300).map(|i| format!("r-{i}")).collect();
+    sink.submit(&named_inserts(&names), 0).unwrap();
+    let progress = sink.wait(Duration::from_secs(30)).unwrap();
+    assert_all_unknown_inserts(&progress);
+    assert_eq!(emu.records("Contact").len(), 300);
+}
+
+/// Issue 18 #4: a job deleted in Setup while it runs (404 on every call) loses its results: its
+/// UPSERTs go again, its INSERTs are reported, never polled forever.
+#[test]
+fn a_job_that_vanishes_sends_its_upserts_again_and_reports_its_inserts() {
+    let emu = Emulator::start();
+    emu.control("POST", "bulk", json!({"vanish_next_jobs": 1}));
+    let sink = bulk_sink(&emu, &[]);
+    let keys: Vec<String> = (0..300).map(|i| format!("v-{i}")).collect();
+    sink.submit(&named_upserts(&keys), 0).unwrap();
+    let progress = sink.wait(Duration::from_secs(30)).unwrap();
+    assert_eq!(progress.unfinished, 0);
+    assert!(progress.finished.iter().all(|(_, o)| *o == Outcome::Written), "{:?}", progress.finished);
+    assert_eq!(emu.records("Contact").len(), 300);
+
+    emu.control("POST", "reset", Json::Null);
+    emu.control("POST", "bulk", json!({"vanish_next_jobs": 1}));
+    let sink = native_insert_sink(&emu, &[]);
+    let names: Vec<String> = (0..300).map(|i| format!("vi-{i}")).collect();
+    sink.submit(&named_inserts(&names), 0).unwrap();
+    let progress = sink.wait(Duration::from_secs(30)).unwrap();
+    assert_all_unknown_inserts(&progress);
+    assert_eq!(emu.records("Contact").len(), 300);
+}
+
+/// Issue 18 #3: a byte order mark before a result file's header is skipped; a body cut short is
+/// fetched again. Neither sends the job's records through Collections again.
+#[test]
+fn result_files_with_a_byte_order_mark_or_cut_short_are_read() {
+    for kind in ["bom", "truncate"] {
+        let emu = Emulator::start();
+        emu.control("POST", "faults", json!({"rules": [{"kind": kind, "method": "GET", "path_contains": "successfulResults", "count": 1}]}));
+        let sink = native_insert_sink(&emu, &[]);
+        let names: Vec<String> = (0..300).map(|i| format!("{kind}-{i}")).collect();
+        sink.submit(&named_inserts(&names), 0).unwrap();
+        let progress = sink.wait(Duration::from_secs(30)).unwrap();
+        assert_eq!(progress.unfinished, 0);
+        assert!(progress.finished.iter().all(|(_, o)| *o == Outcome::Written), "{kind}: {:?}", progress.finished);
+        assert_eq!(emu.records("Contact").len(), 300, "{kind}: each record once");
+        let by_kind = kinds(&emu);
+        assert!(by_kind["collections_create"].is_null() && by_kind["bulk_create"] == 1, "{kind}: {by_kind}");
+    }
+}

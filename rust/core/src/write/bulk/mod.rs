@@ -445,6 +445,9 @@ impl<'w> Job<'w> {
                 } else {
                     SendResult::Retry(format!("Bulk job {} failed before this record: {cause}", self.id))
                 }
+            } else if state == "Failed" && is_allowance_spent(&cause) {
+                // The org's daily Bulk allowance is quota, never a record error (SPEC §7).
+                SendResult::WaitForQuota(format!("Bulk job {} failed: {cause}", self.id))
             } else if state == "Failed" {
                 SendResult::ViaCollections(format!("Bulk job {} failed: {cause}", self.id))
             } else {
@@ -558,9 +561,10 @@ enum Found {
 
 /// Finds the write a result row belongs to.
 struct Matcher {
+    op: Operation,
     columns: Vec<String>,
     key_column: Option<usize>,
-    /// Key (lower-cased) → write, for UPSERT/UPDATE/DELETE.
+    /// [`match_key`] → write, for UPSERT/UPDATE/DELETE.
     by_key: HashMap<String, usize>,
     /// Row as Salesforce prints it ([`canonical_row`]) → writes not matched yet, for INSERT.
     by_row: HashMap<String, Vec<usize>>,
@@ -590,11 +594,11 @@ impl Matcher {
                     _ => items[i].id.as_deref(),
                 };
                 if let Some(key) = key {
-                    by_key.insert(key.to_lowercase(), i);
+                    by_key.insert(match_key(op, key), i);
                 }
             }
         }
-        Matcher { columns: upload.columns.clone(), key_column: upload.key_column, by_key, by_row, left: upload.uploaded.len() }
+        Matcher { op, columns: upload.columns.clone(), key_column: upload.key_column, by_key, by_row, left: upload.uploaded.len() }
     }
 
     /// The writes `body` (one result file) names, and why it could not be read to its end. Rows
@@ -633,7 +637,7 @@ impl Matcher {
                 continue;
             }
             let i = match key_at {
-                Some(at) => self.by_key.remove(&cells[at].to_lowercase()),
+                Some(at) => self.by_key.remove(&match_key(self.op, &cells[at])),
                 None => {
                     let row = canonical_row(positions.iter().map(|p| p.map_or("", |p| cells[p].as_str())));
                     self.by_row.get_mut(&row).and_then(Vec::pop)
@@ -655,8 +659,17 @@ impl Matcher {
     }
 }
 
+/// A key as it identifies a row: external IDs match case-insensitively; Ids by their 18-character
+/// form (Salesforce may print a 15-character Id back in 18).
+fn match_key(op: Operation, key: &str) -> String {
+    match op {
+        Operation::Upsert => key.to_lowercase(),
+        _ => crate::ids::to_18(key).unwrap_or_else(|| key.to_owned()),
+    }
+}
+
 /// A row as Salesforce may print it back: numbers without trailing zeros or exponent noise,
-/// booleans in lower case, date-times in UTC with a `Z`. Two rows that Salesforce reads alike
+/// booleans in lower case, date-times in UTC with a `Z`, Ids in 18 characters. Two rows that Salesforce reads alike
 /// compare alike.
 fn canonical_row<'a>(cells: impl Iterator<Item = &'a str>) -> String {
     let mut out = String::new();
@@ -676,6 +689,11 @@ fn canonical_cell(cell: &str) -> std::borrow::Cow<'_, str> {
             if n.is_finite() && (cell.len() <= 15 || cell.contains('.')) {
                 return Cow::Owned(ryu::Buffer::new().format(n).trim_end_matches(".0").to_owned());
             }
+        }
+    }
+    if cell.len() == 15 || cell.len() == 18 {
+        if let Some(id) = crate::ids::to_18(cell) {
+            return Cow::Owned(id);
         }
     }
     if cell.eq_ignore_ascii_case("true") || cell.eq_ignore_ascii_case("false") {
@@ -715,6 +733,12 @@ fn operation_name(op: Operation, bulk: &BulkConfig) -> &'static str {
         Operation::Delete if bulk.hard_delete => "hardDelete",
         Operation::Delete => "delete",
     }
+}
+
+/// A failed job's message that says the org's daily Bulk allowance is spent (`ExceededQuota`, the
+/// documented Bulk API error code for it).
+fn is_allowance_spent(message: &str) -> bool {
+    message.contains("ExceededQuota") || message.contains("LIMIT_EXCEEDED")
 }
 
 /// The column a failed job's message blames ("InvalidBatch : Field name not found : Foo__c").
@@ -761,6 +785,9 @@ mod tests {
         assert_eq!(canonical_cell("2024-01-02T03:04:05Z"), canonical_cell("2024-01-02T03:04:05.000+00:00"));
         assert_ne!(canonical_cell("007"), canonical_cell("7.1"));
         assert_eq!(canonical_cell("A-1"), "A-1");
+        assert_eq!(canonical_cell("1.0E7"), canonical_cell("10000000"));
+        assert_eq!(canonical_cell("12.0"), canonical_cell("12"));
+        assert_eq!(canonical_cell("0018d00000AbCdE"), canonical_cell("0018d00000AbCdEAAZ".get(..15).map(crate::ids::to_18).unwrap().unwrap().as_str()));
         // Long digit strings (phone numbers, account numbers) are text, not numbers.
         assert_ne!(canonical_cell("12345678901234567890"), canonical_cell("12345678901234567891"));
     }
