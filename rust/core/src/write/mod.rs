@@ -505,7 +505,8 @@ impl Writer {
         let result = |e: &SalesforceError| match e.class() {
             ErrorClass::Fatal => unreachable!("handled below"),
             // The org's daily Bulk allowance (records or batches) is quota, never a record error (SPEC §7).
-            _ if e.is_daily_quota() || e.code().is_some_and(|c| c.contains("LIMIT_EXCEEDED")) => {
+            // A concurrency limit (REQUEST_LIMIT_EXCEEDED "ConcurrentPerOrgLongTxn") clears in seconds: not quota.
+            _ if e.is_daily_quota() || e.code().is_some_and(|c| c.contains("LIMIT_EXCEEDED") && c != "REQUEST_LIMIT_EXCEEDED") => {
                 SendResult::WaitForQuota(format!("Bulk job refused: {e}"))
             }
             ErrorClass::Recoverable => SendResult::Retry(format!("Bulk job not started: {e}")),

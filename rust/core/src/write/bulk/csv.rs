@@ -251,7 +251,7 @@ mod tests {
     fn a_byte_order_mark_is_skipped_and_a_cut_last_row_is_flagged() {
         let rows: Vec<_> = Rows::new("\u{feff}a,b\n1,2\n3,").collect::<Result<_, _>>().unwrap();
         assert_eq!(rows[0], (vec!["a".to_string(), "b".to_string()], true));
-        assert_eq!(rows[1].1, true);
+        assert!(rows[1].1);
         assert_eq!(rows[2], (vec!["3".to_string(), String::new()], false));
         let mut cut = Rows::new("a,b\n1,2\n\"3");
         assert!(cut.next().unwrap().is_ok() && cut.next().unwrap().is_ok());
