@@ -10,6 +10,21 @@ ZIG_VERSION="0.13.0"
 CARGO_ZIGBUILD_VERSION="0.24.1"
 TOOLS_DIR="$ROOT/.work/tools"
 
+# The checkout's and cargo's paths end up in panic locations; mapping them to fixed names makes the
+# library the same bytes from any checkout (and keeps build paths out of the shipped file). Builds
+# that should share compiled dependencies with the library's (the emulator's) use the same flags.
+export_native_rustflags() {
+  case "${RUSTFLAGS:-}" in
+    *--remap-path-prefix=*) ;;
+    *) export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$ROOT=/build --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" ;;
+  esac
+}
+
+# The host's platform name (linux-x86_64, linux-aarch64, ...).
+host_platform() {
+  echo "$(uname -s | tr '[:upper:]' '[:lower:]')-$(uname -m | sed 's/arm64/aarch64/')"
+}
+
 rust_triple() {
   case "$1" in
     linux-x86_64) echo x86_64-unknown-linux-gnu ;;

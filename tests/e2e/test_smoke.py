@@ -77,6 +77,22 @@ def test_config_validate_reports_on_key(e2e):
     assert not [k for k in listed if ".test." in k or k.startswith("test.")], sorted(listed)
 
 
+def test_config_validate_reports_unknown_keys_and_what_a_task_would_refuse(e2e):
+    # Through the worker's REST API: a mistyped key (its value never echoed) and a bad CA PEM, each
+    # on its own key; a clean config also passes the native parser's check.
+    cfg = e2e.sink_config({"salesforce.retry.max.atempts": "5", "salesforce.ssl.ca.pem": "not a certificate"})
+    cfg["name"] = e2e.name("validate-unknown")
+    result = e2e.connect.validate(cfg)
+    errors = e2e.connect.validation_errors(result)
+    assert "did you mean salesforce.retry.max.attempts?" in errors.get("salesforce.retry.max.atempts", [""])[0], errors
+    assert "CERTIFICATE" in errors.get("salesforce.ssl.ca.pem", [""])[0], errors
+    unknown = [c for c in result["configs"] if c["value"]["name"] == "salesforce.retry.max.atempts"]
+    assert unknown and unknown[0]["value"]["value"] in (None, ""), unknown
+    good = e2e.sink_config({})
+    good["name"] = e2e.name("validate-good")
+    assert e2e.connect.validate(good).get("error_count") == 0, e2e.connect.validation_errors(e2e.connect.validate(good))
+
+
 def test_native_logger_level_through_admin_endpoint(e2e):
     # The README tells operators to raise the native logger this way.
     logger = "io.axual.connect.plugins.salesforce.native"

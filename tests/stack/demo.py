@@ -7,6 +7,7 @@ at the end, or with ``--keep`` keeps running (URLs printed) until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -57,6 +58,11 @@ def main(argv=None) -> int:
                                          diagnostics=lambda: stack.connect.describe(name))
         print(f"\nThe emulator holds {len(records)} Contact(s) ({time.monotonic() - t0:.1f}s after producing):")
         print(table(records, ["Id", "FirstName", "LastName", "Email"]))
+        started = os.environ.get("DEMO_STARTED_EPOCH")
+        if started:
+            elapsed = int(time.time() - float(started))
+            print(f"\nContacts in Salesforce (emulator) {elapsed // 60} min {elapsed % 60} s after bin/demo started",
+                  flush=True)
 
         if args.keep:
             print("\nRunning until Ctrl-C:")

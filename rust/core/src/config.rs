@@ -373,7 +373,7 @@ impl Config {
             linger: Duration::from_millis(v.int("salesforce.linger.ms", 200, 0, 600_000)?),
             max_buffered_records: v.int("salesforce.max.buffered.records", 20_000, 1, 10_000_000)? as usize,
             coalesce_updates: v.boolean("salesforce.coalesce.updates", false)?,
-            quota_check_interval: Duration::from_millis(v.int("salesforce.api.quota.check.interval.ms", 60_000, 1, i32::MAX as u64)?),
+            quota_check_interval: Duration::from_millis(v.int("salesforce.api.quota.check.interval.ms", 60_000, 1_000, 86_400_000)?),
             quota_reserve_percent: v.int("salesforce.api.quota.reserve.percent", 10, 0, 100)?,
             bulk: BulkConfig {
                 threshold: v.int("salesforce.bulk.threshold", 2_000, 1, 10_000_000)? as usize,

@@ -87,6 +87,14 @@ pub struct SalesforceSink {
 impl SalesforceSink {
     /// Parses the config buffer and prepares the task; with startup validation on, fetches a token
     /// and checks the external ID field, so a misconfigured task fails at start, not at the first record.
+    /// Parses a config buffer as `open` does, without building anything or calling Salesforce:
+    /// the validate endpoint reports on its key what a task would refuse at start.
+    pub fn check_config(config: &[u8]) -> Result<(), SinkError> {
+        let map = wire::config::decode_config(config)?;
+        Config::from_map(&map)?;
+        Ok(())
+    }
+
     pub fn open(config: &[u8]) -> Result<SalesforceSink, SinkError> {
         let map = wire::config::decode_config(config)?;
         let cfg = Config::from_map(&map)?;

@@ -54,7 +54,7 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 fn the_daily_bulk_allowance_makes_records_wait_never_fail() {
     let emu = Emulator::start();
     emu.control("POST", "bulk", json!({"daily_records_limit": 10}));
-    let sink = bulk_sink(&emu, &[("salesforce.api.quota.check.interval.ms", "500")]);
+    let sink = bulk_sink(&emu, &[("salesforce.api.quota.check.interval.ms", "1000")]);
     let keys: Vec<String> = (0..50).map(|i| format!("q-{i}")).collect();
     let records = named_upserts(&keys);
     let progress = sink.submit(&records, 0).unwrap();

@@ -43,7 +43,7 @@ fn stops_at_the_reserve_line_and_resumes_when_the_allowance_is_back() {
         ("salesforce.linger.ms", "0"),
         ("salesforce.max.in.flight.requests", "4"),
         ("salesforce.api.quota.reserve.percent", "10"),
-        ("salesforce.api.quota.check.interval.ms", "300"),
+        ("salesforce.api.quota.check.interval.ms", "1000"),
     ]);
     emu.control("DELETE", "requests", Json::Null);
     let names: Vec<String> = (0..5_000).map(|i| format!("N{i}")).collect();
@@ -156,7 +156,7 @@ fn an_id_lookup_is_not_followed_by_its_write_once_the_guard_holds() {
         ("salesforce.batch.size", "5"),
         ("salesforce.linger.ms", "0"),
         ("salesforce.max.in.flight.requests", "4"),
-        ("salesforce.api.quota.check.interval.ms", "300"),
+        ("salesforce.api.quota.check.interval.ms", "1000"),
     ]);
     emu.control("DELETE", "requests", Json::Null);
     let second: Vec<String> = keys.iter().map(|k| format!("second {k}")).collect();

@@ -115,6 +115,32 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_o
     })
 }
 
+/// What a task would refuse of this config buffer, without opening anything: empty when the
+/// config is good, else `str key, str reason` (wire `str`s) of the first problem.
+#[no_mangle]
+pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_checkConfig<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    config: JByteArray<'l>,
+) -> jbyteArray {
+    guarded(&mut env, "checkConfig", std::ptr::null_mut(), |env| {
+        let config = bytes_in(env, &config)?;
+        let answer = match SalesforceSink::check_config(&config) {
+            Ok(()) => Vec::new(),
+            Err(SinkError::Config(e)) => {
+                let mut out = Vec::new();
+                for text in [e.key.as_str(), e.reason.as_str()] {
+                    out.extend_from_slice(&(text.len() as i32).to_be_bytes());
+                    out.extend_from_slice(text.as_bytes());
+                }
+                out
+            }
+            Err(other) => return Err(other.into()),
+        };
+        Ok(bytes_out(env, &answer)?)
+    })
+}
+
 #[no_mangle]
 pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_put<'l>(
     mut env: JNIEnv<'l>,

@@ -181,7 +181,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         def.define(PROXY_PASSWORD, Type.PASSWORD, null, null, Importance.LOW,
                 "Password for proxy basic authentication.",
                 GROUP_CONNECTION, ++order, Width.MEDIUM, "Proxy password");
-        def.define(SSL_CA_PEM, Type.STRING, null, null, Importance.LOW,
+        def.define(SSL_CA_PEM, Type.STRING, null, new CaPemValidator(), Importance.LOW,
                 "Additional trusted CA certificates, PEM (one or more -----BEGIN CERTIFICATE----- blocks), for "
                         + "private CAs such as a TLS-inspecting proxy. The public roots stay trusted.",
                 GROUP_CONNECTION, ++order, Width.LONG, "Extra CA certificates (PEM)");
@@ -234,7 +234,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 GROUP_MAPPING, ++order, Width.SHORT, "Null fields", new EnumRecommender(NULL_FIELDS_MODES));
 
         order = 0;
-        def.define(RETRY_MAX_ATTEMPTS, Type.INT, 3, ConfigDef.Range.atLeast(0), Importance.MEDIUM,
+        def.define(RETRY_MAX_ATTEMPTS, Type.INT, 3, ConfigDef.Range.between(0, 100), Importance.MEDIUM,
                 "Maximum in-connector retries of transient errors (HTTP 5xx/429, row locks, concurrency limits, "
                         + "timeouts, connection failures) before the batch is handed back to Kafka Connect for "
                         + "redelivery.",
@@ -419,6 +419,8 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 value = upper(value);
             } else if (JWT_PRIVATE_KEY.equals(key)) {
                 value = new Password(normalizePem(((Password) value).value()));
+            } else if (SSL_CA_PEM.equals(key)) {
+                value = normalizePem(value.toString());
             }
             settings.put(key, value);
         }
@@ -556,6 +558,42 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         @Override
         public String toString() {
             return "http(s)://host:port";
+        }
+    }
+
+    /** {@code salesforce.ssl.ca.pem}: every block must be an X.509 certificate, as the native client requires. */
+    static final class CaPemValidator implements ConfigDef.Validator {
+        private static final java.util.regex.Pattern BLOCK = java.util.regex.Pattern.compile(
+                "-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", java.util.regex.Pattern.DOTALL);
+
+        @Override
+        public void ensureValid(String name, Object value) {
+            if (value == null || value.toString().isBlank()) {
+                return;
+            }
+            String pem = normalizePem(value.toString());
+            java.util.regex.Matcher block = BLOCK.matcher(pem);
+            int count = 0;
+            while (block.find()) {
+                count++;
+                try {
+                    byte[] der = java.util.Base64.getMimeDecoder().decode(block.group(1));
+                    java.security.cert.CertificateFactory.getInstance("X.509")
+                            .generateCertificate(new java.io.ByteArrayInputStream(der));
+                } catch (IllegalArgumentException | java.security.cert.CertificateException e) {
+                    throw new ConfigException(name, "[PEM]", "certificate block " + count
+                            + " is not a valid X.509 certificate (truncated or altered?): " + e.getMessage());
+                }
+            }
+            if (count == 0) {
+                throw new ConfigException(name, "[PEM]",
+                        "holds no -----BEGIN CERTIFICATE----- ... -----END CERTIFICATE----- block");
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "PEM X.509 certificates";
         }
     }
 

@@ -18,7 +18,8 @@ public final class ConfigEncoder {
     public static final String TASK_ID = "task.id";
     /** Not a user setting: how long one put may start requests (the task derives it). */
     public static final String PUT_TIME_BUDGET_MS = "put.time.budget.ms";
-    private static final String PREFIX = "salesforce.";
+    /** Every connector setting of ours starts with this. */
+    public static final String PREFIX = "salesforce.";
 
     private ConfigEncoder() {
     }

@@ -14,6 +14,12 @@ final class NativeSink {
     private NativeSink() {
     }
 
+    /**
+     * Parses the config buffer as {@link #open} does, without building anything or calling
+     * Salesforce: an empty array when a task would accept it, else {@code str key, str reason}.
+     */
+    static native byte[] checkConfig(byte[] config);
+
     /** Parses the config buffer and builds the task; returns an opaque handle. */
     static native long open(byte[] config);
 

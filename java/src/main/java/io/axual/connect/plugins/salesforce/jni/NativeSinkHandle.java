@@ -1,5 +1,9 @@
 package io.axual.connect.plugins.salesforce.jni;
 
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.util.AbstractMap;
+import java.util.Map;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -26,6 +30,28 @@ public final class NativeSinkHandle implements NativeWriter {
     public static NativeSinkHandle open(byte[] config) {
         NativeLibrary.load();
         return new NativeSinkHandle(NativeSink.open(config));
+    }
+
+    /**
+     * What a task would refuse of this config buffer ({@link ConfigEncoder}), checked by the native
+     * parser without opening a sink: {@code null} when it would accept it, else the key and why.
+     *
+     * @throws NativeSinkException when the buffer cannot be read at all
+     * @throws LinkageError when the native library cannot be loaded on this worker
+     */
+    public static Map.Entry<String, String> checkConfig(byte[] config) {
+        NativeLibrary.load();
+        ByteBuffer answer = ByteBuffer.wrap(NativeSink.checkConfig(config));
+        if (!answer.hasRemaining()) {
+            return null;
+        }
+        return new AbstractMap.SimpleImmutableEntry<>(readString(answer), readString(answer));
+    }
+
+    private static String readString(ByteBuffer buffer) {
+        byte[] bytes = new byte[buffer.getInt()];
+        buffer.get(bytes);
+        return new String(bytes, StandardCharsets.UTF_8);
     }
 
     @Override
