@@ -234,18 +234,7 @@ fn native_id_streams_never_touch_a_record_they_do_not_name() {
                 (k, target, *["UPDATE", "UPDATE", "DELETE", "TOMBSTONE"].choose(&mut rng).unwrap(), format!("v{i}"))
             })
             .collect();
-        let records: Vec<Record> = msgs
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _, op, v))| Record {
-                topic: "gen",
-                partition: 0,
-                offset: 100 + i as i64,
-                key: Value::String(k),
-                value: if *op == "TOMBSTONE" { Value::Null } else { Value::Map(vec![("LastName", Value::String(v))]) },
-                operation_header: if *op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(op) },
-            })
-            .collect();
+        let records: Vec<Record> = msgs.iter().enumerate().map(|(i, (k, _, op, v))| keyed_record(100 + i as i64, k, op, v)).collect();
         let outcomes = redeliver(&sink, &records, 40).unwrap();
         // The model: each named record's last name, or gone.
         let mut expected: Vec<Option<String>> = names.iter().map(|n| Some(n.clone())).collect();
@@ -518,18 +507,7 @@ fn native_id_bulk_streams_match_the_one_by_one_model() {
                 (key, t, *["UPDATE", "UPDATE", "DELETE", "TOMBSTONE"].choose(&mut rng).unwrap(), format!("v{i}"))
             })
             .collect();
-        let records: Vec<Record> = msgs
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _, op, v))| Record {
-                topic: "gen",
-                partition: 0,
-                offset: 1_000 + i as i64,
-                key: Value::String(k),
-                value: if *op == "TOMBSTONE" { Value::Null } else { Value::Map(vec![("LastName", Value::String(v))]) },
-                operation_header: if *op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(op) },
-            })
-            .collect();
+        let records: Vec<Record> = msgs.iter().enumerate().map(|(i, (k, _, op, v))| keyed_record(1_000 + i as i64, k, op, v)).collect();
         let outcomes = submit_and_wait(&emu, &sink, &records, &context);
         let mut gone: HashSet<usize> = HashSet::new();
         for (i, ((key, t, op, v), o)) in msgs.iter().zip(&outcomes).enumerate() {
@@ -558,6 +536,18 @@ fn native_id_bulk_streams_match_the_one_by_one_model() {
         tally.case(&emu, &outcomes, msgs.iter().map(|(k, ..)| k.clone()));
     }
     tally.record("core generative: Native ID through BULK and AUTO (identical and normalised INSERTs, UPDATE/DELETE by Id, random batch order, unrecorded results, vanishing jobs)", seed);
+}
+
+/// An UPDATE or DELETE (by header) or a tombstone of `key`; an UPDATE sets the LastName.
+fn keyed_record<'a>(offset: i64, key: &'a str, op: &'a str, last_name: &'a str) -> Record<'a> {
+    Record {
+        topic: "gen",
+        partition: 0,
+        offset,
+        key: Value::String(key),
+        value: if op == "TOMBSTONE" { Value::Null } else { Value::Map(vec![("LastName", Value::String(last_name))]) },
+        operation_header: if op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(op) },
+    }
 }
 
 /// Submits `records` in one piece and waits for all of them (BULK jobs do not finish within one

@@ -129,9 +129,8 @@ pub(super) async fn run(
     let Some(first) = items.first() else { return Ok(vec![]) };
     let job = Job::start(w, op, &first.sobject, &upload, abandoned).await?;
     let ending = job.wait(upload.uploaded.len() as u64, abandoned).await;
-    let revoked = abandoned.load(Ordering::SeqCst);
     let aborted_here = matches!(ending, Ending::Aborted { .. });
-    job.collect(op, &items, upload, ending, revoked, &mut results, abandoned).await?;
+    job.collect(op, &items, upload, ending, &mut results, abandoned).await?;
     if aborted_here {
         job.forget().await;
     }
@@ -360,14 +359,12 @@ impl<'w> Job<'w> {
     }
 
     /// Reads the results of a job that is over and gives every uploaded write its result.
-    #[allow(clippy::too_many_arguments)]
     async fn collect(
         &self,
         op: Operation,
         items: &Arc<[RequestItem]>,
         upload: Upload,
         ending: Ending,
-        revoked: bool,
         results: &mut [Option<SendResult>],
         abandoned: &AtomicBool,
     ) -> Result<(), JobError> {
@@ -395,7 +392,7 @@ impl<'w> Job<'w> {
                 if !wanted || matcher.left == 0 {
                     continue;
                 }
-                let Some(body) = self.results(file, abandoned, revoked).await? else { continue };
+                let Some(body) = self.results(file, abandoned).await? else { continue };
                 let (m, found, problem) = off_runtime(move || {
                     let mut m = matcher;
                     let (found, problem) = m.read(file, &body);
@@ -435,9 +432,7 @@ impl<'w> Job<'w> {
                 continue;
             }
             let not_processed = unprocessed[i] || (info.is_some() && state != "JobComplete" && !processed_any);
-            results[i] = Some(if revoked {
-                SendResult::Retry(format!("Bulk job {} aborted before this record: its partition was revoked", self.id))
-            } else if !not_processed {
+            results[i] = Some(if !not_processed {
                 self.unknown(op, &items[i], &format!("Bulk job {} ended {state}{}", self.id, why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()))
             } else if let Some(column) = &blamed {
                 if super::carries_any(&items[i].fields, std::slice::from_ref(column)) {
@@ -478,7 +473,7 @@ impl<'w> Job<'w> {
 
     /// One result file, fetched with a few tries; `None` when it cannot be had (its rows are then
     /// unknown).
-    async fn results(&self, file: ResultFile, abandoned: &AtomicBool, revoked: bool) -> Result<Option<Bytes>, JobError> {
+    async fn results(&self, file: ResultFile, abandoned: &AtomicBool) -> Result<Option<Bytes>, JobError> {
         let path = format!("/jobs/ingest/{}/{}/", self.id, file.path());
         let timeout = transfer_timeout(self.w.cfg.request_timeout, self.uploaded_bytes + self.uploaded_bytes / 2);
         for attempt in 1..=MAX_RESULT_TRIES {
@@ -488,7 +483,7 @@ impl<'w> Job<'w> {
                 Err(e) if e.class() == ErrorClass::Recoverable && attempt < MAX_RESULT_TRIES => {
                     let wait = self.w.cfg.retry.backoff(attempt).max(Duration::from_millis(100));
                     // Revoked records wait for nobody: the kept ones are settled with what is known.
-                    if revoked || !self.sleep_until(tokio::time::Instant::now() + wait, abandoned).await {
+                    if !self.sleep_until(tokio::time::Instant::now() + wait, abandoned).await {
                         return Ok(None);
                     }
                 }
