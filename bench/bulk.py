@@ -8,6 +8,8 @@ side with COLLECTIONS in the same run:
 4. (phase ``bulkwait``) Worker CPU (cores, from /proc of the worker process) while a slow job
    runs and a part-filled second one waits for it: a task that only waits must use no measurable
    CPU (SPEC §11).
+5. Worker RSS peak over its level before the connector, per mode, during that backlog (default 4
+   requests / jobs in flight), against the CSV bytes 4 full jobs hold.
 """
 from __future__ import annotations
 
@@ -49,9 +51,15 @@ def _backlog(b, log, n: int, mode: str) -> dict:
     cfg = b.config(topic, "UPSERT", True, mode)
     name = b.name(f"bulk-{mode}")
     base = int(before["records_written"])
+    rss_before = b.worker_rss_mib()
+    peak = {"v": rss_before}
+
+    def on_poll(_w: int) -> None:
+        peak["v"] = max(peak["v"], b.worker_rss_mib())
+
     t0 = time.monotonic()
     b.connect.create(name, cfg)
-    b.wait_written(base + n, 1800, name, interval=0.5)
+    b.wait_written(base + n, 1800, name, on_poll=on_poll, interval=0.5)
     seconds = time.monotonic() - t0
     # The last job's results are read before its offsets commit: the counters are read after that.
     group = f"connect-{name}"
@@ -70,8 +78,17 @@ def _backlog(b, log, n: int, mode: str) -> dict:
     kinds = {k: int(v) - int(before["by_kind"].get(k, 0)) for k, v in s["by_kind"].items()
              if int(v) - int(before["by_kind"].get(k, 0)) > 0}
     rate = n / seconds
-    log(f"bulk {mode}: {n:,} upserts -> {api:,} API requests in {seconds:.0f} s ({rate:,.0f} records/s): {kinds}")
-    return {"api": api, "seconds": seconds, "rate": rate, "kinds": kinds}
+    rss = peak["v"] - rss_before
+    log(f"bulk {mode}: {n:,} upserts -> {api:,} API requests in {seconds:.0f} s ({rate:,.0f} records/s): {kinds}; "
+        f"worker RSS peak +{rss:.0f} MiB over {rss_before:.0f} MiB")
+    return {"api": api, "seconds": seconds, "rate": rate, "kinds": kinds, "rss_peak_mib": rss}
+
+
+def _csv_bytes_in_flight(n: int) -> float:
+    """MiB of CSV that 4 full jobs (100,000 records each, or the whole backlog) of ``_upserts`` hold."""
+    per_job = min(n, 100_000)
+    sample = [f"{k},{v['FirstName']},{v['LastName']},{v['Description']}\n" for k, v in _upserts(per_job)]
+    return 4 * sum(len(line) for line in sample) / 2**20
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -129,6 +146,15 @@ def rows(res: dict, row, verdicts: list) -> None:
         f"{auto:,.0f}", f"{auto / max(bulk, 1):.2f}×", "≤ 2 × BULK", met)
     row("Records/s through the backlog, one task", "COLLECTIONS vs BULK (4 jobs in flight, 100,000 a job)",
         f"{r['COLLECTIONS']['rate']:,.0f}", f"{r['BULK']['rate']:,.0f}", "", "", None)
+    if all("rss_peak_mib" in r[m] for m in ("COLLECTIONS", "BULK", "AUTO")):
+        csv_mib = _csv_bytes_in_flight(n)
+        bulk_rss = r["BULK"]["rss_peak_mib"]
+        met = bulk_rss <= 2 * csv_mib
+        verdicts.append(("bulk: worker RSS peak in BULK ≤ 2 × the CSV of 4 jobs in flight", met,
+                         f"+{bulk_rss:.0f} MiB vs {csv_mib:.0f} MiB of CSV"))
+        row("Worker RSS peak over its start, MiB", f"{n:,}-record backlog, 4 in flight; COLLECTIONS vs BULK "
+            f"(AUTO +{r['AUTO']['rss_peak_mib']:.0f}); CSV of 4 jobs {csv_mib:.0f} MiB",
+            f"+{r['COLLECTIONS']['rss_peak_mib']:.0f}", f"+{bulk_rss:.0f}", "", "≤ 2 × CSV in flight", met)
     t = r["trickle"]
     c, a = t["COLLECTIONS"], t["AUTO"]
     met = a["p50"] <= c["p50"] * 1.5 + 50

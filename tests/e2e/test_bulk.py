@@ -228,3 +228,50 @@ def test_kill_worker_while_bulk_jobs_run_loses_nothing(e2e, stack):
     assert not dlq_msgs, [m.headers_dict().get(MSG) for m in dlq_msgs[:5]]
     assert dups == 0
     assert lost == 0, f"{lost} keys differ from the model: {examples}"
+
+
+
+def test_a_job_left_by_a_killed_worker_never_overwrites_newer_values(e2e, stack):
+    """Issue 18 #6: kill -9 while a slow job of old values runs at Salesforce; after the restart,
+    newer values of the same keys are produced. The restarted task must wait for the orphaned job
+    before writing Contact, so the final state is the one-by-one model's (the newest values). The
+    restarted task writes in jobs of 50 (its config is changed after the restart), so without that
+    wait it is done while the orphaned job of 600 still runs, and the orphan overwrites it."""
+    n = 600
+    old = [(f"orphan-{i:04d}", json.dumps({"LastName": f"old {i}"}).encode()) for i in range(n)]
+    new = [(f"orphan-{i:04d}", json.dumps({"LastName": f"new {i}"}).encode()) for i in range(n)]
+    e2e.kafka.create_topic(e2e.topic, partitions=1)
+    e2e.emu.set_bulk(records_per_second=10)  # 600 rows: the first job runs for a minute
+    cfg = e2e.sink_config({
+        "salesforce.operation": "UPSERT",
+        "salesforce.external.id.field": EXT,
+        "salesforce.write.mode": "BULK",
+        **FAST_BULK,
+        "salesforce.bulk.linger.ms": "3000",
+    })
+    name = e2e.create_connector(cfg)
+    e2e.produce(old, timeout=120)
+
+    from tests.stack import wait_until
+    wait_until(lambda: _kinds(e2e).get("bulk_close", 0) >= 1, 120, 0.2, lambda: f"a Bulk job closed: {e2e.emu.bulk()}")
+    worker = stack.workers[0]
+    worker.kill()
+    _log(f"killed the worker while its job ran: {e2e.emu.bulk()}")
+    e2e.produce(new, timeout=120)
+    worker.start()
+
+    def reconfigured():
+        try:
+            return e2e.connect.put_config(name, {**cfg, "salesforce.bulk.max.records.per.job": "50"}) or True
+        except Exception:  # the worker's REST server is not up yet
+            return None
+
+    wait_until(reconfigured, 120, 0.5, "the restarted worker takes the new config")
+    wait_drained(e2e, name, e2e.topic, timeout=600)
+    wait_until(lambda: (lambda b: b.get("jobs_completed", 0) + b.get("jobs_aborted", 0) + b.get("jobs_failed", 0)
+                        >= b.get("jobs_created", 0))(e2e.emu.bulk()), 300, 0.5, lambda: f"every job over: {e2e.emu.bulk()}")
+    actual, dups = live_state(e2e.emu.records("Contact"))
+    stale = [k for k, fields in actual.items() if not str(fields.get("LastName")).startswith("new")]
+    _log(f"done: {e2e.emu.bulk()}")
+    assert dups == 0
+    assert len(actual) == n and not stale, f"{len(stale)} keys left with old values by the orphaned job, e.g. {stale[:3]}"

@@ -103,6 +103,8 @@ pub struct BulkConfig {
     /// The first status poll; later ones back off to [`BulkConfig::MAX_POLL_INTERVAL`].
     pub poll_interval: Duration,
     pub hard_delete: bool,
+    /// A job not finished this long after UploadComplete is aborted (`salesforce.bulk.job.timeout.ms`).
+    pub job_timeout: Duration,
 }
 
 impl BulkConfig {
@@ -462,6 +464,7 @@ impl Config {
                 linger: Duration::from_millis(v.int("salesforce.bulk.linger.ms", 5_000, 0, 3_600_000)?),
                 poll_interval: Duration::from_millis(v.int("salesforce.bulk.poll.interval.ms", 2_000, 1, 3_600_000)?),
                 hard_delete: v.boolean("salesforce.bulk.hard.delete", false)?,
+                job_timeout: Duration::from_millis(v.int("salesforce.bulk.job.timeout.ms", 3_600_000, 1_000, 604_800_000)?),
             },
             test_panic: test_panic_from_env(&v.string("connector.name", "salesforce-sink")),
             proxy: v.opt("salesforce.proxy.url").map(|url| check_proxy_url(url).map(|()| url)).transpose()

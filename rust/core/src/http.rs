@@ -21,8 +21,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_RESPONSE_BYTES: usize = 32 << 20;
 
 /// A request body and its media type.
-pub struct Payload<'a> {
-    pub bytes: &'a [u8],
+pub struct Payload {
+    /// Shared, so that a repeated request (after a new token) sends it without a copy.
+    pub bytes: bytes::Bytes,
     pub content_type: &'static str,
 }
 
@@ -125,28 +126,30 @@ impl SalesforceClient {
     /// 2xx; everything else is an error. A 401 gets one new token and one repeat, which counts as
     /// no attempt.
     pub async fn send(&self, method: Method, path: &str, json_body: Option<&[u8]>) -> Result<Response, SalesforceError> {
-        let body = json_body.map(|bytes| Payload { bytes, content_type: "application/json" });
-        self.send_with(method, path, body, "application/json", MAX_RESPONSE_BYTES).await
+        let body = json_body.map(|bytes| Payload { bytes: bytes::Bytes::copy_from_slice(bytes), content_type: "application/json" });
+        self.send_with(method, path, body, "application/json", MAX_RESPONSE_BYTES, None).await
     }
 
     /// [`send`](Self::send) with any body type and answer type, and an answer size cap (Bulk API
-    /// uploads and result CSVs).
+    /// uploads and result CSVs). `timeout` replaces `salesforce.request.timeout.ms` for transfers
+    /// that take longer the larger they are.
     pub async fn send_with(
         &self,
         method: Method,
         path: &str,
-        body: Option<Payload<'_>>,
+        body: Option<Payload>,
         accept: &'static str,
         max_answer_bytes: usize,
+        timeout: Option<Duration>,
     ) -> Result<Response, SalesforceError> {
         let body = body.map(|p| {
-            let bytes = if self.compression { gzip(p.bytes) } else { p.bytes.to_vec() };
+            let bytes = if self.compression { bytes::Bytes::from(gzip(&p.bytes)) } else { p.bytes };
             (bytes, self.compression, p.content_type)
         });
         let mut refreshed = false;
         loop {
             let token = self.tokens.token_counted(&self.metrics).await?;
-            let result = self.send_once(method.clone(), path, body.as_ref(), accept, max_answer_bytes, token.value.expose()).await;
+            let result = self.send_once(method.clone(), path, body.as_ref(), accept, max_answer_bytes, timeout, token.value.expose()).await;
             match result {
                 Err(e) if e.is_session_expired() && !refreshed => {
                     self.logs.debug("Salesforce reported the session expired or invalid; fetching a new token and repeating the request once");
@@ -159,13 +162,15 @@ impl SalesforceClient {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn send_once(
         &self,
         method: Method,
         path: &str,
-        body: Option<&(Vec<u8>, bool, &'static str)>,
+        body: Option<&(bytes::Bytes, bool, &'static str)>,
         accept: &'static str,
         max_answer_bytes: usize,
+        timeout: Option<Duration>,
         token: &str,
     ) -> Result<Response, SalesforceError> {
         let mut request = self
@@ -173,6 +178,9 @@ impl SalesforceClient {
             .request(method, format!("{}{}", self.data_url, path))
             .bearer_auth(token)
             .header("Accept", accept);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         if let Some((bytes, gzipped, content_type)) = body {
             request = request.header("Content-Type", *content_type).body(bytes.clone());
             if *gzipped {

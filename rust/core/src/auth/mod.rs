@@ -28,6 +28,9 @@ const UNUSABLE: &str = "unusable answer";
 #[derive(Clone)]
 pub struct AccessToken {
     pub value: Secret,
+    /// The user the token acts for: the last segment of the answer's identity URL `id`
+    /// (`https://login.salesforce.com/id/<org Id>/<user Id>`), when it has one.
+    pub user_id: Option<String>,
     fetched_at: Instant,
 }
 
@@ -148,7 +151,8 @@ impl TokenProvider {
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if status == 200 {
             if let Some(token) = json.get("access_token").and_then(|t| t.as_str()) {
-                return Ok(AccessToken { value: Secret::new(token), fetched_at: Instant::now() });
+                let user_id = json.get("id").and_then(|v| v.as_str()).and_then(|url| url.rsplit('/').next()).filter(|id| !id.is_empty());
+                return Ok(AccessToken { value: Secret::new(token), user_id: user_id.map(str::to_owned), fetched_at: Instant::now() });
             }
         }
         let text = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
@@ -192,7 +196,7 @@ mod tests {
     use super::*;
 
     fn token_fetched(ago: Duration) -> AccessToken {
-        AccessToken { value: Secret::new("t"), fetched_at: Instant::now() - ago }
+        AccessToken { value: Secret::new("t"), user_id: None, fetched_at: Instant::now() - ago }
     }
 
     #[test]

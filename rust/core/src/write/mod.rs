@@ -190,6 +190,8 @@ pub struct Writer {
     unsure_deletes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Bulk jobs created and not yet finished, so that stopping the task can abort them.
     open_jobs: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// SObjects (lower-cased) whose Bulk jobs left by an earlier run were looked for (BULK, AUTO).
+    orphans_checked: tokio::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Bound of `Writer::unsure_deletes` (it is emptied when full: at worst a retried DELETE of a
@@ -208,6 +210,7 @@ impl Writer {
             fixed_sobject,
             unsure_deletes: Default::default(),
             open_jobs: Default::default(),
+            orphans_checked: Default::default(),
         })
     }
 
@@ -358,6 +361,10 @@ impl Writer {
         self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
+    fn open_job_ids(&self) -> std::collections::HashSet<String> {
+        self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Bulk jobs created and not finished yet.
     pub fn open_jobs(&self) -> usize {
         self.open_jobs.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -407,6 +414,11 @@ impl Writer {
     ) -> Result<Vec<ItemResult>, FatalError> {
         if self.client.metrics().quota.active() {
             return Ok(items.iter().map(|_| ItemResult::NotSent).collect());
+        }
+        if self.cfg.write_mode.uses_bulk() {
+            if let Some(first) = items.first() {
+                bulk::settle_orphans(self, &first.write.sobject, abandoned).await;
+            }
         }
         let mut results: Vec<Option<SendResult>> = (0..items.len()).map(|_| None).collect();
         let needs_id: Vec<usize> = (0..items.len())
@@ -488,7 +500,8 @@ impl Writer {
         metrics.write_records.fetch_add(request.len() as u64, Ordering::Relaxed);
         // Open from its creation until this call ends (done, failed, aborted, or dropped at stop).
         let _open = crate::metrics::OpenJob::new(metrics);
-        let error = match bulk::run(self, op, &request, abandoned).await {
+        let request: Arc<[RequestItem]> = request.into();
+        let error = match bulk::run(self, op, Arc::clone(&request), abandoned).await {
             Ok(results) => return Ok(results),
             Err(bulk::JobError::Abandoned) => {
                 if op == Operation::Delete {
@@ -504,7 +517,8 @@ impl Writer {
         let result = |e: &SalesforceError| match e.class() {
             ErrorClass::Fatal => unreachable!("handled below"),
             // The org's daily Bulk allowance (records or batches) is quota, never a record error (SPEC §7).
-            _ if e.is_daily_quota() || e.code().is_some_and(|c| c.contains("LIMIT_EXCEEDED")) => {
+            // A concurrency limit (REQUEST_LIMIT_EXCEEDED "ConcurrentPerOrgLongTxn") clears in seconds: not quota.
+            _ if e.is_daily_quota() || e.code().is_some_and(|c| c.contains("LIMIT_EXCEEDED") && c != "REQUEST_LIMIT_EXCEEDED") => {
                 SendResult::WaitForQuota(format!("Bulk job refused: {e}"))
             }
             ErrorClass::Recoverable => SendResult::Retry(format!("Bulk job not started: {e}")),

@@ -7,19 +7,17 @@ use std::collections::HashMap;
 /// What Salesforce reads as "set this field to null" (an empty cell leaves the field unchanged).
 pub const NULL_CELL: &str = "#N/A";
 
-/// A job's upload: the union of its writes' columns, one row per write.
-pub struct Table {
-    pub columns: Vec<String>,
+/// A job's columns: the union of its writes' fields, in the order first seen.
+pub struct Columns {
+    pub names: Vec<String>,
     /// Lower-cased column name → index: field names are case-insensitive in Salesforce, so
     /// `LastName` and `lastname` are one column.
     index: HashMap<String, usize>,
-    /// Cells by column index; a missing cell is empty.
-    pub rows: Vec<Vec<(usize, String)>>,
 }
 
-impl Table {
-    pub fn new() -> Table {
-        Table { columns: Vec::new(), index: HashMap::new(), rows: Vec::new() }
+impl Columns {
+    pub fn new() -> Columns {
+        Columns { names: Vec::new(), index: HashMap::new() }
     }
 
     pub fn column(&mut self, name: &str) -> usize {
@@ -27,19 +25,19 @@ impl Table {
         if let Some(&i) = self.index.get(&lower) {
             return i;
         }
-        self.columns.push(name.to_owned());
-        self.index.insert(lower, self.columns.len() - 1);
-        self.columns.len() - 1
+        self.names.push(name.to_owned());
+        self.index.insert(lower, self.names.len() - 1);
+        self.names.len() - 1
     }
 
-    pub fn column_index(&self, name: &str) -> Option<usize> {
-        self.index.get(&name.to_lowercase()).copied()
+    pub fn header(&self) -> String {
+        encode_line(self.names.iter().map(String::as_str))
     }
 
-    /// Adds a row: `leading` cells (the Id or external ID) first, then the record's fields from its
-    /// JSON fragment (`"A":1,"B":"x"`). Parent lookups (`"Account":{"AccountNumber__c":"A-1"}`)
-    /// become `Account.AccountNumber__c` columns.
-    pub fn push_row(&mut self, leading: &[(&str, &str)], fields: &[u8]) -> Result<(), String> {
+    /// A record's cells: `leading` cells (the Id or external ID) first, then its fields from its
+    /// JSON fragment (`"A":1,"B":"x"`), with columns added as they are first seen. Parent lookups
+    /// (`"Account":{"AccountNumber__c":"A-1"}`) become `Account.AccountNumber__c` columns.
+    pub fn cells(&mut self, leading: &[(&str, &str)], fields: &[u8]) -> Result<Vec<(usize, String)>, String> {
         let mut row = Vec::with_capacity(leading.len() + 8);
         for (name, value) in leading {
             let i = self.column(name);
@@ -70,22 +68,27 @@ impl Table {
         // A repeated column (two spellings of one field) keeps its first value, as JSON readers do.
         let mut seen = std::collections::HashSet::new();
         row.retain(|(i, _)| seen.insert(*i));
-        self.rows.push(row);
-        Ok(())
+        Ok(row)
     }
 
-    /// One row as its CSV line (without the line end), all columns.
-    pub fn line(&self, row: usize) -> String {
-        let mut cells = vec![""; self.columns.len()];
-        for (i, value) in &self.rows[row] {
-            cells[*i] = value;
+    /// Appends one row's CSV line (with its line end) to `out`, all columns.
+    pub fn write_line(&self, cells: &[(usize, String)], out: &mut Vec<u8>) {
+        let mut line = vec![""; self.names.len()];
+        for (i, value) in cells {
+            line[*i] = value;
         }
-        encode_line(cells.iter().copied())
+        out.extend_from_slice(encode_line(line.into_iter()).as_bytes());
+        out.push(b'\n');
     }
+}
 
-    pub fn header(&self) -> String {
-        encode_line(self.columns.iter().map(String::as_str))
-    }
+/// Whether Bulk API cannot carry this write as it means it: a text value exactly `#N/A` (Bulk API
+/// reads it as "clear the field"), or an INSERT without fields (its row would be blank, and
+/// Salesforce skips blank lines). Such writes go through Collections.
+pub fn unfit_for_bulk(op: crate::config::Operation, fields: &[u8]) -> bool {
+    let text_null = format!("\"{NULL_CELL}\"");
+    (op == crate::config::Operation::Insert && fields.iter().all(u8::is_ascii_whitespace))
+        || fields.windows(text_null.len()).any(|w| w == text_null.as_bytes())
 }
 
 /// A JSON value (as `convert` wrote it) as a CSV cell. Nulls and empty strings clear the field,
@@ -132,58 +135,92 @@ fn encode_cell(out: &mut String, cell: &str) {
 
 /// Parses a whole CSV document (RFC 4180; LF or CRLF line ends; quoted cells may hold both) into
 /// rows of cells. A final line end is optional; blank lines are skipped.
+#[cfg(any(test, feature = "test-support"))]
 pub fn parse(text: &str) -> Result<Vec<Vec<String>>, String> {
-    let mut rows = Vec::new();
-    let mut row: Vec<String> = Vec::new();
-    let mut cell = String::new();
-    let mut chars = text.chars().peekable();
-    let mut in_quotes = false;
-    let mut quoted_cell = false;
-    while let Some(ch) = chars.next() {
-        if in_quotes {
-            match ch {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    cell.push('"');
+    Rows::new(text).map(|r| r.map(|(row, _)| row)).collect()
+}
+
+/// The rows of a CSV document one at a time, each with whether its line end was there (a last
+/// row without one may have been cut short). A UTF-8 byte order mark before the first row is
+/// skipped. After an error the iterator ends.
+pub struct Rows<'a> {
+    chars: std::iter::Peekable<std::str::Chars<'a>>,
+    line: usize,
+    failed: bool,
+}
+
+impl<'a> Rows<'a> {
+    pub fn new(text: &'a str) -> Rows<'a> {
+        Rows { chars: text.strip_prefix('\u{feff}').unwrap_or(text).chars().peekable(), line: 0, failed: false }
+    }
+}
+
+impl Iterator for Rows<'_> {
+    type Item = Result<(Vec<String>, bool), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let result = self.row();
+        self.failed = matches!(result, Some(Err(_)));
+        result
+    }
+}
+
+impl Rows<'_> {
+    fn row(&mut self) -> Option<Result<(Vec<String>, bool), String>> {
+        let chars = &mut self.chars;
+        let mut row: Vec<String> = Vec::new();
+        let mut cell = String::new();
+        let mut in_quotes = false;
+        let mut quoted_cell = false;
+        while let Some(ch) = chars.next() {
+            if in_quotes {
+                match ch {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        cell.push('"');
+                    }
+                    '"' => in_quotes = false,
+                    _ => cell.push(ch),
                 }
-                '"' => in_quotes = false,
+                continue;
+            }
+            match ch {
+                '"' if cell.is_empty() && !quoted_cell => {
+                    in_quotes = true;
+                    quoted_cell = true;
+                }
+                '"' => return Some(Err(format!("a quote inside an unquoted cell on line {}", self.line + 1))),
+                ',' => {
+                    row.push(std::mem::take(&mut cell));
+                    quoted_cell = false;
+                }
+                '\r' if chars.peek() == Some(&'\n') => {}
+                '\n' => {
+                    let blank = row.is_empty() && cell.is_empty() && !quoted_cell;
+                    if blank {
+                        continue;
+                    }
+                    row.push(cell);
+                    self.line += 1;
+                    return Some(Ok((row, true)));
+                }
+                _ if quoted_cell => return Some(Err(format!("text after a closing quote on line {}", self.line + 1))),
                 _ => cell.push(ch),
             }
-            continue;
         }
-        match ch {
-            '"' if cell.is_empty() && !quoted_cell => {
-                in_quotes = true;
-                quoted_cell = true;
-            }
-            '"' => return Err(format!("a quote inside an unquoted cell on line {}", rows.len() + 1)),
-            ',' => {
-                row.push(std::mem::take(&mut cell));
-                quoted_cell = false;
-            }
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                let blank = row.is_empty() && cell.is_empty() && !quoted_cell;
-                row.push(std::mem::take(&mut cell));
-                quoted_cell = false;
-                if blank {
-                    row.clear();
-                } else {
-                    rows.push(std::mem::take(&mut row));
-                }
-            }
-            _ if quoted_cell => return Err(format!("text after a closing quote on line {}", rows.len() + 1)),
-            _ => cell.push(ch),
+        if in_quotes {
+            return Some(Err("the last quoted cell is not closed".into()));
         }
+        if !cell.is_empty() || quoted_cell || !row.is_empty() {
+            row.push(cell);
+            self.line += 1;
+            return Some(Ok((row, false)));
+        }
+        None
     }
-    if in_quotes {
-        return Err("the last quoted cell is not closed".into());
-    }
-    if !cell.is_empty() || quoted_cell || !row.is_empty() {
-        row.push(cell);
-        rows.push(row);
-    }
-    Ok(rows)
 }
 
 #[cfg(test)]
@@ -199,13 +236,37 @@ mod tests {
     }
 
     #[test]
-    fn table_takes_the_union_of_columns_case_insensitively() {
-        let mut t = Table::new();
-        t.push_row(&[("Ext__c", "k1")], br#""LastName":"A","Email":null"#).unwrap();
-        t.push_row(&[("Ext__c", "k2")], br#""lastname":"B","Account":{"AccountNumber__c":"A-1"},"Flag__c":true,"N__c":1.50,"S":"""#).unwrap();
+    fn columns_are_the_union_of_fields_case_insensitively() {
+        let mut t = Columns::new();
+        let first = t.cells(&[("Ext__c", "k1")], br#""LastName":"A","Email":null"#).unwrap();
+        let second = t.cells(&[("Ext__c", "k2")], br#""lastname":"B","Account":{"AccountNumber__c":"A-1"},"Flag__c":true,"N__c":1.50,"S":"""#).unwrap();
         assert_eq!(t.header(), "Ext__c,LastName,Email,Account.AccountNumber__c,Flag__c,N__c,S");
-        assert_eq!(t.line(0), "k1,A,#N/A,,,,");
-        assert_eq!(t.line(1), "k2,B,,A-1,true,1.50,#N/A");
+        let mut out = Vec::new();
+        t.write_line(&first, &mut out);
+        t.write_line(&second, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "k1,A,#N/A,,,,\nk2,B,,A-1,true,1.50,#N/A\n");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_and_a_cut_last_row_is_flagged() {
+        let rows: Vec<_> = Rows::new("\u{feff}a,b\n1,2\n3,").collect::<Result<_, _>>().unwrap();
+        assert_eq!(rows[0], (vec!["a".to_string(), "b".to_string()], true));
+        assert!(rows[1].1);
+        assert_eq!(rows[2], (vec!["3".to_string(), String::new()], false));
+        let mut cut = Rows::new("a,b\n1,2\n\"3");
+        assert!(cut.next().unwrap().is_ok() && cut.next().unwrap().is_ok());
+        assert!(cut.next().unwrap().is_err());
+        assert!(cut.next().is_none(), "the rows before an error stand; nothing after it");
+    }
+
+    #[test]
+    fn text_that_bulk_would_read_as_null_goes_elsewhere() {
+        use crate::config::Operation;
+        assert!(unfit_for_bulk(Operation::Upsert, br##""LastName":"#N/A""##));
+        assert!(!unfit_for_bulk(Operation::Upsert, br##""LastName":"#N/A x""##));
+        assert!(unfit_for_bulk(Operation::Insert, b""));
+        assert!(!unfit_for_bulk(Operation::Upsert, b""));
+        assert!(!unfit_for_bulk(Operation::Insert, br#""LastName":null"#));
     }
 
     #[test]

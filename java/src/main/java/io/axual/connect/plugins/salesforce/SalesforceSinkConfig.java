@@ -84,6 +84,7 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String BULK_LINGER_MS = "salesforce.bulk.linger.ms";
     public static final String BULK_POLL_INTERVAL_MS = "salesforce.bulk.poll.interval.ms";
     public static final String BULK_HARD_DELETE = "salesforce.bulk.hard.delete";
+    public static final String BULK_JOB_TIMEOUT_MS = "salesforce.bulk.job.timeout.ms";
 
     static final String CLIENT_CREDENTIALS = "CLIENT_CREDENTIALS";
     static final String JWT_BEARER = "JWT_BEARER";
@@ -343,6 +344,11 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 "DELETE through Bulk jobs as hardDelete: records skip the recycle bin (the integration user "
                         + "needs the Bulk API Hard Delete permission).",
                 GROUP_BULK, ++order, Width.SHORT, "Bulk hard delete");
+        def.define(BULK_JOB_TIMEOUT_MS, Type.LONG, 3_600_000L, ConfigDef.Range.between(1_000L, 604_800_000L),
+                Importance.LOW, "A Bulk job not finished this long after its upload is complete is aborted; its "
+                        + "records' outcome is then unknown: UPSERT, UPDATE and DELETE are sent again, an INSERT "
+                        + "fails with a message saying the record may or may not exist in Salesforce.",
+                GROUP_BULK, ++order, Width.SHORT, "Bulk job timeout (ms)");
     }
 
     /**

@@ -296,7 +296,7 @@ class SalesforceSinkConfigTest {
                 "salesforce.linger.ms", "salesforce.max.buffered.records", "salesforce.coalesce.updates",
                 "salesforce.api.quota.check.interval.ms", "salesforce.api.quota.reserve.percent",
                 "salesforce.bulk.threshold", "salesforce.bulk.max.records.per.job", "salesforce.bulk.linger.ms",
-                "salesforce.bulk.poll.interval.ms", "salesforce.bulk.hard.delete",
+                "salesforce.bulk.poll.interval.ms", "salesforce.bulk.hard.delete", "salesforce.bulk.job.timeout.ms",
                 "salesforce.delete.missing", "salesforce.proxy.url",
                 "salesforce.proxy.username", "salesforce.proxy.password", "salesforce.ssl.ca.pem",
                 "salesforce.ssl.truststore.path", "salesforce.ssl.truststore.password",
