@@ -18,6 +18,7 @@ fn upsert<'a>(offset: i64, key: &'a str, fields: Vec<(&'a str, Value<'a>)>) -> R
         key: Value::String(key),
         value: Value::Map(fields),
         operation_header: OperationHeader::Absent,
+        original: None,
     }
 }
 

@@ -198,7 +198,7 @@ fn native_id_streams_never_touch_a_record_they_do_not_name() {
         let inserts: Vec<Record> = names
             .iter()
             .enumerate()
-            .map(|(i, n)| Record { topic: "gen", partition: 0, offset: i as i64, key: Value::Null, value: Value::Map(vec![("LastName", Value::String(n))]), operation_header: OperationHeader::Absent })
+            .map(|(i, n)| Record { topic: "gen", partition: 0, offset: i as i64, key: Value::Null, value: Value::Map(vec![("LastName", Value::String(n))]), operation_header: OperationHeader::Absent, original: None })
             .collect();
         assert!(redeliver(&sink, &inserts, 5).unwrap().iter().all(|o| *o == Outcome::Written));
         let by_name: BTreeMap<String, String> =
@@ -238,6 +238,7 @@ fn native_id_streams_never_touch_a_record_they_do_not_name() {
                 key: Value::String(k),
                 value: if *op == "TOMBSTONE" { Value::Null } else { Value::Map(vec![("LastName", Value::String(v))]) },
                 operation_header: if *op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(op) },
+                original: None,
             })
             .collect();
         let outcomes = redeliver(&sink, &records, 40).unwrap();

@@ -174,6 +174,7 @@ impl Msg {
             key: Value::String(&self.key),
             value: if self.op == "TOMBSTONE" { Value::Null } else { Value::Map(fields) },
             operation_header: if self.op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(self.op) },
+            original: None,
         }
     }
 }

@@ -99,7 +99,7 @@ fn build_upload(w: &Writer, op: Operation, items: &[RequestItem]) -> Built {
     let mut table = csv::Table::new();
     let mut refused = HashMap::new();
     let key_name = match op {
-        Operation::Upsert => Some(w.cfg.external_id_field.clone().unwrap_or_default()),
+        Operation::Upsert => items.first().map(|first| w.upsert_field(&first.sobject).to_owned()),
         Operation::Update | Operation::Delete => Some("Id".to_owned()),
         Operation::Insert => None,
     };
@@ -161,7 +161,7 @@ impl<'w> Job<'w> {
             "columnDelimiter": "COMMA",
         });
         if op == Operation::Upsert {
-            spec["externalIdFieldName"] = serde_json::json!(w.cfg.external_id_field);
+            spec["externalIdFieldName"] = serde_json::json!(w.upsert_field(sobject));
         }
         let created = w
             .client
