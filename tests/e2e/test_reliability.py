@@ -371,7 +371,7 @@ def test_crash_two_workers_and_broker(e2e, stack):
             kills.append(Kill(f"kill -9 {victim.name}", [w1, w2]))
             victim.kill()
             time.sleep(8)
-            victim.start()
+            victim.start(timeout=300)  # a loaded machine may take longer than 90 s to scan plugins
             _log(f"{victim.name} back")
         at_progress(0.75)
         _log(f"kill -9 of the broker (sent so far {pu.sent}+{pi.sent})")
