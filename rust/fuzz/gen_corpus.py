@@ -74,12 +74,13 @@ def header(h):
     return b"\x03" + s(h[1])  # ("other", "java.lang.Integer")
 
 
-def record(key, value, op=None, topic="t", partition=0, offset=0):
-    return s(topic) + struct.pack(">iq", partition, offset) + val(key) + val(value) + header(op)
+def record(key, value, op=None, topic="t", partition=0, offset=0, original=None):
+    orig = b"\x00" if original is None else b"\x01" + s(original[0]) + struct.pack(">iq", *original[1:])
+    return s(topic) + struct.pack(">iq", partition, offset) + val(key) + val(value) + header(op) + orig
 
 
 def batch(records):
-    return b"\x01" + struct.pack(">i", len(records)) + b"".join(
+    return b"\x02" + struct.pack(">i", len(records)) + b"".join(
         record(*r[:3], offset=i) if isinstance(r, tuple) else r for i, r in enumerate(records))
 
 
@@ -116,10 +117,13 @@ def batches():
     # Malformed on purpose: truncated, wrong version, negative lengths, deep nesting.
     good = batch([("k1", contact)])
     yield good[: len(good) // 2]
-    yield b"\x02" + good[1:]
-    yield b"\x01\x00\x00\x00\x01" + s("t") + b"\x00\x00\x00\x00" + b"\x00" * 8 + b"\x05\xff\xff\xff\xff"
-    yield b"\x01\x00\x00\x00\x01" + s("t") + b"\x00" * 12 + b"\x00" + b"\x07\x00\x00\x00\x01" * 70 + b"\x00" + b"\x00"
-    yield b"\x01\x7f\xff\xff\xff"
+    yield b"\x01" + good[1:]
+    yield b"\x02\x00\x00\x00\x01" + s("t") + b"\x00\x00\x00\x00" + b"\x00" * 8 + b"\x05\xff\xff\xff\xff"
+    yield b"\x02\x00\x00\x00\x01" + s("t") + b"\x00" * 12 + b"\x00" + b"\x07\x00\x00\x00\x01" * 70 + b"\x00" + b"\x00" + b"\x00"
+    yield b"\x02\x7f\xff\xff\xff"
+    # original coordinates (an SMT renamed the topic), and an unknown flag
+    yield batch([record("k", {"LastName": "x"}, None, "Contact", 0, 5, ("crm.Contact", 3, 5))])
+    yield good[:-1] + b"\x07"
 
 
 def configs():

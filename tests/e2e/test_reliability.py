@@ -21,6 +21,8 @@ import pytest
 from tests import reliability_report
 from tests.stack import wait_until
 
+from .test_idempotency import IDEM, SOBJECT as IDEM_SOBJECT, define_kafka_insert
+
 pytestmark = [
     pytest.mark.reliability,
     pytest.mark.skipif(os.environ.get("RELIABILITY") != "1", reason="long reliability suite: set RELIABILITY=1"),
@@ -332,7 +334,7 @@ def test_crash_two_workers_and_broker(e2e, stack):
     up_topic, ins_topic = e2e.topic, e2e.new_topic("native")
     for t in (up_topic, ins_topic):
         e2e.kafka.create_topic(t, partitions=2)
-    up_dlq, ins_dlq = e2e.new_topic("dlq"), e2e.new_topic("dlqn")
+    up_dlq, ins_dlq, idem_dlq = e2e.new_topic("dlq"), e2e.new_topic("dlqn"), e2e.new_topic("dlqi")
     retry = {"salesforce.retry.max.attempts": "5", "salesforce.retry.initial.backoff.ms": "100",
              "salesforce.retry.max.backoff.ms": "1000", "salesforce.request.timeout.ms": "5000"}
     up = e2e.create_connector(e2e.sink_config({
@@ -341,6 +343,11 @@ def test_crash_two_workers_and_broker(e2e, stack):
     ins = e2e.create_connector(e2e.sink_config({
         "tasks.max": "2", "topics": ins_topic, "salesforce.operation": "INSERT",
         "salesforce.sobject.type": "MyObject__c", **retry, **e2e.dlq_config(ins_dlq)}), name=e2e.name("native"), tasks=2)
+    # The same INSERTs (same topic, own consumer group) with salesforce.idempotency.field (SPEC §12).
+    define_kafka_insert(e2e.emu)
+    idem = e2e.create_connector(e2e.sink_config({
+        "tasks.max": "2", "topics": ins_topic, "salesforce.operation": "INSERT", "salesforce.sobject.type": IDEM_SOBJECT,
+        "salesforce.idempotency.field": IDEM, **retry, **e2e.dlq_config(idem_dlq)}), name=e2e.name("idem"), tasks=2)
     # a little latency so that a kill lands while requests are in flight
     e2e.emu.set_latency(20)
 
@@ -364,7 +371,7 @@ def test_crash_two_workers_and_broker(e2e, stack):
             kills.append(Kill(f"kill -9 {victim.name}", [w1, w2]))
             victim.kill()
             time.sleep(8)
-            victim.start()
+            victim.start(timeout=300)  # a loaded machine may take longer than 90 s to scan plugins
             _log(f"{victim.name} back")
         at_progress(0.75)
         _log(f"kill -9 of the broker (sent so far {pu.sent}+{pi.sent})")
@@ -377,15 +384,16 @@ def test_crash_two_workers_and_broker(e2e, stack):
         assert pu.sent == n_upsert and pi.sent == n_insert
         wait_drained(e2e, up, up_topic, timeout=300)
         wait_drained(e2e, ins, ins_topic, timeout=300)
+        wait_drained(e2e, idem, ins_topic, timeout=300)
     finally:
         e2e.emu.set_latency(0)
     # before the connectors are deleted: their deletion moves partitions too
     restarts = [k.what for k in kills]
-    evidence = kill_evidence(kills, e2e.emu.requests(), (up, ins))
+    evidence = kill_evidence(kills, e2e.emu.requests(), (up, ins, idem))
     time.sleep(2)
     # delete the connectors while both workers are up (teardown stops the added worker first, and
     # it may be the group leader that deletes have to be forwarded to)
-    for name in (up, ins):
+    for name in (up, ins, idem):
         e2e.connect.delete_and_wait(name, timeout=60)
         e2e.connectors.remove(name)
     # back to one worker, and wait until it leads the group again (writes are forwarded to the
@@ -408,6 +416,11 @@ def test_crash_two_workers_and_broker(e2e, stack):
     native_dups = sum(c - 1 for c in names.values())
     native_lost = sum(1 for i in range(n_insert) if f"native-{i:06d}" not in names)
     ins_dlq_msgs = e2e.consume_all(ins_dlq, timeout=20)
+    idem_records = e2e.emu.records(IDEM_SOBJECT)
+    idem_names = Counter(r.get("Name") for r in idem_records)
+    idem_dups = sum(c - 1 for c in idem_names.values())
+    idem_lost = sum(1 for i in range(n_insert) if f"native-{i:06d}" not in idem_names)
+    idem_dlq_msgs = e2e.consume_all(idem_dlq, timeout=20)
     seconds = time.monotonic() - t0
     written = written_by_state([key.lower() for key, _ in upserts], model, actual) - len(up_dlq_msgs)
     reliability_report.record("crash: UPSERT External ID, 2 workers, tasks.max=2", {
@@ -423,13 +436,24 @@ def test_crash_two_workers_and_broker(e2e, stack):
                  "measurement, not an assertion.",
         "details": {"restarts": ", ".join(restarts), "Salesforce records": len(native)},
     })
+    reliability_report.record("crash: INSERT Native ID with salesforce.idempotency.field, 2 workers, tasks.max=2", {
+        "sent": n_insert, "written": len(idem_names), "dlq": len(idem_dlq_msgs), "duplicates": idem_dups,
+        "lost": idem_lost, "faults_injected": 0, "restarts": len(restarts), "seconds": round(seconds),
+        "notes": "The same INSERTs as the Native ID row above (same topic, own consumer group), each sent as an "
+                 f"UPSERT on {IDEM} = topic:partition:offset: a replayed record updates the record it created.",
+        "details": {"restarts": ", ".join(restarts), "Salesforce records": len(idem_records)},
+    })
     _log(f"crash suite done in {seconds:.0f}s: upsert lost {lost} dups {dups} dlq {len(up_dlq_msgs)}; "
-         f"native duplicates {native_dups} lost {native_lost}; kills {evidence}")
+         f"native duplicates {native_dups} lost {native_lost}; with idempotency field duplicates {idem_dups} "
+         f"lost {idem_lost}; kills {evidence}")
     # A kill that hit idle tasks proves nothing: each must have cut into writes (the emulator was
     # receiving them) and moved or replayed work (a rebalance or a redelivery in the logs).
     idle = [k for k in evidence if not (k["writes in the second before"] and k["rebalance/redelivery lines"])]
     assert not idle, f"these kills did not land while writes were in flight, so the run does not count: {idle}"
-    assert not up_dlq_msgs and not ins_dlq_msgs, [m.headers_dict() for m in (up_dlq_msgs + ins_dlq_msgs)[:3]]
+    assert not up_dlq_msgs and not ins_dlq_msgs and not idem_dlq_msgs, [
+        m.headers_dict() for m in (up_dlq_msgs + ins_dlq_msgs + idem_dlq_msgs)[:3]]
     assert dups == 0
     assert lost == 0, f"{lost} keys differ from the model, e.g. {examples}"
     assert native_lost == 0, f"{native_lost} native INSERTs never landed"
+    assert idem_lost == 0, f"{idem_lost} INSERTs with {IDEM} never landed"
+    assert idem_dups == 0, f"{idem_dups} duplicates although every INSERT carried {IDEM}"

@@ -45,6 +45,7 @@ fn main() {
                 ("Rating__c", Value::Float64(4.25)),
             ]),
             operation_header: OperationHeader::Absent,
+            original: None,
         })
         .collect();
     let batch = encode::batch(&records);

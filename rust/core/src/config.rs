@@ -132,6 +132,12 @@ pub struct Config {
     pub sobject: String,
     pub operation: Operation,
     pub external_id_field: Option<String>,
+    /// `salesforce.external.id.field.map`: (SObject, External ID field) pairs that override
+    /// `external_id_field` for those SObjects (API names match case-insensitively).
+    pub external_id_field_map: Vec<(String, String)>,
+    /// `salesforce.idempotency.field` (SPEC §12): Native ID INSERTs carry the record's original
+    /// `topic:partition:offset` in this field and are sent as UPSERTs on it.
+    pub idempotency_field: Option<String>,
     pub header_routing: Option<String>,
     /// `salesforce.operation.header.mapping`: header values (lower-cased) and the operation each
     /// stands for; values not listed keep their usual meaning (INSERT, UPDATE, DELETE, UPSERT).
@@ -239,6 +245,30 @@ pub fn parse_header_mapping(text: &str) -> Result<Vec<(String, Operation)>, Stri
         mapping.push((value, op));
     }
     Ok(mapping)
+}
+
+/// Why `salesforce.idempotency.field` is refused in External ID mode (Java says the same).
+pub const IDEMPOTENCY_IN_EXTERNAL_ID_MODE: &str = "is for Native ID mode only: with salesforce.external.id.field (or \
+     salesforce.external.id.field.map) every INSERT is already an UPSERT on the record key's external ID, which \
+     creates at most one Salesforce record per key; remove one of the two settings";
+
+/// Parses `salesforce.external.id.field.map` (`Contact:ExternalId__c,Account:AccountNumber__c`):
+/// comma-separated `SObject:Field` pairs of API names, each SObject (case-insensitively) once.
+pub fn parse_external_id_field_map(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut map: Vec<(String, String)> = Vec::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((sobject, field)) = pair.split_once(':') else {
+            return Err(format!("'{pair}' is not of the form SObject:Field (e.g. Contact:ExternalId__c,Account:AccountNumber__c)"));
+        };
+        let (sobject, field) = (sobject.trim(), field.trim());
+        check_sobject_name(sobject).map_err(|why| format!("'{pair}': {why}"))?;
+        check_sobject_name(field).map_err(|why| format!("'{pair}': {why}"))?;
+        if map.iter().any(|(s, _)| s.eq_ignore_ascii_case(sobject)) {
+            return Err(format!("SObject '{sobject}' is mapped more than once (API names match case-insensitively)"));
+        }
+        map.push((sobject.to_owned(), field.to_owned()));
+    }
+    Ok(map)
 }
 
 /// A quarter of Connect's default `max.poll.interval.ms` (5 minutes), when Java did not say.
@@ -391,7 +421,16 @@ impl Config {
         let operation = Operation::parse(&v.string("salesforce.operation", "INSERT"))
             .ok_or_else(|| err("salesforce.operation", "must be INSERT, UPDATE, DELETE or UPSERT"))?;
         let external_id_field = v.opt("salesforce.external.id.field").map(str::to_owned);
-        if operation == Operation::Upsert && external_id_field.is_none() {
+        let external_id_field_map = parse_external_id_field_map(&v.string("salesforce.external.id.field.map", ""))
+            .map_err(|reason| err("salesforce.external.id.field.map", reason))?;
+        let idempotency_field = v.opt("salesforce.idempotency.field").map(str::to_owned);
+        if let Some(field) = &idempotency_field {
+            check_sobject_name(field).map_err(|why| err("salesforce.idempotency.field", why))?;
+            if external_id_field.is_some() || !external_id_field_map.is_empty() {
+                return Err(err("salesforce.idempotency.field", IDEMPOTENCY_IN_EXTERNAL_ID_MODE));
+            }
+        }
+        if operation == Operation::Upsert && external_id_field.is_none() && external_id_field_map.is_empty() {
             return Err(err(
                 "salesforce.operation",
                 "UPSERT needs salesforce.external.id.field (UPSERT is not supported in Native ID mode)",
@@ -428,6 +467,8 @@ impl Config {
             sobject,
             operation,
             external_id_field,
+            external_id_field_map,
+            idempotency_field,
             header_routing: if v.boolean("salesforce.operation.header.enabled", false)? {
                 Some(v.string("salesforce.operation.header.name", "operation"))
             } else {
@@ -490,6 +531,28 @@ impl Config {
     /// `salesforce.sobject.type=${topic}`: the SObject is each record's topic.
     pub fn sobject_by_topic(&self) -> bool {
         self.sobject == SOBJECT_BY_TOPIC
+    }
+
+    /// External ID mode (SPEC §2): keys are external ID values, INSERT is UPSERT.
+    pub fn external_id_mode(&self) -> bool {
+        self.external_id_field.is_some() || !self.external_id_field_map.is_empty()
+    }
+
+    /// The External ID field of `sobject`: its entry in `salesforce.external.id.field.map`, else
+    /// `salesforce.external.id.field`; `None` in Native ID mode or for an SObject the map leaves out
+    /// while no default is set.
+    pub fn external_id_field_for(&self, sobject: &str) -> Option<&str> {
+        self.external_id_field_map
+            .iter()
+            .find(|(s, _)| s.eq_ignore_ascii_case(sobject))
+            .map(|(_, field)| field.as_str())
+            .or(self.external_id_field.as_deref())
+    }
+
+    /// The field UPSERTs of `sobject` match on: its External ID field, or (Native ID mode)
+    /// `salesforce.idempotency.field`, the only UPSERTs there are (SPEC §12).
+    pub fn upsert_field(&self, sobject: &str) -> &str {
+        self.external_id_field_for(sobject).or(self.idempotency_field.as_deref()).unwrap_or_default()
     }
 
     /// `https://host/services/data/v62.0`
@@ -579,6 +642,37 @@ pub(crate) mod tests {
         for bad in ["crm.Contact", "crm-Contact", "1Contact", "Contact_", "a___b", "a__b__c__d", "", "Con tact", "${topic"] {
             assert!(check_sobject_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn idempotency_field_and_external_id_field_map() {
+        let c = with(&[("salesforce.idempotency.field", "KafkaCoordinates__c")]).unwrap();
+        assert_eq!(c.idempotency_field.as_deref(), Some("KafkaCoordinates__c"));
+        assert!(!c.external_id_mode());
+        assert!(with(&[]).unwrap().idempotency_field.is_none());
+        for (pairs, key) in [
+            (vec![("salesforce.idempotency.field", "bad name")], "salesforce.idempotency.field"),
+            (vec![("salesforce.idempotency.field", "K__c"), ("salesforce.external.id.field", "Ext__c")], "salesforce.idempotency.field"),
+            (vec![("salesforce.idempotency.field", "K__c"), ("salesforce.external.id.field.map", "Contact:Ext__c")], "salesforce.idempotency.field"),
+            (vec![("salesforce.external.id.field.map", "Contact")], "salesforce.external.id.field.map"),
+            (vec![("salesforce.external.id.field.map", "Contact:A__c,contact:B__c")], "salesforce.external.id.field.map"),
+            (vec![("salesforce.external.id.field.map", "Contact:A b")], "salesforce.external.id.field.map"),
+        ] {
+            assert_eq!(with(&pairs).unwrap_err().key, key, "{pairs:?}");
+        }
+        let m = with(&[
+            ("salesforce.sobject.type", "${topic}"),
+            ("salesforce.operation", "UPSERT"),
+            ("salesforce.external.id.field.map", " Contact:ExternalId__c , Account:AccountNumber__c"),
+        ])
+        .unwrap();
+        assert!(m.external_id_mode());
+        assert_eq!(m.external_id_field_for("contact"), Some("ExternalId__c"));
+        assert_eq!(m.external_id_field_for("Account"), Some("AccountNumber__c"));
+        assert_eq!(m.external_id_field_for("Lead"), None);
+        let with_default = with(&[("salesforce.external.id.field", "Ext__c"), ("salesforce.external.id.field.map", "Account:AccountNumber__c")]).unwrap();
+        assert_eq!(with_default.external_id_field_for("Lead"), Some("Ext__c"));
+        assert_eq!(with_default.external_id_field_for("ACCOUNT"), Some("AccountNumber__c"));
     }
 
     #[test]

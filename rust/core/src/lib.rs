@@ -121,8 +121,12 @@ impl SalesforceSink {
             cfg.task_id,
             cfg.operation,
             cfg.sobject,
-            if cfg.external_id_field.is_some() { "External ID" } else { "Native ID" },
-            cfg.external_id_field.as_deref().map(|f| format!(" on {f}")).unwrap_or_default(),
+            if cfg.external_id_mode() { "External ID" } else { "Native ID" },
+            match (&cfg.external_id_field, &cfg.idempotency_field) {
+                (Some(f), _) => format!(" on {f}"),
+                (None, Some(f)) => format!(", INSERT as UPSERT on idempotency field {f}"),
+                (None, None) => String::new(),
+            },
             cfg.write_mode,
         ));
         let pipeline = pipeline::Pipeline::start(&RUNTIME, Arc::clone(&cfg), Arc::clone(&writer), logs.clone());

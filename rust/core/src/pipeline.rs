@@ -166,7 +166,7 @@ impl Pipeline {
     /// `targets`: where each record goes (its SObject and External ID field kind), or why it cannot.
     pub fn submit(&self, records: &[Record<'_>], first_seq: i64, targets: &plan::Targets) -> Result<Progress, FatalError> {
         let cfg = &self.shared.cfg;
-        let external_id_mode = cfg.external_id_field.is_some();
+        let external_id_mode = cfg.external_id_mode();
         let now = Instant::now();
         let mut topic: Option<Arc<str>> = None;
         let mut skipped = 0usize;

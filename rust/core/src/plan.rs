@@ -14,11 +14,12 @@ pub struct PlannedWrite {
     /// The SObject written: `salesforce.sobject.type`, or the record's topic with `${topic}`.
     /// A request holds writes of one SObject only.
     pub sobject: Arc<str>,
-    /// What is sent: INSERT only in Native ID mode (External ID mode turns it into UPSERT).
+    /// What is sent: INSERT only in Native ID mode without `salesforce.idempotency.field` (External
+    /// ID mode, and that field, turn it into UPSERT).
     pub op: Operation,
     /// Native ID mode: the record's 18-character Id for UPDATE/DELETE. External ID mode: the
-    /// external ID value in its canonical form (see `keys`). `None` only for a native INSERT,
-    /// which needs no key.
+    /// external ID value in its canonical form (see `keys`). An INSERT made idempotent (SPEC §12):
+    /// the record's `topic:partition:offset`. `None` only for a native INSERT, which needs no key.
     pub key: Option<String>,
     /// The record's fields as a JSON fragment (see `convert`); empty for DELETE. Shared, so that
     /// requests and their retries never copy it.
@@ -102,9 +103,11 @@ pub fn plan_record_for(cfg: &Config, target: &Target, record: &Record<'_>) -> Pl
         (true, _) if cfg.tombstone_delete => Operation::Delete,
         (true, _) => return Plan::Skip,
     };
-    let op = match (&cfg.external_id_field, op) {
-        (Some(_), Operation::Insert) => Operation::Upsert, // idempotent, as the seed promises
-        (None, Operation::Upsert) => {
+    let external_id_field = cfg.external_id_field_for(&target.sobject);
+    let op = match (cfg.external_id_mode(), op) {
+        (true, _) if external_id_field.is_none() => return Plan::Reject(no_external_id_field(&target.sobject)),
+        (true, Operation::Insert) => Operation::Upsert, // idempotent, as the seed promises
+        (false, Operation::Upsert) => {
             return Plan::Reject(
                 "UPSERT needs an external ID field; this connector runs in Native ID mode \
                  (set salesforce.external.id.field)"
@@ -113,11 +116,16 @@ pub fn plan_record_for(cfg: &Config, target: &Target, record: &Record<'_>) -> Pl
         }
         (_, op) => op,
     };
+    // SPEC §12: a Native ID INSERT becomes an UPSERT on the idempotency field, keyed by where the
+    // record was read from Kafka, so writing it again updates the record it created.
+    let idempotency_field = cfg.idempotency_field.as_deref().filter(|_| op == Operation::Insert);
 
-    let key = if op == Operation::Insert {
+    let key = if idempotency_field.is_some() {
+        Some(record.idempotency_value())
+    } else if op == Operation::Insert {
         None // Native ID mode INSERT: Salesforce assigns the Id, the key is not used
     } else {
-        let canonical = key_text(&record.key, op, tombstone).and_then(|text| match cfg.external_id_field {
+        let canonical = key_text(&record.key, op, tombstone).and_then(|text| match external_id_field {
             // A URL path cannot carry these as a segment: every HTTP client resolves them as
             // "this" and "parent" directory, and the request would address another resource.
             Some(_) if cfg.write_mode == crate::config::WriteMode::Single && matches!(text.as_str(), "." | "..") => Err(format!(
@@ -138,13 +146,20 @@ pub fn plan_record_for(cfg: &Config, target: &Target, record: &Record<'_>) -> Pl
     let fields = if op == Operation::Delete {
         Vec::new()
     } else {
-        let value = match without_reserved_fields(&record.value, op, key.as_deref(), cfg.external_id_field.is_some()) {
+        if let Some(field) = idempotency_field {
+            if let Some(name) = field_named(&record.value, field) {
+                return Plan::Reject(format!(
+                    "the value has a field '{name}', which is salesforce.idempotency.field: the connector fills it with \
+                     the record's topic:partition:offset, and a value of the record's own would let two records \
+                     share one Salesforce record. Remove the field from the value (e.g. with a ReplaceField SMT)"
+                ));
+            }
+        }
+        let value = match without_reserved_fields(&record.value, op, key.as_deref(), cfg.external_id_mode()) {
             Ok(value) => value,
             Err(reason) => return Plan::Reject(reason),
         };
-        let ext = cfg
-            .external_id_field
-            .as_deref()
+        let ext = external_id_field
             .zip(key.as_deref())
             .map(|(field, key)| ExternalId { field, key, numeric: external_id.is_numeric() });
         match fields_fragment(value.as_ref().unwrap_or(&record.value), ext.as_ref(), cfg.skip_null_fields) {
@@ -152,9 +167,23 @@ pub fn plan_record_for(cfg: &Config, target: &Target, record: &Record<'_>) -> Pl
             Err(e) => return Plan::Reject(e.0),
         }
     };
+    let op = if idempotency_field.is_some() { Operation::Upsert } else { op };
     Plan::Write(PlannedWrite { sobject: Arc::clone(&target.sobject), op, key, fields: Arc::new(fields) })
 }
 
+/// Why a record of `sobject` cannot be written in External ID mode without a field for it.
+pub fn no_external_id_field(sobject: &str) -> String {
+    format!(
+        "SObject '{sobject}' has no external ID field: salesforce.external.id.field.map does not list it and \
+         salesforce.external.id.field is not set. Add {sobject}:<field> to salesforce.external.id.field.map"
+    )
+}
+
+/// The name of `value`'s top-level field `field` (Salesforce field names are case-insensitive).
+fn field_named<'a>(value: &Value<'a>, field: &str) -> Option<&'a str> {
+    let (Value::Struct(fields) | Value::Map(fields)) = value else { return None };
+    fields.iter().map(|(name, _)| *name).find(|name| name.eq_ignore_ascii_case(field))
+}
 
 /// SPEC §2: nothing in a value may change which SObject or which record a request addresses. The
 /// connector writes `attributes` and the Id itself; a value field of either name (in any case:
@@ -263,7 +292,7 @@ mod tests {
     }
 
     fn rec<'a>(key: Value<'a>, value: Value<'a>, header: OperationHeader<'a>) -> Record<'a> {
-        Record { topic: "t", partition: 0, offset: 0, key, value, operation_header: header }
+        Record { topic: "t", partition: 0, offset: 0, key, value, operation_header: header, original: None }
     }
 
     fn fields<'a>() -> Value<'a> {
@@ -304,6 +333,57 @@ mod tests {
         assert_eq!(op_of(plan_record(&c, &r("UPDATE"))), Operation::Update);
         assert_eq!(op_of(plan_record(&c, &r("DELETE"))), Operation::Delete);
         assert_eq!(op_of(plan_record(&c, &r("UPSERT"))), Operation::Upsert);
+    }
+
+    #[test]
+    fn idempotency_field_turns_native_inserts_into_upserts_on_kafka_coordinates() {
+        let c = cfg(&[("salesforce.idempotency.field", "Kafka_Offset__c"), ("salesforce.operation.header.enabled", "true")]);
+        let r = |h, original| Record { topic: "Contact", partition: 3, offset: 42, original, ..rec(Value::Null, fields(), OperationHeader::Text(h)) };
+        match plan_record(&c, &r("INSERT", None)) {
+            Plan::Write(w) => {
+                assert_eq!((w.op, w.key.as_deref()), (Operation::Upsert, Some("Contact:3:42")));
+                // the field itself is sent by the request (as the upsert's key), never in the fragment
+                assert_eq!(String::from_utf8(w.fields.to_vec()).unwrap(), r#""LastName":"L""#);
+            }
+            other => panic!("{other:?}"),
+        }
+        // a renaming SMT: the original coordinates make the value, the topic still routes
+        match plan_record(&c, &r("INSERT", Some(("crm.Contact", 0, 7)))) {
+            Plan::Write(w) => assert_eq!((w.key.as_deref(), &*w.sobject), (Some("crm.Contact:0:7"), "Contact")),
+            other => panic!("{other:?}"),
+        }
+        // UPDATE and DELETE are untouched: the key is the record Id
+        let id = || Value::String("003000000000001AAA");
+        let upd = plan_record(&c, &rec(id(), fields(), OperationHeader::Text("UPDATE")));
+        assert!(matches!(upd, Plan::Write(PlannedWrite { op: Operation::Update, key: Some(ref k), .. }) if k == "003000000000001AAA"));
+        // a value of its own in the field would let two records meet in one Salesforce record
+        let carrying = rec(Value::Null, Value::Map(vec![("LastName", Value::String("L")), ("kafka_offset__C", Value::String("x"))]), OperationHeader::Absent);
+        assert!(matches!(plan_record(&c, &carrying), Plan::Reject(m) if m.contains("salesforce.idempotency.field") && m.contains("kafka_offset__C")), "{:?}", plan_record(&c, &carrying));
+        // without the key: a plain INSERT, as before
+        assert!(matches!(plan_record(&cfg(&[]), &r("INSERT", None)), Plan::Write(PlannedWrite { op: Operation::Insert, key: None, .. })));
+    }
+
+    #[test]
+    fn external_id_field_map_names_each_sobjects_field() {
+        let c = cfg(&[
+            ("salesforce.sobject.type", "${topic}"),
+            ("salesforce.operation", "UPSERT"),
+            ("salesforce.external.id.field.map", "Contact:ExternalId__c,Account:AccountNumber__c"),
+        ]);
+        let to = |sobject: &str| Target { sobject: Arc::from(sobject), external_id: ExternalIdKind::Text };
+        let value = |field: &'static str| Value::Map(vec![("Name", Value::String("N")), (field, Value::String("A-1"))]);
+        let r = |v| rec(Value::String("A-1"), v, OperationHeader::Absent);
+        // each SObject's own field is dropped from the value when it repeats the key...
+        match plan_record_for(&c, &to("Account"), &r(value("AccountNumber__c"))) {
+            Plan::Write(w) => assert_eq!(String::from_utf8(w.fields.to_vec()).unwrap(), r#""Name":"N""#),
+            other => panic!("{other:?}"),
+        }
+        // ...and another SObject's field is an ordinary field
+        match plan_record_for(&c, &to("Contact"), &r(value("AccountNumber__c"))) {
+            Plan::Write(w) => assert!(String::from_utf8(w.fields.to_vec()).unwrap().contains("AccountNumber__c")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(plan_record_for(&c, &to("Lead"), &r(value("X"))), Plan::Reject(m) if m.contains("Lead:<field>")));
     }
 
     #[test]

@@ -64,12 +64,22 @@ pub struct Record<'a> {
     pub key: Value<'a>,
     pub value: Value<'a>,
     pub operation_header: OperationHeader<'a>,
+    /// Topic, partition and offset the record was read from, when an SMT changed them
+    /// (`SinkRecord.originalTopic()` and friends, Kafka 3.6+); `None` when they are the ones above.
+    pub original: Option<(&'a str, i32, i64)>,
 }
 
 impl Record<'_> {
     /// Where the record lives in Kafka, for messages an operator can act on.
     pub fn coordinates(&self) -> String {
         format!("topic {} partition {} offset {}", self.topic, self.partition, self.offset)
+    }
+
+    /// `salesforce.idempotency.field`'s value (SPEC §12): `<topic>:<partition>:<offset>` of the
+    /// record as read from Kafka, before SMTs. No two records share it, whatever SMTs rename.
+    pub fn idempotency_value(&self) -> String {
+        let (topic, partition, offset) = self.original.unwrap_or((self.topic, self.partition, self.offset));
+        format!("{topic}:{partition}:{offset}")
     }
 
     /// [`coordinates`](Self::coordinates) with the key in front when it is a String or integer:

@@ -220,6 +220,7 @@ fn one_unparsable_record_does_not_sink_its_collections_request() {
         key: Value::Null,
         value: Value::Map(vec![("LastName", Value::String("ok"))]),
         operation_header: OperationHeader::Absent,
+        original: None,
     };
     let mut records: Vec<Record> = (0..9).map(good).collect();
     // A date Salesforce cannot parse makes it refuse the whole Collections body.

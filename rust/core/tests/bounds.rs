@@ -20,6 +20,7 @@ fn upsert<'a>(offset: i64, key: &'a str, name: &'a str) -> Record<'a> {
         key: Value::String(key),
         value: Value::Map(vec![("LastName", Value::String(name))]),
         operation_header: OperationHeader::Absent,
+        original: None,
     }
 }
 

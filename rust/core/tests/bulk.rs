@@ -18,6 +18,7 @@ fn upsert<'a>(offset: i64, key: &'a str, fields: Vec<(&'a str, Value<'a>)>) -> R
         key: Value::String(key),
         value: Value::Map(fields),
         operation_header: OperationHeader::Absent,
+        original: None,
     }
 }
 
@@ -201,7 +202,7 @@ fn deletes_go_as_hard_deletes_when_configured() {
 }
 
 fn insert<'a>(partition: i32, offset: i64, fields: Vec<(&'a str, Value<'a>)>) -> Record<'a> {
-    Record { topic: "b", partition, offset, key: Value::Null, value: Value::Map(fields), operation_header: OperationHeader::Absent }
+    Record { topic: "b", partition, offset, key: Value::Null, value: Value::Map(fields), operation_header: OperationHeader::Absent, original: None }
 }
 
 fn native_insert_sink(emu: &Emulator, extra: &[(&str, &str)]) -> salesforce_sink_core::SalesforceSink {

@@ -204,7 +204,7 @@ fn native_id_streams_never_touch_a_record_they_do_not_name() {
         let inserts: Vec<Record> = names
             .iter()
             .enumerate()
-            .map(|(i, n)| Record { topic: "gen", partition: 0, offset: i as i64, key: Value::Null, value: Value::Map(vec![("LastName", Value::String(n))]), operation_header: OperationHeader::Absent })
+            .map(|(i, n)| Record { topic: "gen", partition: 0, offset: i as i64, key: Value::Null, value: Value::Map(vec![("LastName", Value::String(n))]), operation_header: OperationHeader::Absent, original: None })
             .collect();
         assert!(redeliver(&sink, &inserts, 5).unwrap().iter().all(|o| *o == Outcome::Written));
         let by_name: BTreeMap<String, String> =
@@ -476,6 +476,7 @@ fn native_id_bulk_streams_match_the_one_by_one_model() {
                     ("Last_Contacted__c", Value::Timestamp(*at)),
                 ]),
                 operation_header: OperationHeader::Absent,
+                original: None,
             })
             .collect();
         let outcomes = submit_and_wait(&emu, &sink, &inserts, &context);
@@ -547,6 +548,7 @@ fn keyed_record<'a>(offset: i64, key: &'a str, op: &'a str, last_name: &'a str) 
         key: Value::String(key),
         value: if op == "TOMBSTONE" { Value::Null } else { Value::Map(vec![("LastName", Value::String(last_name))]) },
         operation_header: if op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(op) },
+        original: None,
     }
 }
 

@@ -133,6 +133,7 @@ fn record(key: &str) -> Record<'_> {
         key: Value::String(key),
         value: Value::Map(vec![("LastName", Value::String("Hostile"))]),
         operation_header: OperationHeader::Absent,
+        original: None,
     }
 }
 

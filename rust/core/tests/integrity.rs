@@ -18,6 +18,7 @@ fn rec<'a>(offset: i64, key: Value<'a>, value: Value<'a>, op: Option<&'a str>) -
         key,
         value,
         operation_header: op.map_or(OperationHeader::Absent, OperationHeader::Text),
+        original: None,
     }
 }
 

@@ -9,7 +9,7 @@ use salesforce_sink_core::record::{OperationHeader, Record, Value};
 use salesforce_sink_core::wire::outcome::Outcome;
 
 fn rec<'a>(offset: i64, key: &'a str, value: Value<'a>) -> Record<'a> {
-    Record { topic: "t", partition: 0, offset, key: Value::String(key), value, operation_header: OperationHeader::Absent }
+    Record { topic: "t", partition: 0, offset, key: Value::String(key), value, operation_header: OperationHeader::Absent, original: None }
 }
 
 fn failure(o: &Outcome) -> &str {

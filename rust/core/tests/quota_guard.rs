@@ -17,6 +17,7 @@ fn insert<'a>(offset: i64, name: &'a str) -> Record<'a> {
         key: Value::Null,
         value: Value::Map(vec![("LastName", Value::String(name))]),
         operation_header: OperationHeader::Absent,
+        original: None,
     }
 }
 
@@ -140,6 +141,7 @@ fn an_id_lookup_is_not_followed_by_its_write_once_the_guard_holds() {
                 key: Value::String(k),
                 value: Value::Map(vec![("LastName", Value::String(n))]),
                 operation_header: OperationHeader::Absent,
+                original: None,
             })
             .collect();
         sink.submit(&records, 0).unwrap();
@@ -199,6 +201,7 @@ fn bulk_jobs_are_counted_open_while_they_run_and_their_calls_by_kind() {
             key: Value::String(k),
             value: Value::Map(vec![("LastName", Value::String(k))]),
             operation_header: OperationHeader::Absent,
+            original: None,
         })
         .collect();
     sink.submit(&records, 0).unwrap();

@@ -17,6 +17,7 @@ fn rec(topic: &str, offset: i64) -> Record<'_> {
         key: Value::String("k"),
         value: Value::Map(vec![("LastName", Value::String("Allowed?"))]),
         operation_header: OperationHeader::Absent,
+        original: None,
     }
 }
 

@@ -113,6 +113,7 @@ fn https_with_a_private_ca() {
             key: Value::String("k"),
             value: Value::Map(fields),
             operation_header: OperationHeader::Absent,
+            original: None,
         };
         let (outcomes, _) = sink.write_records(&[record]).unwrap();
         assert!(matches!(outcomes[0], Outcome::Written), "{outcomes:?}");

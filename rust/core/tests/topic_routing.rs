@@ -33,6 +33,7 @@ fn rec<'a>(topic: &'a str, offset: i64, key: &'a str, op: &'a str, last_name: Op
             None => Value::Null,
         },
         operation_header: OperationHeader::Text(op),
+        original: None,
     }
 }
 

@@ -3,7 +3,8 @@
 use super::{Reader, WireError};
 use crate::record::{OperationHeader, Record, Value};
 
-const VERSION: u8 = 1;
+/// 2: each record ends with its original coordinates when they differ (ARCHITECTURE.md).
+const VERSION: u8 = 2;
 
 /// Nesting deeper than this is refused instead of risking the native stack.
 pub const MAX_DEPTH: usize = 64;
@@ -61,7 +62,12 @@ fn decode_record<'a>(r: &mut Reader<'a>) -> Result<Record<'a>, WireError> {
         3 => OperationHeader::OtherType(r.str()?),
         kind => return Err(r.error(format!("unknown operation header kind {kind}"))),
     };
-    Ok(Record { topic, partition, offset, key, value, operation_header })
+    let original = match r.u8()? {
+        0 => None,
+        1 => Some((r.str()?, r.i32()?, r.i64()?)),
+        flag => return Err(r.error(format!("unknown original coordinates flag {flag}"))),
+    };
+    Ok(Record { topic, partition, offset, key, value, operation_header, original })
 }
 
 fn decode_value<'a>(r: &mut Reader<'a>, depth: usize) -> Result<Value<'a>, WireError> {
@@ -149,6 +155,15 @@ pub mod encode {
                     w.str(s)
                 }
             }
+            match rec.original {
+                None => w.u8(0),
+                Some((topic, partition, offset)) => {
+                    w.u8(1);
+                    w.str(topic);
+                    w.i32(partition);
+                    w.i64(offset)
+                }
+            }
         }
         w.buf
     }
@@ -225,7 +240,7 @@ mod tests {
     use super::*;
 
     fn record<'a>(key: Value<'a>, value: Value<'a>, header: OperationHeader<'a>) -> Record<'a> {
-        Record { topic: "contacts", partition: 3, offset: 42, key, value, operation_header: header }
+        Record { topic: "contacts", partition: 3, offset: 42, key, value, operation_header: header, original: None }
     }
 
     #[test]
@@ -250,6 +265,7 @@ mod tests {
             record(Value::Null, Value::Null, OperationHeader::Bytes(b"DELETE")),
             record(Value::Int(5), Value::Map(vec![]), OperationHeader::OtherType("java.lang.Integer")),
             record(Value::Int(5), Value::Map(vec![]), OperationHeader::Absent),
+            Record { original: Some(("crm.Contact", 7, 1 << 40)), ..record(Value::Null, Value::Map(vec![]), OperationHeader::Absent) },
         ];
         let buf = encode::batch(&records);
         assert_eq!(decode_batch(&buf).unwrap(), records);

@@ -31,7 +31,7 @@ pub(super) async fn send(w: &Writer, op: Operation, items: &[RequestItem]) -> Re
             let path = format!(
                 "/composite/sobjects/{}/{}",
                 percent_encode(&items[0].sobject),
-                percent_encode(w.cfg.external_id_field.as_deref().unwrap_or_default())
+                percent_encode(w.upsert_field(&items[0].sobject))
             );
             w.client.send(Method::PATCH, &path, Some(&body(w, op, items))).await?
         }
@@ -112,7 +112,7 @@ pub(super) fn body(w: &Writer, op: Operation, items: &[RequestItem]) -> Vec<u8> 
             }
             Operation::Upsert => {
                 out.push(b',');
-                write_string(&mut out, w.cfg.external_id_field.as_deref().unwrap_or_default());
+                write_string(&mut out, w.upsert_field(&first.sobject));
                 out.push(b':');
                 let key = item.key.as_deref().unwrap_or_default();
                 // Numeric keys are canonical decimals (checked in `plan`): valid JSON numbers.

@@ -305,10 +305,10 @@ impl Writer {
         if let Some(kind) = self.external_id.get() {
             return Ok(*kind);
         }
-        if !self.external_id_mode() {
+        if !self.external_id_mode() && self.cfg.idempotency_field.is_none() {
             return Ok(ExternalIdKind::Text);
         }
-        match crate::startup::check_external_id_field(&self.cfg, &self.client, &self.cfg.sobject, self.cfg.startup_validation).await {
+        match crate::startup::check_sobject(&self.cfg, &self.client, &self.cfg.sobject, self.cfg.startup_validation).await {
             Ok(kind) => Ok(*self.external_id.get_or_init(|| kind)),
             Err(crate::startup::FieldCheck::NotYet(e)) => {
                 Err(NotYet::Retry(e.to_string(), self.cfg.retry.backoff(1).max(MIN_RETRY_BACKOFF)))
@@ -320,7 +320,12 @@ impl Writer {
     }
 
     fn external_id_mode(&self) -> bool {
-        self.cfg.external_id_field.is_some()
+        self.cfg.external_id_mode()
+    }
+
+    /// See [`Config::upsert_field`].
+    fn upsert_field(&self, sobject: &str) -> &str {
+        self.cfg.upsert_field(sobject)
     }
 
     /// The Collections request bodies these writes become, without sending anything (Ids that
@@ -688,7 +693,7 @@ impl Writer {
         if item.write.op == Operation::Delete && item.write.key.as_deref().is_some_and(|k| self.settle_unsure_delete(&item.write.sobject, k)) {
             return SendResult::Written { id: None };
         }
-        let field = self.cfg.external_id_field.as_deref().unwrap_or("?");
+        let field = self.upsert_field(&item.write.sobject);
         let what = if item.write.op == Operation::Update { " (UPDATE never creates; use UPSERT to create)" } else { "" };
         SendResult::Failed(format!(
             "NOT_FOUND: no {} record has {}='{}'{}",

@@ -96,7 +96,7 @@ impl Writer {
                     "{} {} records have {}='{}'; an external ID must name one record",
                     ids.len(),
                     sobject,
-                    self.cfg.external_id_field.as_deref().unwrap_or_default(),
+                    self.upsert_field(&sobject),
                     key
                 ))),
                 Some(Ok(_)) | None => Resolution::Missing,
@@ -113,7 +113,7 @@ impl Writer {
 
     /// SINGLE mode: `GET /sobjects/{T}/{field}/{value}?fields=Id`, one per key, as the seed.
     async fn lookup_each(&self, sobject: &str, keys: &[&str]) -> HashMap<String, Result<Vec<String>, SalesforceError>> {
-        let field = self.cfg.external_id_field.as_deref().unwrap_or_default();
+        let field = self.upsert_field(sobject);
         let mut found = HashMap::new();
         for key in keys {
             let path = format!(
@@ -144,7 +144,7 @@ impl Writer {
     /// bytes a query, every page of the answer. Keys are matched as the field's kind says
     /// (text case-insensitively, numbers as decimals).
     async fn query_ids(&self, sobject: &str, keys: &[&str]) -> HashMap<String, Result<Vec<String>, SalesforceError>> {
-        let field = self.cfg.external_id_field.as_deref().unwrap_or_default();
+        let field = self.upsert_field(sobject);
         let kind = self.kind_of(sobject);
         let numeric = kind.is_numeric();
         let mut found: HashMap<String, Result<Vec<String>, SalesforceError>> = HashMap::new();

@@ -21,7 +21,7 @@ pub(super) async fn send(w: &Writer, op: Operation, item: &RequestItem) -> Resul
         Operation::Update => w.client.send(Method::PATCH, &format!("/sobjects/{sobject}/{}", id()), Some(&body())).await,
         Operation::Delete => w.client.send(Method::DELETE, &format!("/sobjects/{sobject}/{}", id()), None).await,
         Operation::Upsert => {
-            let field = percent_encode(w.cfg.external_id_field.as_deref().unwrap_or_default());
+            let field = percent_encode(w.upsert_field(&item.sobject));
             let key = percent_encode(item.key.as_deref().unwrap_or_default());
             w.client.send(Method::PATCH, &format!("/sobjects/{sobject}/{field}/{key}"), Some(&body())).await
         }

@@ -182,6 +182,7 @@ impl Msg {
             key: Value::String(&self.key),
             value: if self.op == "TOMBSTONE" { Value::Null } else { Value::Map(fields) },
             operation_header: if self.op == "TOMBSTONE" { OperationHeader::Absent } else { OperationHeader::Text(self.op) },
+            original: None,
         }
     }
 }
@@ -260,6 +261,7 @@ pub fn upsert<'a>(offset: i64, key: &'a str, name: &'a str) -> Record<'a> {
         key: Value::String(key),
         value: Value::Map(vec![("LastName", Value::String(name))]),
         operation_header: OperationHeader::Absent,
+        original: None,
     }
 }
 

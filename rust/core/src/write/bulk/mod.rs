@@ -150,7 +150,7 @@ async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
 fn build_upload(cfg: &crate::config::Config, op: Operation, items: &[RequestItem]) -> Upload {
     let mut columns = csv::Columns::new();
     let key_name = match op {
-        Operation::Upsert => Some(cfg.external_id_field.clone().unwrap_or_default()),
+        Operation::Upsert => items.first().map(|first| cfg.upsert_field(&first.sobject).to_owned()),
         Operation::Update | Operation::Delete => Some("Id".to_owned()),
         Operation::Insert => None,
     };
@@ -231,7 +231,7 @@ impl<'w> Job<'w> {
             "columnDelimiter": "COMMA",
         });
         if op == Operation::Upsert {
-            spec["externalIdFieldName"] = serde_json::json!(w.cfg.external_id_field);
+            spec["externalIdFieldName"] = serde_json::json!(w.upsert_field(sobject));
         }
         let created = w
             .client

@@ -55,6 +55,8 @@ public final class SalesforceSinkConfig extends AbstractConfig {
     public static final String SOBJECT_ALLOWED = "salesforce.sobject.allowed";
     public static final String OPERATION = "salesforce.operation";
     public static final String EXTERNAL_ID_FIELD = "salesforce.external.id.field";
+    public static final String EXTERNAL_ID_FIELD_MAP = "salesforce.external.id.field.map";
+    public static final String IDEMPOTENCY_FIELD = "salesforce.idempotency.field";
     public static final String OPERATION_HEADER_ENABLED = "salesforce.operation.header.enabled";
     public static final String OPERATION_HEADER_NAME = "salesforce.operation.header.name";
     public static final String OPERATION_HEADER_MAPPING = "salesforce.operation.header.mapping";
@@ -220,6 +222,22 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 "API name of a Salesforce External ID field, e.g. ExternalId__c. When set, the record key is the "
                         + "external ID value (External ID mode); otherwise the key is the Salesforce record Id.",
                 GROUP_MAPPING, ++order, Width.MEDIUM, "External ID field");
+        def.define(EXTERNAL_ID_FIELD_MAP, Type.LIST, null, new ExternalIdFieldMapValidator(), Importance.MEDIUM,
+                "Per-SObject External ID fields as SObject:Field pairs, e.g. "
+                        + "Contact:ExternalId__c,Account:AccountNumber__c (mostly with salesforce.sobject.type=${topic}). "
+                        + "Overrides salesforce.external.id.field for the SObjects it lists and, like it, turns on "
+                        + "External ID mode; with this map alone, records of an SObject it does not list go to the "
+                        + "DLQ. Each field is checked (describe) when its SObject's first record arrives.",
+                GROUP_MAPPING, ++order, Width.LONG, "External ID field per SObject");
+        def.define(IDEMPOTENCY_FIELD, Type.STRING, null, new OptionalApiNameValidator(), Importance.MEDIUM,
+                "Native ID mode: API name of a Text field (length 255, at least 40), marked Unique and External "
+                        + "ID, e.g. Kafka_Coordinates__c. Every INSERT then carries the record's original "
+                        + "topic:partition:offset in it and is sent as an UPSERT on it, so a record written again "
+                        + "after a crash, a rebalance or a lost answer creates no second Salesforce record. The "
+                        + "field is checked (describe) when the task starts, or with ${topic} when each SObject's "
+                        + "first record arrives; a record whose value carries the field goes to the DLQ. Not with "
+                        + "salesforce.external.id.field, where INSERT is already an UPSERT on the key.",
+                GROUP_MAPPING, ++order, Width.MEDIUM, "Idempotency field");
         def.define(OPERATION_HEADER_ENABLED, Type.BOOLEAN, false, null, Importance.MEDIUM,
                 "When true, the header named by salesforce.operation.header.name (INSERT, UPDATE, DELETE or UPSERT, "
                         + "string or bytes) overrides the operation per record; records without it use "
@@ -391,7 +409,13 @@ public final class SalesforceSinkConfig extends AbstractConfig {
                 add(errors, JWT_USERNAME, JWT_USERNAME + " is required when " + AUTH_TYPE + " is JWT_BEARER");
             }
         }
-        if (UPSERT.equals(upper(values.get(OPERATION))) && isBlank(values.get(EXTERNAL_ID_FIELD))) {
+        boolean externalIdMode = !isBlank(values.get(EXTERNAL_ID_FIELD)) || !isEmptyList(values.get(EXTERNAL_ID_FIELD_MAP));
+        if (!isBlank(values.get(IDEMPOTENCY_FIELD)) && externalIdMode) {
+            add(errors, IDEMPOTENCY_FIELD, IDEMPOTENCY_FIELD + " is for Native ID mode only: with " + EXTERNAL_ID_FIELD
+                    + " (or " + EXTERNAL_ID_FIELD_MAP + ") every INSERT is already an UPSERT on the record key's "
+                    + "external ID, which creates at most one Salesforce record per key; remove one of the two settings");
+        }
+        if (UPSERT.equals(upper(values.get(OPERATION))) && !externalIdMode) {
             add(errors, OPERATION, "UPSERT needs " + EXTERNAL_ID_FIELD + " (UPSERT is not supported in Native ID "
                     + "mode): set the External ID field, or use INSERT/UPDATE");
         }
@@ -417,6 +441,10 @@ public final class SalesforceSinkConfig extends AbstractConfig {
 
     private static String upper(Object value) {
         return value == null ? null : value.toString().trim().toUpperCase(Locale.ROOT);
+    }
+
+    private static boolean isEmptyList(Object value) {
+        return value == null || (value instanceof List && ((List<?>) value).isEmpty());
     }
 
     private static boolean isBlank(Object value) {
@@ -740,6 +768,40 @@ public final class SalesforceSinkConfig extends AbstractConfig {
         @Override
         public String toString() {
             return "comma-separated value:OPERATION pairs, e.g. c:UPSERT,r:UPSERT,u:UPSERT,d:DELETE";
+        }
+    }
+
+    /** {@code SObject:Field,...} of API names; an SObject may be listed once (case-insensitively). */
+    static final class ExternalIdFieldMapValidator implements ConfigDef.Validator {
+        @Override
+        public void ensureValid(String name, Object value) {
+            if (!(value instanceof List)) {
+                return;
+            }
+            List<String> seen = new ArrayList<>();
+            for (Object entry : (List<?>) value) {
+                String pair = String.valueOf(entry).trim();
+                if (pair.isEmpty()) {
+                    continue;
+                }
+                int colon = pair.indexOf(':');
+                String sobject = colon < 0 ? "" : pair.substring(0, colon).trim();
+                String field = colon < 0 ? "" : pair.substring(colon + 1).trim();
+                if (!API_NAME_PATTERN.matcher(sobject).matches() || !API_NAME_PATTERN.matcher(field).matches()) {
+                    throw new ConfigException(name, value, "'" + pair + "' is not of the form SObject:Field with two "
+                            + "Salesforce API names (e.g. Contact:ExternalId__c,Account:AccountNumber__c)");
+                }
+                if (seen.contains(sobject.toLowerCase(Locale.ROOT))) {
+                    throw new ConfigException(name, value, "SObject '" + sobject + "' is mapped more than once "
+                            + "(API names match case-insensitively)");
+                }
+                seen.add(sobject.toLowerCase(Locale.ROOT));
+            }
+        }
+
+        @Override
+        public String toString() {
+            return "comma-separated SObject:Field pairs, e.g. Contact:ExternalId__c,Account:AccountNumber__c";
         }
     }
 

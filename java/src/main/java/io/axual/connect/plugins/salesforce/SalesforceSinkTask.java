@@ -202,6 +202,13 @@ public class SalesforceSinkTask extends SinkTask {
                 reporter == null ? "absent" : "present", tolerateAll ? "all" : "none",
                 offsets.originalCoordinatesKnown() ? "asynchronous (original record coordinates)"
                         : "synchronous (worker before Kafka 3.6: no SinkRecord.originalTopic())");
+        if (config.getString(SalesforceSinkConfig.IDEMPOTENCY_FIELD) != null
+                && !RecordBatchEncoder.originalCoordinatesKnown()) {
+            log.warn("{}{} gets each record's topic:partition:offset as the task sees it: this worker (before "
+                    + "Kafka 3.6) hides the original coordinates, so an SMT that renames topics or partitions can "
+                    + "give two records one value and one Salesforce record", logPrefix,
+                    SalesforceSinkConfig.IDEMPOTENCY_FIELD);
+        }
     }
 
     private static int parseTaskNumber(String taskId) {

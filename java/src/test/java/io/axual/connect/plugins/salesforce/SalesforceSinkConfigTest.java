@@ -250,6 +250,43 @@ class SalesforceSinkConfigTest {
     }
 
     @Test
+    void idempotencyFieldIsNativeIdModeOnlyAndCheckedOnItsKey() {
+        Map<String, String> props = clientCredentials();
+        props.put("salesforce.idempotency.field", "Kafka_Coordinates__c");
+        assertEquals(Map.of(), errors(props));
+        assertEquals("Kafka_Coordinates__c", new SalesforceSinkConfig(props).nativeSettings().get("salesforce.idempotency.field"));
+        props.put("salesforce.idempotency.field", "not a name");
+        assertOnlyErrorOn("salesforce.idempotency.field", props);
+        props.put("salesforce.idempotency.field", "Kafka_Coordinates__c");
+        props.put("salesforce.external.id.field", "ExternalId__c");
+        assertOnlyErrorOn("salesforce.idempotency.field", props);
+        assertThrows(ConfigException.class, () -> new SalesforceSinkConfig(props));
+        props.remove("salesforce.external.id.field");
+        props.put("salesforce.external.id.field.map", "Contact:ExternalId__c");
+        assertOnlyErrorOn("salesforce.idempotency.field", props);
+        props.remove("salesforce.idempotency.field");
+        assertFalse(new SalesforceSinkConfig(props).nativeSettings().containsKey("salesforce.idempotency.field"));
+    }
+
+    @Test
+    void externalIdFieldMapIsCheckedOnItsKeyAndEnablesUpsert() {
+        Map<String, String> props = clientCredentials();
+        props.put("salesforce.sobject.type", "${topic}");
+        props.put("salesforce.operation", "UPSERT");
+        assertOnlyErrorOn("salesforce.operation", props);
+        props.put("salesforce.external.id.field.map", "Contact:ExternalId__c, Account:AccountNumber__c");
+        assertEquals(Map.of(), errors(props));
+        assertEquals("Contact:ExternalId__c,Account:AccountNumber__c",
+                new SalesforceSinkConfig(props).nativeSettings().get("salesforce.external.id.field.map").toString()
+                        .replace("[", "").replace("]", "").replace(" ", ""));
+        for (String bad : new String[] {"Contact", "Contact:", ":ExternalId__c", "crm.Contact:Ext__c",
+                "Contact:A__c,contact:B__c"}) {
+            props.put("salesforce.external.id.field.map", bad);
+            assertOnlyErrorOn("salesforce.external.id.field.map", props);
+        }
+    }
+
+    @Test
     void operationHeaderMappingIsCheckedOnItsKey() {
         Map<String, String> props = clientCredentials();
         props.put("salesforce.operation.header.enabled", "true");
@@ -288,6 +325,7 @@ class SalesforceSinkConfigTest {
                 "salesforce.client.secret", "salesforce.jwt.private.key", "salesforce.jwt.username",
                 "salesforce.jwt.audience", "salesforce.api.version", "salesforce.request.timeout.ms",
                 "salesforce.sobject.type", "salesforce.operation", "salesforce.external.id.field",
+                "salesforce.external.id.field.map", "salesforce.idempotency.field",
                 "salesforce.operation.header.enabled", "salesforce.operation.header.name",
                 "salesforce.operation.header.mapping", "salesforce.tombstone.delete", "salesforce.retry.max.attempts",
                 "salesforce.retry.initial.backoff.ms", "salesforce.retry.max.backoff.ms",

@@ -29,7 +29,8 @@ import org.apache.kafka.connect.sink.SinkRecord;
  * like any other non-recoverable record error. Not thread-safe: one encoder per task.
  */
 public final class RecordBatchEncoder {
-    static final int VERSION = 1;
+    /** 2: records end with their original coordinates where an SMT changed them. */
+    static final int VERSION = 2;
     /** Deepest nesting the native decoder accepts ({@code wire::batch::MAX_DEPTH}). */
     static final int MAX_NESTING = 64;
 
@@ -52,6 +53,9 @@ public final class RecordBatchEncoder {
     static final int HEADER_STRING = 1;
     static final int HEADER_BYTES = 2;
     static final int HEADER_OTHER = 3;
+
+    /** {@code SinkRecord.originalTopic()} and friends exist (Kafka 3.6+, KIP-793). */
+    private static final boolean ORIGINAL_COORDINATES = hasOriginalCoordinates();
 
     private static final long MILLIS_PER_DAY = 24L * 60 * 60 * 1000;
     private static final int INITIAL_CAPACITY = 64 * 1024;
@@ -157,6 +161,45 @@ public final class RecordBatchEncoder {
         writeField(record, "key", record.keySchema(), record.key());
         writeField(record, "value", record.valueSchema(), record.value());
         writeOperationHeader(record);
+        writeOriginalCoordinates(record);
+    }
+
+    /**
+     * Where the record was read from, when an SMT changed topic, partition or offset: the value of
+     * {@code salesforce.idempotency.field} must name the Kafka record itself (SPEC §12), while
+     * {@code ${topic}} routes by the transformed topic. Absent on workers before Kafka 3.6.
+     */
+    private void writeOriginalCoordinates(SinkRecord record) {
+        if (!ORIGINAL_COORDINATES) {
+            out.writeU8(0);
+            return;
+        }
+        String topic = record.originalTopic();
+        Integer partition = record.originalKafkaPartition();
+        long offset = record.originalKafkaOffset();
+        if (topic.equals(record.topic()) && java.util.Objects.equals(partition, record.kafkaPartition())
+                && offset == record.kafkaOffset()) {
+            out.writeU8(0);
+            return;
+        }
+        out.writeU8(1);
+        out.writeStr(topic);
+        out.writeI32(partition == null ? -1 : partition);
+        out.writeI64(offset);
+    }
+
+    /** Whether this worker's records know their original coordinates (Kafka 3.6+). */
+    public static boolean originalCoordinatesKnown() {
+        return ORIGINAL_COORDINATES;
+    }
+
+    private static boolean hasOriginalCoordinates() {
+        try {
+            SinkRecord.class.getMethod("originalKafkaOffset");
+            return true;
+        } catch (NoSuchMethodException e) {
+            return false;
+        }
     }
 
     private void writeField(SinkRecord record, String what, Schema schema, Object value) {

@@ -63,8 +63,9 @@ class NativeSafetyTest {
     }
 
     static byte[] oneTombstone() {
-        // version 1, one record: topic "t", partition 0, offset 0, NULL key, NULL value, no header
-        return new byte[] {1, 0, 0, 0, 1, 0, 0, 0, 1, 't', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        // version 2, one record: topic "t", partition 0, offset 0, NULL key, NULL value, no header,
+        // no original coordinates
+        return new byte[] {2, 0, 0, 0, 1, 0, 0, 0, 1, 't', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     }
 
     @ParameterizedTest

@@ -194,6 +194,20 @@ class RecordBatchEncoderTest {
     }
 
     @Test
+    void originalCoordinatesTravelOnlyWhereAnSmtChangedThem() {
+        SinkRecord read = record(null, null, null, Map.of("LastName", "L"), 42);
+        // A RegexRouter's newRecord keeps the original coordinates and renames the topic.
+        SinkRecord routed = read.newRecord("Contact", 3, null, null, null, Map.of("LastName", "L"), null);
+        List<Rec> recs = ReferenceDecoder.decodeBatch(new RecordBatchEncoder(null).encode(List.of(read, routed)).buffer());
+        assertEquals("contacts", recs.get(0).topic);
+        assertEquals(null, recs.get(0).originalTopic, "unchanged coordinates are not repeated");
+        assertEquals("Contact", recs.get(1).topic, "${topic} routes by the transformed topic");
+        assertEquals("contacts", recs.get(1).originalTopic);
+        assertEquals(3, recs.get(1).originalPartition);
+        assertEquals(42L, recs.get(1).originalOffset);
+    }
+
+    @Test
     void nullKeyAndTombstone() {
         Rec r = ReferenceDecoder.decodeBatch(new RecordBatchEncoder(null)
                 .encode(List.of(record(null, null, null, null, 5))).buffer()).get(0);

@@ -53,12 +53,16 @@ public final class ReferenceDecoder {
         public int headerKind;
         /** kind 1, 2: hex of the raw bytes; kind 3: the Java type name. */
         public String header;
+        /** The original coordinates, when the record carries them (they differ); else null. */
+        public String originalTopic;
+        public int originalPartition;
+        public long originalOffset;
     }
 
     public static List<Rec> decodeBatch(byte[] buffer) {
         ByteBuffer in = ByteBuffer.wrap(buffer);
         int version = in.get() & 0xFF;
-        if (version != 1) {
+        if (version != 2) {
             throw new AssertionError("version " + version);
         }
         int n = in.getInt();
@@ -77,6 +81,14 @@ public final class ReferenceDecoder {
                 r.header = str(in);
             } else if (r.headerKind != 0) {
                 throw new AssertionError("header kind " + r.headerKind);
+            }
+            int hasOriginal = in.get() & 0xFF;
+            if (hasOriginal == 1) {
+                r.originalTopic = str(in);
+                r.originalPartition = in.getInt();
+                r.originalOffset = in.getLong();
+            } else if (hasOriginal != 0) {
+                throw new AssertionError("original coordinates flag " + hasOriginal);
             }
             records.add(r);
         }
