@@ -491,7 +491,21 @@ fn native_id_bulk_streams_match_the_one_by_one_model() {
         let mut sent: Vec<String> = rows.iter().map(|(name, score, active, _)| format!("\"{name}\" {} {active}", json!(score))).collect();
         written.sort();
         sent.sort();
-        assert_eq!(written, sent, "{context}: every INSERT written exactly once");
+        let unknown = outcomes.iter().filter(|o| **o != Outcome::Written).count();
+        if unknown == 0 {
+            assert_eq!(written, sent, "{context}: every INSERT written exactly once");
+        } else {
+            // A job Salesforce lost (deleted mid-run) may or may not have written its rows: those
+            // INSERTs were reported as of unknown outcome, never sent again. Nothing is written
+            // twice, nothing that was not sent, and every INSERT reported written is there.
+            let mut rest = sent.clone();
+            for row in &written {
+                let at = rest.iter().position(|s| s == row);
+                assert!(at.is_some(), "{context}: {row} written more often than sent");
+                rest.remove(at.unwrap());
+            }
+            assert!(written.len() >= outcomes.len() - unknown, "{context}: {} written, {} reported written", written.len(), outcomes.len() - unknown);
+        }
         tally.case(&emu, &outcomes, std::iter::empty());
 
         // UPDATE and DELETE by Id, in 18 and 15 characters.
