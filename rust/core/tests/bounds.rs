@@ -4,25 +4,13 @@
 
 mod common;
 
-use common::Emulator;
+use common::{upsert, Emulator};
 use salesforce_sink_core::metrics::HealthState;
-use salesforce_sink_core::record::{OperationHeader, Record, Value};
+use salesforce_sink_core::record::Record;
 use salesforce_sink_core::wire::outcome::Outcome;
 use salesforce_sink_core::{SalesforceSink, SinkError};
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-fn upsert<'a>(offset: i64, key: &'a str, name: &'a str) -> Record<'a> {
-    Record {
-        topic: "b",
-        partition: 0,
-        offset,
-        key: Value::String(key),
-        value: Value::Map(vec![("LastName", Value::String(name))]),
-        operation_header: OperationHeader::Absent,
-        original: None,
-    }
-}
 
 const UPSERT: [(&str, &str); 2] = [("salesforce.external.id.field", "ExternalId__c"), ("salesforce.operation", "UPSERT")];
 
