@@ -38,14 +38,9 @@ class ConfigParityTest {
         }
     }
 
+    /** The connector config the other config tests use (a valid CLIENT_CREDENTIALS INSERT). */
     private static Map<String, Object> base() {
-        Map<String, Object> s = new HashMap<>();
-        s.put("salesforce.instance.url", "http://127.0.0.1:9");
-        s.put("salesforce.client.id", "cid");
-        s.put("salesforce.auth.type", "CLIENT_CREDENTIALS");
-        s.put("salesforce.client.secret", "secret");
-        s.put("salesforce.sobject.type", "Contact");
-        return s;
+        return new HashMap<>(SalesforceSinkConfigTest.clientCredentials());
     }
 
     /** The native verdict on the base settings plus {@code key=value}, bypassing the ConfigDef. */
