@@ -96,6 +96,21 @@ impl SalesforceSink {
         Ok(())
     }
 
+    /// `check_config`'s verdict as JNI's `checkConfig` answers it: empty when a task would accept
+    /// the config, else `str key, str reason`. Other errors (an unreadable buffer) stay errors.
+    pub fn check_config_answer(config: &[u8]) -> Result<Vec<u8>, SinkError> {
+        match Self::check_config(config) {
+            Ok(()) => Ok(Vec::new()),
+            Err(SinkError::Config(e)) => {
+                let mut out = wire::Writer::default();
+                out.str(&e.key);
+                out.str(&e.reason);
+                Ok(out.buf)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     pub fn open(config: &[u8]) -> Result<SalesforceSink, SinkError> {
         let map = wire::config::decode_config(config)?;
         let cfg = Config::from_map(&map)?;

@@ -95,18 +95,7 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_c
 ) -> jbyteArray {
     guarded(&mut env, "checkConfig", std::ptr::null_mut(), |env| {
         let config = bytes_in(env, &config)?;
-        let answer = match SalesforceSink::check_config(&config) {
-            Ok(()) => Vec::new(),
-            Err(SinkError::Config(e)) => {
-                let mut out = Vec::new();
-                for text in [e.key.as_str(), e.reason.as_str()] {
-                    out.extend_from_slice(&(text.len() as i32).to_be_bytes());
-                    out.extend_from_slice(text.as_bytes());
-                }
-                out
-            }
-            Err(other) => return Err(other.into()),
-        };
+        let answer = SalesforceSink::check_config_answer(&config)?;
         Ok(bytes_out(env, &answer)?)
     })
 }
