@@ -133,16 +133,18 @@ def rows(res: dict, row, verdicts: list) -> None:
     """Table rows for ``bench.run.build_table``."""
     r = res["bulk"]
     n = r["records"]
-    per_m = 1_000_000 / n
-    coll, bulk, auto = (r[m]["api"] * per_m for m in ("COLLECTIONS", "BULK", "AUTO"))
-    met = bulk <= 100
-    verdicts.append(("bulk: ≤ 100 API requests per 1,000,000 UPSERTs in BULK", met, f"{bulk:,.0f}"))
-    row("API requests / 1,000,000 UPSERTs", f"{n:,}-record backlog (per million), emulator {JOB_RATE:,} "
+    coll, bulk, auto = (r[m]["api"] for m in ("COLLECTIONS", "BULK", "AUTO"))
+    # The target is per million; a --quick run's smaller backlog is held to its share.
+    limit = 100 * n / 1_000_000
+    met = bulk <= limit
+    verdicts.append((f"bulk: ≤ {limit:,.0f} API requests for {n:,} UPSERTs in BULK (100 per million)", met,
+                     f"{bulk:,.0f}"))
+    row(f"API requests / {n:,} UPSERTs", f"a {n:,}-record backlog, emulator {JOB_RATE:,} "
         "records/s per job; COLLECTIONS vs BULK", f"{coll:,.0f}", f"{bulk:,.0f}", f"{coll / max(bulk, 1):,.0f}× fewer",
-        "≤ 100", met)
+        f"≤ {limit:,.0f}", met)
     met = auto <= 2 * bulk
     verdicts.append(("bulk: AUTO through the backlog ≤ 2 × BULK requests", met, f"{auto:,.0f} vs {bulk:,.0f}"))
-    row("API requests / 1,000,000 UPSERTs, AUTO", "same backlog; BULK vs AUTO (threshold 2,000)", f"{bulk:,.0f}",
+    row(f"API requests / {n:,} UPSERTs, AUTO", "same backlog; BULK vs AUTO (threshold 2,000)", f"{bulk:,.0f}",
         f"{auto:,.0f}", f"{auto / max(bulk, 1):.2f}×", "≤ 2 × BULK", met)
     row("Records/s through the backlog, one task", "COLLECTIONS vs BULK (4 jobs in flight, 100,000 a job)",
         f"{r['COLLECTIONS']['rate']:,.0f}", f"{r['BULK']['rate']:,.0f}", "", "", None)

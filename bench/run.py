@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Optional
 from confluent_kafka import Producer
 
 from tests.stack import Stack
+from tests.stack.kafka_libs import KAFKA_VERSION
 from tests.stack.util import REPO_ROOT
 
 from . import conversion, machine
@@ -144,8 +145,8 @@ class Bench:
 
     # -- 1. API requests per 10,000 records ------------------------------------------------------
     def requests(self) -> list:
-        n_single = 400 if self.quick else 2000
-        n_coll = 2000 if self.quick else 10_000
+        # Both modes count the same records: per 10,000 is measured on 10,000, not scaled.
+        n_single = n_coll = 2_000 if self.quick else 10_000
         self.settings["requests"] = {"single_records": n_single, "collections_records": n_coll}
         rows = []
         for ext in (False, True):
@@ -216,9 +217,9 @@ class Bench:
     # -- 2. records/s through the worker, one task -----------------------------------------------
     def throughput(self) -> dict:
         sizes = {
-            ("SINGLE", 0): 600 if self.quick else 3000,
+            ("SINGLE", 0): 2_000 if self.quick else 20_000,
             ("COLLECTIONS", 0): 20_000 if self.quick else 200_000,
-            ("SINGLE", 50): 100 if self.quick else 300,
+            ("SINGLE", 50): 400 if self.quick else 4_000,
             ("COLLECTIONS", 50): 20_000 if self.quick else 100_000,
         }
         self.settings["throughput"] = {f"{m} {ms} ms": n for (m, ms), n in sizes.items()}
@@ -238,9 +239,9 @@ class Bench:
         self.produce(topic, ((f"k-{i}", {"FirstName": "Tp", "LastName": f"Throughput {i}",
                                          "Email": f"tp{i}@example.com"}) for i in range(n)))
         cfg = self.config(topic, "INSERT", False, mode)
-        if mode == "COLLECTIONS":
-            cfg["consumer.override.max.poll.records"] = str(TUNED_POLL_RECORDS)
-            cfg["salesforce.max.in.flight.requests"] = str(TUNED_IN_FLIGHT)
+        # The same poll size and requests in flight for both modes: the ratio is the write mode's.
+        cfg["consumer.override.max.poll.records"] = str(TUNED_POLL_RECORDS)
+        cfg["salesforce.max.in.flight.requests"] = str(TUNED_IN_FLIGHT)
         name = self.name(f"tp-{tag}")
         base = self.written()
         arrivals = Arrivals(base, n)
@@ -319,7 +320,7 @@ class Bench:
             f"{res['requests_per_record']:.3f} requests per record")
         return res
 
-    # -- 4. worker RSS over 1,000,000 records ------------------------------------------------------
+    # -- 4. worker RSS over 1,000,000 records (100,000 with --quick) --------------------------------
     def rss(self) -> dict:
         n = 100_000 if self.quick else 1_000_000
         warm = 50_000 if self.quick else 200_000
@@ -391,6 +392,9 @@ def build_table(res: dict) -> tuple:
 
     req_settings = (f"COLLECTIONS poll {REQ_POLL_RECORDS} (a multiple of 200), in-flight 4; SINGLE poll 500; "
                     f"+0 ms")
+    req_measure = "API requests / 10,000 records"
+    if "requests" in res and res["requests"][0]["COLLECTIONS"]["records"] != 10_000:
+        req_measure = f"API requests / 10,000 records (scaled from {res['requests'][0]['COLLECTIONS']['records']:,})"
     if "requests" in res:
         for r in res["requests"]:
             mode = "External ID" if r["ext"] else "Native ID"
@@ -399,12 +403,12 @@ def build_table(res: dict) -> tuple:
                 single = next((x["SINGLE"] for x in res["requests"]
                                if x["op"] == r["op"] and x["ext"] == r["ext"] and not x.get("default_poll")), None)
                 ratio = f"{single['per10k'] / c['per10k']:.0f}× fewer" if single and c["per10k"] else ""
-                row("API requests / 10,000 records",
+                row(req_measure,
                     f"{r['op']}, {mode}; both at Connect's default poll 500 (200+200+100 per put), in-flight 4, "
                     f"+0 ms", fmt_int(single["per10k"]) if single else "", fmt_int(c["per10k"]), ratio)
                 continue
             if s is None and c is None:
-                row("API requests / 10,000 records", f"{r['op']}, {mode}", "n/a", "n/a", "",
+                row(req_measure, f"{r['op']}, {mode}", "n/a", "n/a", "",
                     "UPSERT needs an external ID")
                 continue
             ratio = f"{s['per10k'] / c['per10k']:.0f}× fewer" if c["per10k"] else ""
@@ -420,7 +424,7 @@ def build_table(res: dict) -> tuple:
                 target, met = f"COLLECTIONS ≤ {limit}", c["per10k"] <= limit
                 verdicts.append((f"{r['op']} External ID ≤ {limit} requests / 10,000", met,
                                  f"{c['per10k']:.0f}"))
-            row("API requests / 10,000 records", f"{r['op']}, {mode}; {req_settings}", fmt_int(s["per10k"]),
+            row(req_measure, f"{r['op']}, {mode}; {req_settings}", fmt_int(s["per10k"]),
                 fmt_int(c["per10k"]), ratio, target, met)
     if "throughput" in res:
         tp = res["throughput"]
@@ -434,8 +438,8 @@ def build_table(res: dict) -> tuple:
                 verdicts.append(("50 ms: COLLECTIONS ≥ 100× SINGLE and ≥ 5,000 records/s", met,
                                  f"{ratio:.0f}×, {c['rate']:,.0f}/s"))
             row("Records/s, one task, INSERT",
-                f"emulator +{ms} ms per request; COLLECTIONS poll {TUNED_POLL_RECORDS}, in-flight "
-                f"{TUNED_IN_FLIGHT}; SINGLE poll 500 (Connect's default)", fmt_int(s["rate"]),
+                f"emulator +{ms} ms per request; both poll {TUNED_POLL_RECORDS}, in-flight {TUNED_IN_FLIGHT}; "
+                f"{s['records']:,} vs {c['records']:,} records", fmt_int(s["rate"]),
                 fmt_int(c["rate"]), f"{ratio:,.0f}×", target, met)
     if "conversion" in res:
         cv = res["conversion"]
@@ -464,7 +468,7 @@ def build_table(res: dict) -> tuple:
     if "rss" in res:
         rs = res["rss"]
         met = rs["growth"] < 64
-        verdicts.append(("worker RSS growth over 1,000,000 records < 64 MiB", met, f"{rs['growth']:+.0f} MiB"))
+        verdicts.append((f"worker RSS growth over {rs['records']:,} records < 64 MiB", met, f"{rs['growth']:+.0f} MiB"))
         row("Worker RSS (MiB)", f"{rs['records']:,} records, COLLECTIONS UPSERT, poll {TUNED_POLL_RECORDS}, "
                                 f"in-flight {TUNED_IN_FLIGHT}, +0 ms (peak {rs['peak']:.0f})",
             fmt_num(rs["before"], 0), fmt_num(rs["after"], 0), f"{rs['growth']:+.0f} MiB", "< 64 MiB", met)
@@ -492,8 +496,8 @@ def settings_text(res: dict) -> str:
     if "requests" in st:
         out.append(f"- Requests: each scenario is a fresh connector (one task, startup validation off) on a fresh "
                    f"topic; counted = the emulator's `api_requests` delta (token requests are not counted, SOQL "
-                   f"Id lookups are). SINGLE ran {st['requests']['single_records']:,} records, COLLECTIONS "
-                   f"{st['requests']['collections_records']:,}, both scaled to per 10,000. COLLECTIONS sets "
+                   f"Id lookups are). SINGLE and COLLECTIONS each ran {st['requests']['collections_records']:,} "
+                   f"records per scenario (with `--quick` scaled to per 10,000). COLLECTIONS sets "
                    f"`consumer.override.max.poll.records={REQ_POLL_RECORDS}`: the ≤ 55 and ≤ 105 targets need "
                    f"puts that are multiples of 200. Connect's default 500 gives 200+200+100 per put: the row "
                    f"'at Connect's default poll 500' measures that; UPDATE/DELETE records were created first through the emulator's REST "
@@ -501,9 +505,9 @@ def settings_text(res: dict) -> str:
     if "throughput" in st:
         sizes = ", ".join(f"{k}: {v:,}" for k, v in st["throughput"].items())
         out.append(f"- Records/s: INSERT (Native ID) of pre-produced records, one task, from the first to the "
-                   f"last record arriving in the emulator ({sizes} records). COLLECTIONS tuned with "
+                   f"last record arriving in the emulator ({sizes} records). Both modes with "
                    f"`consumer.override.max.poll.records={TUNED_POLL_RECORDS}` and "
-                   f"`salesforce.max.in.flight.requests={TUNED_IN_FLIGHT}`; SINGLE with Connect's defaults.")
+                   f"`salesforce.max.in.flight.requests={TUNED_IN_FLIGHT}`.")
     if "conversion" in res:
         cv = res["conversion"]
         out.append(f"- Conversion: `bench/java/ConversionBench.java`, {cv['records']:,} SinkRecords with a "
@@ -610,7 +614,7 @@ def write_results(res: dict, table: str, verdicts: list, cmd: str, minutes: floa
     text = [
         "# Benchmark results",
         "",
-        f"`{cmd}` — builds, starts one KRaft broker + one Connect worker (Kafka 4.1.1) + the Salesforce "
+        f"`{cmd}` — builds, starts one KRaft broker + one Connect worker (Kafka {KAFKA_VERSION}) + the Salesforce "
         f"emulator, runs every measurement below in that one run ({minutes:.1f} min) and prints this table "
         f"(`bin/bench --write` rewrites this file).",
         "",

@@ -146,15 +146,17 @@ def test_a_renaming_smt_keeps_one_record_per_kafka_record(e2e):
 def test_each_sobject_by_its_own_external_id_field(e2e):
     """``crm.Contact`` by ``ExternalId__c`` and ``crm.Account`` by ``AccountNumber__c`` through one
     connector and a RegexRouter, UPSERTs and DELETEs (tombstones); an SObject the map does not list
-    goes to the DLQ with a cause that names the key to fix."""
+    goes to the DLQ with a cause that names the key to fix, and so does one that
+    ``salesforce.sobject.allowed`` does not list (never sent to Salesforce)."""
     suffix = e2e.prefix.replace("-", "")[-6:]
-    contact, account, lead = (f"crm.{suffix}.{s}" for s in ("Contact", "Account", "Lead"))
-    for t in (contact, account, lead):
+    contact, account, lead, opportunity = (f"crm.{suffix}.{s}" for s in ("Contact", "Account", "Lead", "Opportunity"))
+    for t in (contact, account, lead, opportunity):
         e2e.kafka.create_topic(t)
     dlq = e2e.new_topic("dlq")
     cfg = e2e.sink_config({
-        "topics": f"{contact},{account},{lead}",
+        "topics": f"{contact},{account},{lead},{opportunity}",
         "salesforce.sobject.type": "${topic}",
+        "salesforce.sobject.allowed": "Contact,Account,Lead",
         "salesforce.operation": "UPSERT",
         "salesforce.tombstone.delete": "true",
         "salesforce.external.id.field.map": "Contact:ExternalId__c,Account:AccountNumber__c",
@@ -168,15 +170,18 @@ def test_each_sobject_by_its_own_external_id_field(e2e):
     e2e.produce([("A-1", {"Name": "Acme"}), ("A-2", {"Name": "Initech"}), ("A-2", None),
                  ("A-1", {"Name": "Acme Corp"})], topic=account)
     e2e.produce([("L-1", {"LastName": "Lead"})], topic=lead)
-    wait_all_consumed(e2e, name, [contact, account, lead])
+    e2e.produce([("O-1", {"Name": "Deal"})], topic=opportunity)
+    wait_all_consumed(e2e, name, [contact, account, lead, opportunity])
     wait_until(lambda: len(e2e.emu.records("Contact")) == 2 and len(e2e.emu.records("Account")) == 1, 30, 0.5,
                lambda: f"Contacts {e2e.emu.records('Contact')} Accounts {e2e.emu.records('Account')}")
     assert {r["ExternalId__c"]: r["LastName"] for r in e2e.emu.records("Contact")} == {"C-2": "Hopper", "C-3": "Lamarr"}
     assert {r["AccountNumber__c"]: r["Name"] for r in e2e.emu.records("Account")} == {"A-1": "Acme Corp"}
     entries = dlq_entries(e2e, dlq)
-    assert set(entries) == {(lead, 0, 0)}, entries
+    assert set(entries) == {(lead, 0, 0), (opportunity, 0, 0)}, entries
     message = entries[(lead, 0, 0)]
     assert "salesforce.external.id.field.map" in message and "Lead" in message, message
+    message = entries[(opportunity, 0, 0)]
+    assert "SObject 'Opportunity'" in message and "salesforce.sobject.allowed" in message, message
     paths = [str(r.get("path", "")) for r in e2e.emu.requests()]
     assert [p for p in paths if p.endswith("/composite/sobjects/Account/AccountNumber__c")], paths
-    assert not [p for p in paths if "Lead" in p], paths
+    assert not [p for p in paths if "Lead" in p or "Opportunity" in p], paths
