@@ -25,6 +25,7 @@ pub mod wire;
 pub mod write;
 
 use config::Config;
+pub use pipeline::FlushScope;
 use logs::Logs;
 use once_cell::sync::Lazy;
 use plan::Plan;
@@ -159,12 +160,13 @@ impl SalesforceSink {
         Ok(self.encode(&progress))
     }
 
-    /// Waits up to `timeout` for every submitted record to finish (0: just collect what did).
-    pub fn flush(&self, timeout: Duration) -> Result<Vec<u8>, SinkError> {
+    /// Waits up to `timeout` for every submitted record to finish (0: just collect what did);
+    /// `scope` says whether part-filled Bulk jobs go too (not before a revocation).
+    pub fn flush(&self, timeout: Duration, scope: FlushScope) -> Result<Vec<u8>, SinkError> {
         let progress = if timeout.is_zero() {
             self.pipeline.progress()?
         } else {
-            RUNTIME.block_on(self.pipeline.flush(timeout.min(self.cfg.put_time_budget)))?
+            RUNTIME.block_on(self.pipeline.flush(timeout.min(self.cfg.put_time_budget), scope))?
         };
         Ok(self.encode(&progress))
     }
@@ -191,7 +193,12 @@ impl SalesforceSink {
 
     /// The typed core of [`flush`](Self::flush), for tests and benchmarks (no put time budget).
     pub fn wait(&self, timeout: Duration) -> Result<pipeline::Progress, SinkError> {
-        Ok(RUNTIME.block_on(self.pipeline.flush(timeout))?)
+        self.wait_within(timeout, FlushScope::Everything)
+    }
+
+    /// [`wait`](Self::wait) with the scope of a flush.
+    pub fn wait_within(&self, timeout: Duration, scope: FlushScope) -> Result<pipeline::Progress, SinkError> {
+        Ok(RUNTIME.block_on(self.pipeline.flush(timeout, scope))?)
     }
 
     /// Gives up the unfinished records among these sequence numbers (revoked partitions), after
@@ -247,7 +254,7 @@ impl SalesforceSink {
             }
         };
         collect(self.submit(records, first)?);
-        collect(RUNTIME.block_on(self.pipeline.flush(self.cfg.put_time_budget))?);
+        collect(RUNTIME.block_on(self.pipeline.flush(self.cfg.put_time_budget, FlushScope::Everything))?);
         let unfinished: Vec<i64> = (first..first + records.len() as i64).collect();
         RUNTIME.block_on(self.pipeline.abandon(&unfinished, self.cfg.request_timeout));
         let outcomes = outcomes

@@ -47,6 +47,16 @@ pub struct Progress {
     pub drain_estimate: Duration,
 }
 
+/// What a flush sends without lingering. The commit before a revocation keeps part-filled Bulk
+/// jobs back: a job that mixes partitions is aborted when one of them is revoked, so sending it
+/// then would cost the org a job and its kept rows a second write (SPEC §7). Their records stay
+/// unfinished; the next owner (or this task, for the partitions it keeps) sends them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushScope {
+    Everything,
+    KeepPartFilledJobs,
+}
+
 /// Writes waiting to be sent, one entry per write; an entry stands for several records when
 /// `coalesce.updates` merged them.
 struct Entry {
@@ -107,6 +117,11 @@ struct State {
     /// Sequence numbers given up while in flight: their results are dropped.
     abandoned: HashSet<i64>,
     flushing: usize,
+    /// Flushers that also send part-filled Bulk jobs (`FlushScope::Everything`).
+    flushing_jobs: usize,
+    /// The last dispatch round kept a part-filled job back, and kept no write back for a backoff.
+    held_for_jobs: bool,
+    deferred: bool,
     fatal: Option<String>,
     closed: bool,
     /// While the quota guard holds requests back: when `GET /limits` is read next, and whether
@@ -227,10 +242,17 @@ impl Pipeline {
         })
     }
 
-    /// Sends what waits without lingering and waits until nothing is unfinished, or `timeout`.
-    pub async fn flush(&self, timeout: Duration) -> Result<Progress, FatalError> {
+    /// Sends what waits without lingering (part-filled Bulk jobs only for `FlushScope::Everything`)
+    /// and waits until nothing is unfinished, or nothing but kept jobs, or `timeout`.
+    pub async fn flush(&self, timeout: Duration, scope: FlushScope) -> Result<Progress, FatalError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        self.lock().flushing += 1;
+        let keep_jobs = scope == FlushScope::KeepPartFilledJobs;
+        let first_round = {
+            let mut state = self.lock();
+            state.flushing += 1;
+            state.flushing_jobs += usize::from(!keep_jobs);
+            state.dispatch_rounds
+        };
         self.shared.wake.notify_one();
         loop {
             let notified = self.shared.progress.notified();
@@ -241,12 +263,25 @@ impl Pipeline {
                 if state.unfinished == 0 || state.fatal.is_some() {
                     break;
                 }
+                // A round since the flush began sent everything it could and kept jobs back:
+                // what waits now waits for them.
+                let only_kept_jobs = state.dispatch_rounds > first_round
+                    && state.requests_in_flight == 0
+                    && state.held_for_jobs
+                    && !state.deferred;
+                if keep_jobs && only_kept_jobs {
+                    break;
+                }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 break;
             }
         }
-        self.lock().flushing -= 1;
+        {
+            let mut state = self.lock();
+            state.flushing -= 1;
+            state.flushing_jobs -= usize::from(!keep_jobs);
+        }
         self.progress()
     }
 
@@ -387,6 +422,8 @@ impl State {
     /// Requests to send now, and when to look again (`None`: only when woken).
     fn take_requests(&mut self, cfg: &Config, now: Instant) -> (Vec<Request>, Option<Instant>) {
         let free = cfg.max_in_flight.saturating_sub(self.requests_in_flight);
+        self.held_for_jobs = false;
+        self.deferred = false;
         let mut next_wake: Option<Instant> = None;
         let mut wake_at = |t: Instant| next_wake = Some(next_wake.map_or(t, |n: Instant| n.min(t)));
         if free == 0 {
@@ -394,6 +431,7 @@ impl State {
         }
         // The first waiting write of each key that is not in flight, by operation and SObject, in offset order.
         let mut seen: HashSet<&str> = HashSet::new();
+        let mut deferred = false;
         // By operation and SObject: a request writes one SObject (Collections upsert names it in
         // its path), so `${topic}` records of different topics never share one.
         let mut ready: BTreeMap<(u8, Arc<str>), Vec<i64>> = BTreeMap::new();
@@ -405,10 +443,12 @@ impl State {
             }
             if let Some(t) = entry.not_before.filter(|t| *t > now) {
                 wake_at(t);
+                deferred = true;
                 continue;
             }
             ready.entry((op_rank(entry.item.write.op), Arc::clone(&entry.item.write.sobject))).or_default().push(id);
         }
+        self.deferred = deferred;
         for ids in ready.values() {
             for id in ids {
                 let entry = self.waiting.get_mut(id).expect("ready");
@@ -528,8 +568,9 @@ impl State {
             // A part-filled job also waits for the jobs in flight: while they run, the task is
             // often paused for back-pressure, and the quiet that follows is no end of the stream.
             let quiet = quiet_due <= now && self.jobs_in_flight.is_empty();
-            let due = full || self.flushing > 0 || quiet || oldest_due <= now;
+            let due = full || self.flushing_jobs > 0 || quiet || oldest_due <= now;
             if !due {
+                self.held_for_jobs = true;
                 // Past its quiet time the job waits for the jobs in flight, and their answers wake
                 // the dispatcher: a deadline already passed would make it spin (SPEC §11).
                 wake_at(if quiet_due > now { quiet_due.min(oldest_due) } else { oldest_due });
@@ -757,6 +798,9 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                 state.take_requests(&shared.cfg, now)
             }
         };
+        // A flusher that keeps part-filled jobs back learns from the round itself that nothing
+        // else is left to send.
+        shared.progress.notify_waiters();
         if !requests.is_empty() {
             shared.cfg.test_hook("dispatcher");
         }

@@ -8,7 +8,7 @@ use common::{upsert, Emulator};
 use salesforce_sink_core::metrics::HealthState;
 use salesforce_sink_core::record::Record;
 use salesforce_sink_core::wire::outcome::Outcome;
-use salesforce_sink_core::{SalesforceSink, SinkError};
+use salesforce_sink_core::{FlushScope, SalesforceSink, SinkError};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -153,7 +153,7 @@ fn a_record_that_waits_past_the_stall_threshold_makes_the_task_stalled_until_it_
     // Each call from Java (here flush without waiting) looks at the oldest unfinished record.
     while sink.metrics().health().state != HealthState::Stalled {
         assert!(started.elapsed() < Duration::from_secs(3), "not STALLED {:?} after submitting", started.elapsed());
-        sink.flush(Duration::ZERO).unwrap();
+        sink.flush(Duration::ZERO, FlushScope::Everything).unwrap();
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(started.elapsed() >= Duration::from_millis(500), "STALLED before the threshold");
@@ -162,7 +162,7 @@ fn a_record_that_waits_past_the_stall_threshold_makes_the_task_stalled_until_it_
     assert!(metric(&sink, "oldest.unfinished.age.ms") > 500);
     while sink.metrics().health().state != HealthState::Ok {
         assert!(started.elapsed() < Duration::from_secs(15), "still {:?} after the record failed", sink.metrics().health().state);
-        sink.flush(Duration::ZERO).unwrap();
+        sink.flush(Duration::ZERO, FlushScope::Everything).unwrap();
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(metric(&sink, "oldest.unfinished.age.ms"), 0);

@@ -7,6 +7,7 @@ mod common;
 use common::Emulator;
 use salesforce_sink_core::record::{OperationHeader, Record, Value};
 use salesforce_sink_core::wire::outcome::Outcome;
+use salesforce_sink_core::FlushScope;
 use serde_json::{json, Value as Json};
 use std::time::{Duration, Instant};
 
@@ -361,6 +362,39 @@ fn revoking_one_partition_keeps_what_the_job_wrote_for_the_others() {
     assert!(finished.iter().all(|(s, o)| s % 2 == 0 && *o == Outcome::Written), "{finished:?}");
     let kept = emu.records("Contact").iter().filter(|r| r["LastName"].as_str().unwrap().starts_with("p0-")).count();
     assert_eq!(kept, 500, "each record of the kept partition written once");
+}
+
+/// Issue 18 #5: the commit before a revocation (or a stop) sends no part-filled job: one that mixes
+/// partitions would be aborted moments later. It returns as soon as only such jobs wait; the
+/// partition kept then goes in a job of its own, the revoked one's records never reach Salesforce.
+#[test]
+fn the_commit_before_a_revocation_sends_no_part_filled_job() {
+    let emu = Emulator::start();
+    let sink = bulk_sink(&emu, &[("salesforce.bulk.linger.ms", "60000")]);
+    let names: Vec<String> = (0..100).map(|i| format!("p{}-{i}", i % 2)).collect();
+    let records: Vec<Record> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Record { partition: (i % 2) as i32, ..upsert(i as i64, n, vec![("LastName", Value::String(n))]) })
+        .collect();
+    sink.submit(&records, 0).unwrap();
+    let t0 = Instant::now();
+    let progress = sink.wait_within(Duration::from_secs(10), FlushScope::KeepPartFilledJobs).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(3), "waited {:?} for a job it keeps back", t0.elapsed());
+    assert_eq!(progress.unfinished, 100);
+    let bulk = emu.control("GET", "bulk", Json::Null);
+    assert_eq!(bulk["jobs_created"], 0, "a part-filled job went out just before the revocation: {bulk}");
+    let revoked: Vec<u8> = (0..100i64).filter(|s| s % 2 == 1).flat_map(|s| s.to_be_bytes()).collect();
+    sink.abandon(&revoked).unwrap();
+    let progress = sink.wait(Duration::from_secs(30)).unwrap();
+    assert_eq!(progress.unfinished, 0);
+    let finished = sorted(progress.finished);
+    assert_eq!(finished.len(), 50, "only the kept partition's records finish here");
+    assert!(finished.iter().all(|(s, o)| s % 2 == 0 && *o == Outcome::Written), "{finished:?}");
+    let bulk = emu.control("GET", "bulk", Json::Null);
+    assert_eq!((bulk["jobs_created"].as_u64(), bulk["jobs_aborted"].as_u64()), (Some(1), Some(0)), "{bulk}");
+    let written: Vec<String> = emu.records("Contact").iter().map(|r| r["LastName"].as_str().unwrap().to_string()).collect();
+    assert!(written.len() == 50 && written.iter().all(|n| n.starts_with("p0-")), "{written:?}");
 }
 
 /// Issue 18 #6: a worker killed mid-job leaves its job running at Salesforce; the next owner's

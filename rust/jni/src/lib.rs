@@ -5,9 +5,9 @@
 //! fails the task, never the worker. Rust keeps no JVM references between calls.
 
 use jni::objects::{JByteArray, JClass};
-use jni::sys::{jbyteArray, jlong};
+use jni::sys::{jboolean, jbyteArray, jlong};
 use jni::JNIEnv;
-use salesforce_sink_core::{SalesforceSink, SinkError};
+use salesforce_sink_core::{FlushScope, SalesforceSink, SinkError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const EXCEPTION_CLASS: &str = "io/axual/connect/plugins/salesforce/jni/NativeSinkException";
@@ -116,17 +116,20 @@ pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_p
     })
 }
 
-/// Collects finished records, waiting up to `timeout_ms` for the buffer to drain (0: no wait).
+/// Collects finished records, waiting up to `timeout_ms` for the buffer to drain (0: no wait);
+/// part-filled Bulk jobs are sent only with `send_part_filled_jobs` (not before a revocation).
 #[no_mangle]
 pub extern "system" fn Java_io_axual_connect_plugins_salesforce_jni_NativeSink_flush<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     handle: jlong,
     timeout_ms: jlong,
+    send_part_filled_jobs: jboolean,
 ) -> jbyteArray {
     guarded(&mut env, "flush", std::ptr::null_mut(), |env| {
         let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64);
-        let progress = sink(handle)?.flush(timeout)?;
+        let scope = if send_part_filled_jobs != 0 { FlushScope::Everything } else { FlushScope::KeepPartFilledJobs };
+        let progress = sink(handle)?.flush(timeout, scope)?;
         Ok(bytes_out(env, &progress)?)
     })
 }

@@ -303,7 +303,7 @@ public class SalesforceSinkTask extends SinkTask {
         List<Report> reports = new ArrayList<>();
         if (records.isEmpty()) {
             // Paused partitions still bring empty puts: the moment to collect outcomes and resume.
-            apply(call(() -> w.flush(0)), reports);
+            apply(call(() -> w.flush(0, true)), reports);
         }
         // One native call per chunk: a batch is cut only when its encoding would pass the size a
         // single call can carry; chunks go in order, so per-key order holds across them.
@@ -401,7 +401,8 @@ public class SalesforceSinkTask extends SinkTask {
                     : Math.min(flushTimeoutMs, closing.waitMs);
             int before = offsets.unfinished();
             long started = System.nanoTime();
-            apply(call(() -> w.flush(wait)), reports);
+            // A Bulk job started now would be aborted (revocation) or orphaned (stop) moments later.
+            apply(call(() -> w.flush(wait, closing == Closing.NO)), reports);
             if (closing != Closing.NO && before > 0) {
                 int left = offsets.unfinished();
                 log.info("{}Last commit before {} partitions {}: {} of {} buffered records finished in {} ms{}",
@@ -463,7 +464,7 @@ public class SalesforceSinkTask extends SinkTask {
             return;
         }
         List<Report> reports = new ArrayList<>();
-        apply(call(() -> w.flush(flushTimeoutMs)), reports);
+        apply(call(() -> w.flush(flushTimeoutMs, true)), reports);
         awaitReports(reports);
     }
 
@@ -530,7 +531,7 @@ public class SalesforceSinkTask extends SinkTask {
         NativeWriter w = writer;
         if (w != null) {
             try {
-                logNative(Progress.decode(w.flush(flushTimeoutMs)).logs());
+                logNative(Progress.decode(w.flush(flushTimeoutMs, true)).logs());
             } catch (RuntimeException e) {
                 failure.addSuppressed(e);
             }

@@ -39,6 +39,7 @@ class SalesforceSinkTaskTest {
         final List<long[]> abandoned = new ArrayList<>();
         final List<Long> abandonWaits = new ArrayList<>();
         final List<Long> flushTimeouts = new ArrayList<>();
+        final List<Boolean> flushSendsJobs = new ArrayList<>();
         final Deque<Object> failures = new ArrayDeque<>();
         private final List<long[]> ready = new ArrayList<>(); // {seq, status}
         private final Map<Long, String> messages = new java.util.HashMap<>();
@@ -61,9 +62,10 @@ class SalesforceSinkTaskTest {
         }
 
         @Override
-        public byte[] flush(long timeoutMs) {
+        public byte[] flush(long timeoutMs, boolean sendPartFilledJobs) {
             throwScripted();
             flushTimeouts.add(timeoutMs);
+            flushSendsJobs.add(sendPartFilledJobs);
             return progress();
         }
 
@@ -485,6 +487,20 @@ class SalesforceSinkTaskTest {
         task.preCommit(Map.of(T0, new org.apache.kafka.clients.consumer.OffsetAndMetadata(2)),
                 SalesforceSinkTask.Closing.STOPPING);
         assertEquals(List.of(2_000L), writer.flushTimeouts, "not the whole flush budget (75 s)");
+    }
+
+    @Test
+    void theCommitBeforeARevocationOrAStopKeepsPartFilledBulkJobsBack() {
+        SalesforceSinkTask task = start(new Reported().reporter(), Map.of());
+        task.put(records(1));
+        Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> offsets =
+                Map.of(T0, new org.apache.kafka.clients.consumer.OffsetAndMetadata(2));
+        task.preCommit(offsets, SalesforceSinkTask.Closing.NO);
+        task.preCommit(offsets, SalesforceSinkTask.Closing.REVOKING);
+        task.preCommit(offsets, SalesforceSinkTask.Closing.STOPPING);
+        task.flush(offsets);
+        assertEquals(List.of(true, false, false, true), writer.flushSendsJobs,
+                "periodic commit and flush send them; revocation and stop keep them back");
     }
 
     @Test

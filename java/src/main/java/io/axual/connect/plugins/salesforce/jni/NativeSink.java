@@ -29,8 +29,11 @@ final class NativeSink {
      */
     static native byte[] put(long handle, long firstSeq, byte[] batch);
 
-    /** Collects finished records, waiting up to {@code timeoutMs} for the buffer to drain (0: no wait). */
-    static native byte[] flush(long handle, long timeoutMs);
+    /**
+     * Collects finished records, waiting up to {@code timeoutMs} for the buffer to drain (0: no
+     * wait); part-filled Bulk jobs are sent only with {@code sendPartFilledJobs}.
+     */
+    static native byte[] flush(long handle, long timeoutMs, boolean sendPartFilledJobs);
 
     /**
      * Gives up the unfinished records among these sequence numbers (big-endian longs), after

@@ -61,9 +61,9 @@ public final class NativeSinkHandle implements NativeWriter {
     }
 
     @Override
-    public synchronized byte[] flush(long timeoutMs) {
+    public synchronized byte[] flush(long timeoutMs, boolean sendPartFilledJobs) {
         ensureOpen();
-        return NativeSink.flush(handle, timeoutMs);
+        return NativeSink.flush(handle, timeoutMs, sendPartFilledJobs);
     }
 
     @Override

@@ -8,8 +8,13 @@ public interface NativeWriter extends AutoCloseable {
     /** Hands one batch buffer (records numbered from {@code firstSeq}) to the pipeline; returns the progress buffer. */
     byte[] put(long firstSeq, byte[] batch);
 
-    /** Collects finished records, waiting up to {@code timeoutMs} for the buffer to drain; returns the progress buffer. */
-    byte[] flush(long timeoutMs);
+    /**
+     * Collects finished records, waiting up to {@code timeoutMs} for the buffer to drain; returns
+     * the progress buffer. Part-filled Bulk jobs go only with {@code sendPartFilledJobs}: the
+     * commit before a revocation or a stop keeps them back, rather than start a job that is
+     * aborted or orphaned moments later.
+     */
+    byte[] flush(long timeoutMs, boolean sendPartFilledJobs);
 
     /**
      * Gives up the unfinished records among {@code seqs} (their partitions were revoked or the
