@@ -511,6 +511,12 @@ fn native_id_bulk_streams_match_the_one_by_one_model() {
         // UPDATE and DELETE by Id, in 18 and 15 characters.
         let inserted = emu.records("Contact");
         let ids: Vec<String> = inserted.iter().map(|r| r["Id"].as_str().unwrap().to_owned()).collect();
+        if ids.is_empty() {
+            // Every INSERT was in a job Salesforce lost and none of them was written: there is
+            // nothing to UPDATE or DELETE by Id in this case.
+            assert!(unknown == outcomes.len(), "{context}: nothing written, yet {} INSERTs reported written", outcomes.len() - unknown);
+            continue;
+        }
         let mut expected: BTreeMap<String, String> =
             inserted.iter().map(|r| (r["Id"].as_str().unwrap().to_owned(), r["LastName"].as_str().unwrap().to_owned())).collect();
         emu.control("POST", "faults", faults(&mut rng));
