@@ -441,7 +441,9 @@ impl QuotaGuard {
     }
 
     fn below_line(&self, used: u64, max: u64) -> bool {
-        self.reserve_percent > 0 && max > 0 && max.saturating_sub(used) * 100 < self.reserve_percent * max
+        // In u128: the counts come from a response header, and any u64 must neither wrap nor panic.
+        let remaining = u128::from(max.saturating_sub(used));
+        self.reserve_percent > 0 && max > 0 && remaining * 100 < u128::from(self.reserve_percent) * u128::from(max)
     }
 
     /// Returns whether the guard just became active. It is released only by [`Metrics::observe_limits`]:
@@ -478,6 +480,14 @@ impl QuotaGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_counts_near_u64_max_neither_wrap_nor_panic() {
+        let guard = QuotaGuard { reserve_percent: 10, ..Default::default() };
+        // Found by the response_parsers fuzz target: 100 × (max − used) overflowed a u64.
+        assert!(!guard.observe("api-usage=4990/2971381220773012030", &Logs::default()));
+        assert!(guard.observe(&format!("api-usage={}/{}", u64::MAX - 1, u64::MAX), &Logs::default()));
+    }
 
     #[test]
     fn buckets_cover_their_values() {
