@@ -52,7 +52,7 @@ def _backlog(b, log, n: int, mode: str) -> dict:
     name = b.name(f"bulk-{mode}")
     base = int(before["records_written"])
     rss_before = b.worker_rss_mib()
-    outside_before = rss_before - b.worker_heap_committed_mib()
+    outside_before = rss_before - b.worker_heap_resident_mib()
     peak = {"v": rss_before, "outside": outside_before, "sampled": 0.0}
 
     def on_poll(_w: int) -> None:
@@ -61,7 +61,7 @@ def _backlog(b, log, n: int, mode: str) -> dict:
         # jcmd starts a JVM: every 5 s is enough to see where the memory is.
         if time.monotonic() - peak["sampled"] >= 5:
             peak["sampled"] = time.monotonic()
-            peak["outside"] = max(peak["outside"], rss_now - b.worker_heap_committed_mib())
+            peak["outside"] = max(peak["outside"], rss_now - b.worker_heap_resident_mib())
 
     t0 = time.monotonic()
     b.connect.create(name, cfg)
@@ -164,7 +164,7 @@ def rows(res: dict, row, verdicts: list) -> None:
                          f"+{bulk_rss:.0f} MiB vs {csv_mib:.0f} MiB of CSV"))
         outside = ""
         if all("outside_heap_peak_mib" in r[m] for m in ("COLLECTIONS", "BULK", "AUTO")):
-            outside = ("; outside the committed Java heap (sampled every 5 s) "
+            outside = ("; outside the resident Java heap (sampled every 5 s) "
                        + " / ".join(f"+{r[m]['outside_heap_peak_mib']:.0f}" for m in ("COLLECTIONS", "BULK", "AUTO")))
         row("Worker RSS peak over its start, MiB", f"{n:,}-record backlog, 4 in flight; COLLECTIONS vs BULK "
             f"(AUTO +{r['AUTO']['rss_peak_mib']:.0f}); CSV of 4 jobs {csv_mib:.0f} MiB{outside}",
