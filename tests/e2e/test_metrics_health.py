@@ -17,7 +17,7 @@ import re
 import requests
 
 from tests.stack import jmx_exporter, wait_until
-from tests.stack.util import free_port
+from tests.stack.util import free_port, grep
 from tests.stack.worker import Worker
 
 EXTENSION = "io.axual.connect.plugins.salesforce.health.SalesforceHealthRestExtension"
@@ -257,9 +257,9 @@ def test_status_shows_the_health_of_tasks_on_other_workers(observed, sink, stack
                     topic=topic)
 
         def diagnosis(client) -> str:
-            lines = [ln for w in (observed, second) for ln in w.log_file.read_text(errors="replace").splitlines()
-                     if name in ln and any(k in ln for k in ("Revoke", "Adding newly", "Last commit", "SALESFORCE",
-                                                             "ready:", "stopp", "Graceful"))]
+            lines = [ln for w in (observed, second) for ln in grep(w.log_file, name)
+                     if any(k in ln for k in ("Revoke", "Adding newly", "Last commit", "SALESFORCE", "ready:",
+                                              "stopp", "Graceful"))]
             return (f"status {json.dumps(client.status(name))}\ngroup {e2e.kafka.group_assignment(f'connect-{name}')}\n"
                     + "\n".join(ln[:300] for ln in lines[-30:]))
 

@@ -98,8 +98,7 @@ class Kafka:
     def group_assignment(self, group: str, timeout: float = 10) -> tuple[str, dict]:
         """A consumer group's state (``STABLE``, ``PREPARING_REBALANCE``, ...) and each member's
         assigned partitions as ``{client_id: [(topic, partition), ...]}``."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
-        described = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result()
+        described = self.admin.describe_consumer_groups([group], request_timeout=timeout)[group].result()
         members = {m.client_id: sorted((tp.topic, tp.partition) for tp in (m.assignment.topic_partitions or []))
                    for m in described.members}
         return described.state.name, members
