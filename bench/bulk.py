@@ -156,19 +156,19 @@ def rows(res: dict, row, verdicts: list) -> None:
         f"{auto:,.0f}", f"{auto / max(bulk, 1):.2f}×", "≤ 2 × BULK", met)
     row("Records/s through the backlog, one task", "COLLECTIONS vs BULK (4 jobs in flight, 100,000 a job)",
         f"{r['COLLECTIONS']['rate']:,.0f}", f"{r['BULK']['rate']:,.0f}", "", "", None)
-    if all("rss_peak_mib" in r[m] for m in ("COLLECTIONS", "BULK", "AUTO")):
+    if all("outside_heap_peak_mib" in r[m] for m in ("COLLECTIONS", "BULK", "AUTO")):
+        # The target is about what the native library holds outside -Xmx (issue 18 #7). How far the
+        # Java heap grows towards -Xmx is G1's choice, not the connector's: shown beside.
         csv_mib = _csv_bytes_in_flight(n)
-        bulk_rss = r["BULK"]["rss_peak_mib"]
-        met = bulk_rss <= 2 * csv_mib
-        verdicts.append(("bulk: worker RSS peak in BULK ≤ 2 × the CSV of 4 jobs in flight", met,
-                         f"+{bulk_rss:.0f} MiB vs {csv_mib:.0f} MiB of CSV"))
-        outside = ""
-        if all("outside_heap_peak_mib" in r[m] for m in ("COLLECTIONS", "BULK", "AUTO")):
-            outside = ("; outside the resident Java heap (sampled every 5 s) "
-                       + " / ".join(f"+{r[m]['outside_heap_peak_mib']:.0f}" for m in ("COLLECTIONS", "BULK", "AUTO")))
-        row("Worker RSS peak over its start, MiB", f"{n:,}-record backlog, 4 in flight; COLLECTIONS vs BULK "
-            f"(AUTO +{r['AUTO']['rss_peak_mib']:.0f}); CSV of 4 jobs {csv_mib:.0f} MiB{outside}",
-            f"+{r['COLLECTIONS']['rss_peak_mib']:.0f}", f"+{bulk_rss:.0f}", "", "≤ 2 × CSV in flight", met)
+        outside = {m: r[m]["outside_heap_peak_mib"] for m in ("COLLECTIONS", "BULK", "AUTO")}
+        met = outside["BULK"] <= 2 * csv_mib
+        verdicts.append(("bulk: worker memory outside the Java heap in BULK ≤ 2 × the CSV of 4 jobs in flight", met,
+                         f"+{outside['BULK']:.0f} MiB vs {csv_mib:.0f} MiB of CSV"))
+        whole = " / ".join(f"+{r[m]['rss_peak_mib']:.0f}" for m in ("COLLECTIONS", "BULK", "AUTO"))
+        row("Worker RSS peak outside the resident Java heap, over its start, MiB",
+            f"{n:,}-record backlog, 4 in flight, sampled every 5 s; COLLECTIONS vs BULK (AUTO +{outside['AUTO']:.0f}); "
+            f"CSV of 4 jobs {csv_mib:.0f} MiB; whole RSS, heap included, {whole}",
+            f"+{outside['COLLECTIONS']:.0f}", f"+{outside['BULK']:.0f}", "", "≤ 2 × CSV in flight", met)
     t = r["trickle"]
     c, a = t["COLLECTIONS"], t["AUTO"]
     met = a["p50"] <= c["p50"] * 1.5 + 50

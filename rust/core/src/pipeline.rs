@@ -27,6 +27,7 @@ use crate::plan::{self, Plan, PlannedWrite};
 use crate::record::Record;
 use crate::wire::outcome::Outcome;
 use crate::write::{FatalError, Item, ItemResult, Origin, Via, Writer, MIN_RETRY_BACKOFF};
+use smallvec::{smallvec, SmallVec};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,18 +59,26 @@ pub enum FlushScope {
 }
 
 /// Writes waiting to be sent, one entry per write; an entry stands for several records when
-/// `coalesce.updates` merged them.
+/// `coalesce.updates` merged them. A BULK task holds 200,000 writes by default, waiting or in
+/// flight, so their size is the task's memory (docs/operations.md).
 struct Entry {
-    seqs: Vec<i64>,
     item: Item,
-    /// The ordering key (see `PlannedWrite::ordering_key`); `None` for keyless native INSERTs.
-    key: Option<String>,
-    arrived: Instant,
+    ledger: Ledger,
     /// When the write could first be sent (nothing of its key in flight, no backoff pending): the
     /// number of the next request then. Requests numbered below it were in flight or done; a
     /// part-filled request waits for them to answer, since their answers free more writes.
     ready_after: Option<u64>,
     not_before: Option<Instant>,
+}
+
+/// What the buffer knows of a write besides the write itself. It travels beside the write while
+/// a request has it, and comes back with it (the request owns the `Item`s it sends).
+struct Ledger {
+    /// One record, or several when coalesced: no allocation for the one.
+    seqs: SmallVec<[i64; 1]>,
+    /// The ordering key, hashed; `None` for keyless native INSERTs.
+    key: Option<KeyHash>,
+    arrived: Instant,
     attempts: u32,
     /// When a cause of the record's own (row lock, `UNKNOWN_EXCEPTION`) first failed it:
     /// `salesforce.retry.max.duration.ms` counts from here (SPEC §11).
@@ -78,12 +87,35 @@ struct Entry {
     via_collections: bool,
 }
 
+/// A write's ordering key (`PlannedWrite::ordering_key`), hashed to 8 bytes: the buffer keeps one
+/// per write and one per key in flight. Two keys that hash alike only wait for each other, so
+/// order is never lost; coalescing, which would merge them, compares the keys themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct KeyHash(u64);
+
+impl KeyHash {
+    fn of(write: &PlannedWrite, external_id_mode: bool) -> Option<KeyHash> {
+        use std::hash::{Hash, Hasher};
+        let key = write.ordering_key(external_id_mode)?;
+        #[cfg(test)]
+        if tests::EVERY_KEY_COLLIDES.with(std::cell::Cell::get) {
+            return Some(KeyHash(0));
+        }
+        // Fixed keys: the same key hashes alike in every part of the buffer.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        Some(KeyHash(hasher.finish()))
+    }
+}
+
 /// One request (or Bulk job) on its way.
 struct Request {
     number: u64,
     op: Operation,
     via: Via,
-    entries: Vec<Entry>,
+    items: Vec<Item>,
+    /// One per item, in the same order.
+    ledgers: Vec<Ledger>,
     /// Set when the request's records are abandoned: no further HTTP call of it starts.
     abandoned: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -94,14 +126,17 @@ const MAX_BULK_LINGERS: u32 = 12;
 
 #[derive(Default)]
 struct State {
-    /// By the first sequence number of the entry: iteration order is offset order.
-    waiting: BTreeMap<i64, Entry>,
+    /// By the first sequence number of the entry: iteration order is offset order. Boxed: a
+    /// B-tree filled in order leaves its nodes half empty, and an empty slot of a boxed entry
+    /// costs 8 bytes instead of the entry's size.
+    waiting: BTreeMap<i64, Box<Entry>>,
     /// Sequence numbers of the writes in flight.
     in_flight: HashSet<i64>,
     /// Keys of entries in flight: later writes of them wait.
-    busy_keys: HashSet<String>,
-    /// For coalescing: the last waiting entry of each key.
-    last_waiting: HashMap<String, i64>,
+    busy_keys: HashSet<KeyHash>,
+    /// For coalescing (`salesforce.coalesce.updates`; empty without it): the last waiting entry of
+    /// each key.
+    last_waiting: HashMap<KeyHash, i64>,
     requests_in_flight: usize,
     /// Numbers of the requests in flight, and the number the next one gets.
     in_flight_requests: std::collections::BTreeSet<u64>,
@@ -272,6 +307,9 @@ impl Pipeline {
                 if keep_jobs && only_kept_jobs {
                     break;
                 }
+                if state.dispatch_rounds > first_round && self.nothing_can_finish_before(&state, deadline.into_std()) {
+                    break;
+                }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 break;
@@ -285,6 +323,19 @@ impl Pipeline {
         self.progress()
     }
 
+    /// No write can finish before `deadline`: none is in flight, and every waiting one waits out
+    /// a backoff past it, or the quota guard holds until past it. So it is while Salesforce is
+    /// down: a flush that waited on would only hold up a rebalance or a stop (SPEC §11).
+    fn nothing_can_finish_before(&self, state: &State, deadline: Instant) -> bool {
+        if state.requests_in_flight > 0 || state.waiting.is_empty() {
+            return false;
+        }
+        let quota_holds = self.shared.metrics.quota.active()
+            && !state.quota_checking
+            && state.quota_next_check.is_some_and(|next| next >= deadline);
+        quota_holds || state.waiting.values().all(|e| e.not_before.is_some_and(|t| t >= deadline))
+    }
+
     /// Gives up the unfinished records among `seqs` (their partitions were revoked): they never
     /// finish here, and their offsets are never committed by this task. Writes in flight cannot
     /// be recalled: this waits up to `wait` for them to answer, so that the partitions' next
@@ -296,13 +347,13 @@ impl Pipeline {
         let waiting_ids: Vec<i64> = state.waiting.keys().copied().collect();
         for id in waiting_ids {
             let entry = state.waiting.get_mut(&id).expect("listed");
-            let n = entry.seqs.len();
-            entry.seqs.retain(|s| !wanted.contains(s));
-            let dropped = n - entry.seqs.len();
+            let n = entry.ledger.seqs.len();
+            entry.ledger.seqs.retain(|s| !wanted.contains(&*s));
+            let dropped = n - entry.ledger.seqs.len();
             state.unfinished -= dropped;
-            if state.waiting[&id].seqs.is_empty() {
+            if state.waiting[&id].ledger.seqs.is_empty() {
                 let entry = state.waiting.remove(&id).expect("listed");
-                if let Some(key) = &entry.key {
+                if let Some(key) = &entry.ledger.key {
                     if state.last_waiting.get(key) == Some(&id) {
                         state.last_waiting.remove(key);
                     }
@@ -374,7 +425,7 @@ impl Drop for Pipeline {
     }
 }
 
-impl Entry {
+impl Ledger {
     /// A record-level transient failure: retried while `salesforce.retry.max.duration.ms` since
     /// its first such failure has not passed, then a record error with the last cause.
     fn retry_within_bound(&mut self, cause: String, cfg: &Config, now: Instant) -> ItemResult {
@@ -392,29 +443,28 @@ impl Entry {
 
 impl State {
     fn add(&mut self, seq: i64, write: PlannedWrite, origin: Origin, now: Instant, cfg: &Config, external_id_mode: bool) {
-        let key = write.ordering_key(external_id_mode);
-        if cfg.coalesce_updates {
-            if let Some(key) = &key {
-                if let Some(last) = self.last_waiting.get(key).and_then(|id| self.waiting.get_mut(id)) {
-                    if let Some(merged) = coalesce(&last.item.write, &write, &last.item.origin, &origin) {
-                        last.item.write = merged;
-                        last.seqs.push(seq);
-                        return;
-                    }
+        let key = KeyHash::of(&write, external_id_mode);
+        if let (true, Some(key)) = (cfg.coalesce_updates, key) {
+            if let Some(last) = self.last_waiting.get(&key).and_then(|id| self.waiting.get_mut(id)) {
+                let same_key = last.item.write.ordering_key(external_id_mode) == write.ordering_key(external_id_mode);
+                if let Some(merged) = coalesce(&last.item.write, &write, &last.item.origin, &origin).filter(|_| same_key) {
+                    last.item.write = merged;
+                    last.ledger.seqs.push(seq);
+                    return;
                 }
             }
-        }
-        if let Some(key) = &key {
-            self.last_waiting.insert(key.clone(), seq);
+            self.last_waiting.insert(key, seq);
         }
         let item = Item::new(write, origin, external_id_mode);
-        self.waiting.insert(seq, Entry { seqs: vec![seq], item, key, arrived: now, ready_after: None, not_before: None, attempts: 0, failing_since: None, via_collections: false });
+        let ledger = Ledger { seqs: smallvec![seq], key, arrived: now, attempts: 0, failing_since: None, via_collections: false };
+        let entry = Entry { item, ledger, ready_after: None, not_before: None };
+        self.waiting.insert(seq, Box::new(entry));
     }
 
     /// When the oldest unfinished write arrived: the first waiting one (sequence numbers grow with
     /// arrival, and a retried write keeps its place) or the oldest in flight.
     fn oldest_arrival(&self) -> Option<Instant> {
-        let waiting = self.waiting.values().next().map(|e| e.arrived);
+        let waiting = self.waiting.values().next().map(|e| e.ledger.arrived);
         let in_flight = self.request_arrived.values().min().copied();
         waiting.into_iter().chain(in_flight).min()
     }
@@ -430,14 +480,14 @@ impl State {
             return (vec![], None);
         }
         // The first waiting write of each key that is not in flight, by operation and SObject, in offset order.
-        let mut seen: HashSet<&str> = HashSet::new();
+        let mut seen: HashSet<KeyHash> = HashSet::new();
         let mut deferred = false;
         // By operation and SObject: a request writes one SObject (Collections upsert names it in
         // its path), so `${topic}` records of different topics never share one.
         let mut ready: BTreeMap<(u8, Arc<str>), Vec<i64>> = BTreeMap::new();
         for (&id, entry) in &self.waiting {
-            if let Some(key) = &entry.key {
-                if self.busy_keys.contains(key) || !seen.insert(key.as_str()) {
+            if let Some(key) = entry.ledger.key {
+                if self.busy_keys.contains(&key) || !seen.insert(key) {
                     continue;
                 }
             }
@@ -466,7 +516,7 @@ impl State {
             // Writes a Bulk job refused without saying why go through Collections, which answers
             // per record.
             let (bulk, per_request): (Vec<i64>, Vec<i64>) = match cfg.write_mode {
-                WriteMode::Bulk | WriteMode::Auto => ids.iter().partition(|id| !self.waiting[*id].via_collections),
+                WriteMode::Bulk | WriteMode::Auto => ids.iter().partition(|id| !self.waiting[*id].ledger.via_collections),
                 WriteMode::Single | WriteMode::Collections => (vec![], ids),
             };
             let jobs = match cfg.write_mode {
@@ -517,7 +567,7 @@ impl State {
             // after the oldest arrived) and those that requests in flight will free when they
             // answer (their answers wake the dispatcher). Writes of repeated keys thus travel
             // together, as in waves, instead of in ever smaller requests.
-            let arrived = chunk.iter().map(|id| self.waiting[id].arrived).min().expect("non-empty");
+            let arrived = chunk.iter().map(|id| self.waiting[id].ledger.arrived).min().expect("non-empty");
             let ready_after = chunk.iter().filter_map(|id| self.waiting[id].ready_after).max().unwrap_or(0);
             let brought_by_kafka = arrived + cfg.linger;
             let due = chunk.len() == batch_size || self.flushing > 0 || (brought_by_kafka <= now && answered_below >= ready_after);
@@ -559,8 +609,8 @@ impl State {
             }
             let chunk = &rest[..n];
             let full = n == cfg.bulk.max_records_per_job || n < rest.len().min(cfg.bulk.max_records_per_job);
-            let last_arrived = chunk.iter().map(|id| self.waiting[id].arrived).max().expect("non-empty");
-            let first_arrived = chunk.iter().map(|id| self.waiting[id].arrived).min().expect("non-empty");
+            let last_arrived = chunk.iter().map(|id| self.waiting[id].ledger.arrived).max().expect("non-empty");
+            let first_arrived = chunk.iter().map(|id| self.waiting[id].ledger.arrived).min().expect("non-empty");
             // A steady trickle would keep an open job from ever closing: the oldest write waits
             // at most this long.
             let oldest_due = first_arrived + cfg.bulk.linger * MAX_BULK_LINGERS;
@@ -583,13 +633,19 @@ impl State {
 
     /// Moves `ids` from waiting to in flight as one request.
     fn send_off(&mut self, ids: &[i64], via: Via) -> Request {
-        let entries: Vec<Entry> = ids.iter().map(|id| self.waiting.remove(id).expect("ready")).collect();
-        for (id, entry) in ids.iter().zip(&entries) {
-            self.in_flight.extend(entry.seqs.iter().copied());
-            if let Some(key) = &entry.key {
-                self.busy_keys.insert(key.clone());
-                if self.last_waiting.get(key) == Some(id) {
-                    self.last_waiting.remove(key);
+        let (items, ledgers): (Vec<Item>, Vec<Ledger>) = ids
+            .iter()
+            .map(|id| {
+                let entry = self.waiting.remove(id).expect("ready");
+                (entry.item, entry.ledger)
+            })
+            .unzip();
+        for (id, ledger) in ids.iter().zip(&ledgers) {
+            self.in_flight.extend(ledger.seqs.iter().copied());
+            if let Some(key) = ledger.key {
+                self.busy_keys.insert(key);
+                if self.last_waiting.get(&key) == Some(id) {
+                    self.last_waiting.remove(&key);
                 }
             }
         }
@@ -605,16 +661,26 @@ impl State {
             self.in_flight_requests.insert(number);
         }
         let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let seqs = entries.iter().flat_map(|e| e.seqs.iter().copied()).collect();
+        let seqs = ledgers.iter().flat_map(|l| l.seqs.iter().copied()).collect();
         self.request_flags.insert(number, (seqs, Arc::clone(&abandoned)));
-        if let Some(oldest) = entries.iter().map(|e| e.arrived).min() {
+        if let Some(oldest) = ledgers.iter().map(|l| l.arrived).min() {
             self.request_arrived.insert(number, oldest);
         }
-        Request { number, op: entries[0].item.write.op, via, entries, abandoned }
+        Request { number, op: items[0].write.op, via, items, ledgers, abandoned }
     }
 
     /// Applies one request's results.
-    fn settle(&mut self, number: u64, entries: Vec<Entry>, results: Result<Vec<ItemResult>, FatalError>, cfg: &Config, metrics: &Metrics, now: Instant) {
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &mut self,
+        number: u64,
+        items: Vec<Item>,
+        ledgers: Vec<Ledger>,
+        results: Result<Vec<ItemResult>, FatalError>,
+        cfg: &Config,
+        metrics: &Metrics,
+        now: Instant,
+    ) {
         self.observe_round_trip(number, now);
         self.requests_in_flight -= 1;
         self.in_flight_requests.remove(&number);
@@ -625,26 +691,26 @@ impl State {
             Ok(results) => results.into_iter().map(Some).collect(),
             Err(fatal) => {
                 self.fatal.get_or_insert(fatal.0);
-                entries.iter().map(|_| None).collect::<Vec<_>>()
+                items.iter().map(|_| None).collect::<Vec<_>>()
             }
         };
         // Salesforce wrote other records of this request: a record's own transient failure (a row
         // lock) is no sign of overload, and its first retry rides along with the next request of
         // its operation instead of waiting out a backoff and travelling alone.
         let request_went_through = results.iter().any(|r| matches!(r, Some(ItemResult::Written)));
-        for (mut entry, result) in entries.into_iter().zip(results) {
-            if let Some(key) = &entry.key {
+        for ((item, mut ledger), result) in items.into_iter().zip(ledgers).zip(results) {
+            if let Some(key) = &ledger.key {
                 self.busy_keys.remove(key);
             }
-            for seq in &entry.seqs {
+            for seq in &ledger.seqs {
                 self.in_flight.remove(seq);
             }
-            entry.seqs.retain(|s| !self.abandoned.remove(s));
-            if entry.seqs.is_empty() {
+            ledger.seqs.retain(|s| !self.abandoned.remove(&*s));
+            if ledger.seqs.is_empty() {
                 continue;
             }
             let result = match result {
-                Some(ItemResult::RecordRetry(cause)) => Some(entry.retry_within_bound(cause, cfg, now)),
+                Some(ItemResult::RecordRetry(cause)) => Some(ledger.retry_within_bound(cause, cfg, now)),
                 other => other,
             };
             if let Some(ItemResult::Retry(cause)) = &result {
@@ -657,30 +723,30 @@ impl State {
                 _ => Some(&metrics.records_retried),
             };
             if let Some(counter) = counter {
-                counter.fetch_add(entry.seqs.len() as u64, Relaxed);
+                counter.fetch_add(ledger.seqs.len() as u64, Relaxed);
             }
             match result {
-                Some(ItemResult::Written) => self.finish(&entry.seqs, Outcome::Written),
-                Some(ItemResult::Failed(message)) => self.finish(&entry.seqs, Outcome::Failed(message)),
-                Some(ItemResult::StaleId | ItemResult::NotSent) => self.back(entry, None),
+                Some(ItemResult::Written) => self.finish(&ledger.seqs, Outcome::Written),
+                Some(ItemResult::Failed(message)) => self.finish(&ledger.seqs, Outcome::Failed(message)),
+                Some(ItemResult::StaleId | ItemResult::NotSent) => self.back(item, ledger, None, cfg),
                 Some(ItemResult::ViaCollections(_)) => {
-                    entry.attempts += 1;
-                    entry.via_collections = true;
-                    self.back(entry, None);
+                    ledger.attempts += 1;
+                    ledger.via_collections = true;
+                    self.back(item, ledger, None, cfg);
                 }
                 Some(ItemResult::WaitForQuota(_)) => {
-                    entry.attempts += 1;
-                    self.back(entry, Some(now + cfg.quota_check_interval));
+                    ledger.attempts += 1;
+                    self.back(item, ledger, Some(now + cfg.quota_check_interval), cfg);
                 }
-                Some(ItemResult::Retry(_)) if request_went_through && entry.attempts == 0 => {
-                    entry.attempts += 1;
-                    self.back(entry, None);
+                Some(ItemResult::Retry(_)) if request_went_through && ledger.attempts == 0 => {
+                    ledger.attempts += 1;
+                    self.back(item, ledger, None, cfg);
                 }
                 // `retry_within_bound` made every RecordRetry a Retry or a Failed above.
                 Some(ItemResult::Retry(_) | ItemResult::RecordRetry(_)) | None => {
-                    entry.attempts += 1;
-                    let backoff = cfg.retry.backoff(entry.attempts).max(MIN_RETRY_BACKOFF);
-                    self.back(entry, Some(now + backoff));
+                    ledger.attempts += 1;
+                    let backoff = cfg.retry.backoff(ledger.attempts).max(MIN_RETRY_BACKOFF);
+                    self.back(item, ledger, Some(now + backoff), cfg);
                 }
             }
         }
@@ -702,8 +768,8 @@ impl State {
         if self.round_trip_us == 0 || cfg.write_mode == WriteMode::Bulk {
             return Duration::ZERO;
         }
-        let mut chains: HashMap<&str, u64> = HashMap::new();
-        for key in self.waiting.values().filter_map(|e| e.key.as_deref()).chain(self.busy_keys.iter().map(String::as_str)) {
+        let mut chains: HashMap<KeyHash, u64> = HashMap::new();
+        for key in self.waiting.values().filter_map(|e| e.ledger.key).chain(self.busy_keys.iter().copied()) {
             *chains.entry(key).or_default() += 1;
         }
         let longest_chain = chains.values().copied().max().unwrap_or(0);
@@ -725,16 +791,14 @@ impl State {
     }
 
     /// Returns a write to the buffer at its place in offset order.
-    fn back(&mut self, mut entry: Entry, not_before: Option<Instant>) {
-        entry.not_before = not_before;
-        entry.ready_after = None;
-        let id = entry.seqs[0];
-        if let Some(key) = &entry.key {
+    fn back(&mut self, item: Item, ledger: Ledger, not_before: Option<Instant>, cfg: &Config) {
+        let id = ledger.seqs[0];
+        if let (true, Some(key)) = (cfg.coalesce_updates, ledger.key) {
             // Later waiting writes of the key keep their place behind it; coalescing goes on
             // with the last of them, or with this one if it is the only one.
-            self.last_waiting.entry(key.clone()).or_insert(id);
+            self.last_waiting.entry(key).or_insert(id);
         }
-        self.waiting.insert(id, entry);
+        self.waiting.insert(id, Box::new(Entry { item, ledger, ready_after: None, not_before }));
     }
 }
 
@@ -762,7 +826,7 @@ fn coalesce(earlier: &PlannedWrite, later: &PlannedWrite, earlier_origin: &Origi
         return None;
     }
     let fields = crate::convert::merge_fragments(&earlier.fields, &later.fields)?;
-    Some(PlannedWrite { sobject: Arc::clone(&earlier.sobject), op: earlier.op, key: earlier.key.clone(), fields: Arc::new(fields) })
+    Some(PlannedWrite { sobject: Arc::clone(&earlier.sobject), op: earlier.op, key: earlier.key.clone(), fields: Arc::from(fields) })
 }
 
 /// Runs one of the sink's background tasks (the dispatcher, a request, a quota check). A panic in
@@ -808,17 +872,15 @@ async fn dispatch_loop(shared: Arc<Shared>) {
             let mut running = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
             // Forget the requests that answered; a panic in one was caught by `supervised`.
             while running.try_join_next().is_some() {}
-            for Request { number, op, via, entries, abandoned } in requests {
+            for Request { number, op, via, mut items, ledgers, abandoned } in requests {
                 let shared = Arc::clone(&shared);
                 running.spawn(supervised(Arc::clone(&shared), "request", async move {
                     shared.cfg.test_hook("request");
-                    let mut items: Vec<Item> = entries.iter().map(|e| e.item.clone()).collect();
+                    // What the request learns (resolved Ids) stays with the write for its retries.
                     let results = shared.writer.execute(op, via, &mut items, &abandoned).await;
-                    // What the request learnt (resolved Ids) stays with the write for its retries.
-                    let entries: Vec<Entry> = entries.into_iter().zip(items).map(|(e, item)| Entry { item, ..e }).collect();
                     {
                         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                        state.settle(number, entries, results, &shared.cfg, &shared.metrics, Instant::now());
+                        state.settle(number, items, ledgers, results, &shared.cfg, &shared.metrics, Instant::now());
                     }
                     shared.wake.notify_one();
                     shared.progress.notify_waiters();
@@ -867,5 +929,66 @@ async fn read_daily_limits(shared: &Shared) -> Result<(u64, u64), String> {
     match (daily["Max"].as_u64(), daily["Remaining"].as_u64()) {
         (Some(max), Some(remaining)) => Ok((max.saturating_sub(remaining), max)),
         _ => Err("no DailyApiRequests.Max/Remaining in the answer".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::base;
+
+    thread_local! {
+        /// Makes every ordering key hash alike on this thread, to show what a collision does.
+        pub(super) static EVERY_KEY_COLLIDES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    fn upsert(key: &str, fields: &str) -> PlannedWrite {
+        PlannedWrite { sobject: Arc::from("Contact"), op: Operation::Upsert, key: Some(key.into()), fields: Arc::from(fields.as_bytes()) }
+    }
+
+    #[test]
+    fn keys_that_hash_alike_are_never_coalesced_and_only_wait_for_each_other() {
+        let mut map = base();
+        map.insert("salesforce.operation".into(), "UPSERT".into());
+        map.insert("salesforce.external.id.field".into(), "ExternalId__c".into());
+        map.insert("salesforce.coalesce.updates".into(), "true".into());
+        let cfg = Config::from_map(&map).unwrap();
+        EVERY_KEY_COLLIDES.with(|c| c.set(true));
+        let mut state = State::default();
+        let now = Instant::now();
+        let origin = |offset| Origin { topic: Arc::from("t"), partition: 0, offset, unsent_key: None };
+        for (seq, (key, fields)) in [("a", r#""LastName":"A1""#), ("b", r#""LastName":"B""#), ("a", r#""LastName":"A2""#)].into_iter().enumerate() {
+            state.add(seq as i64, upsert(key, fields), origin(seq as i64), now, &cfg, true);
+        }
+        EVERY_KEY_COLLIDES.with(|c| c.set(false));
+        let waiting: Vec<(String, String)> = state
+            .waiting
+            .values()
+            .map(|e| (e.item.write.key.clone().unwrap(), String::from_utf8(e.item.write.fields.to_vec()).unwrap()))
+            .collect();
+        let expected = [("a", r#""LastName":"A1""#), ("b", r#""LastName":"B""#), ("a", r#""LastName":"A2""#)];
+        assert_eq!(waiting, expected.map(|(k, f)| (k.to_owned(), f.to_owned())));
+        // Alike hashes make the writes wait for each other: one goes at a time, the first first.
+        state.flushing = 1;
+        let (requests, _) = state.take_requests(&cfg, now);
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].items.len(), 1);
+        assert_eq!(requests[0].ledgers[0].seqs.as_slice(), &[0]);
+    }
+
+    #[test]
+    fn writes_of_one_key_coalesce_without_a_collision() {
+        let mut map = base();
+        map.insert("salesforce.operation".into(), "UPSERT".into());
+        map.insert("salesforce.external.id.field".into(), "ExternalId__c".into());
+        map.insert("salesforce.coalesce.updates".into(), "true".into());
+        let cfg = Config::from_map(&map).unwrap();
+        let mut state = State::default();
+        let now = Instant::now();
+        let origin = |offset| Origin { topic: Arc::from("t"), partition: 0, offset, unsent_key: None };
+        state.add(0, upsert("a", r#""LastName":"A1""#), origin(0), now, &cfg, true);
+        state.add(1, upsert("A", r#""LastName":"A2""#), origin(1), now, &cfg, true);
+        assert_eq!(state.waiting.len(), 1);
+        assert_eq!(state.waiting[&0].ledger.seqs.as_slice(), &[0, 1]);
     }
 }

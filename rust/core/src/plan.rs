@@ -23,7 +23,7 @@ pub struct PlannedWrite {
     pub key: Option<String>,
     /// The record's fields as a JSON fragment (see `convert`); empty for DELETE. Shared, so that
     /// requests and their retries never copy it.
-    pub fields: Arc<Vec<u8>>,
+    pub fields: Arc<[u8]>,
 }
 
 impl PlannedWrite {
@@ -168,7 +168,7 @@ pub fn plan_record_for(cfg: &Config, target: &Target, record: &Record<'_>) -> Pl
         }
     };
     let op = if idempotency_field.is_some() { Operation::Upsert } else { op };
-    Plan::Write(PlannedWrite { sobject: Arc::clone(&target.sobject), op, key, fields: Arc::new(fields) })
+    Plan::Write(PlannedWrite { sobject: Arc::clone(&target.sobject), op, key, fields: Arc::from(fields) })
 }
 
 /// Why a record of `sobject` cannot be written in External ID mode without a field for it.

@@ -127,6 +127,35 @@ fn a_request_level_outage_keeps_waiting_past_retry_max_duration() {
     assert!(outcomes.iter().all(|o| *o == Outcome::Written), "{outcomes:?}");
 }
 
+#[test]
+fn a_flush_while_salesforce_is_down_ends_once_nothing_can_finish_before_its_deadline() {
+    let emu = Emulator::start();
+    emu.control("POST", "faults", json!({"rules": [{"kind": "status", "status": 503, "error_code": "SERVER_UNAVAILABLE",
+                                                    "path_contains": "/composite/sobjects"}]}));
+    let mut pairs = UPSERT.to_vec();
+    pairs.extend([
+        ("salesforce.retry.initial.backoff.ms", "4000"),
+        ("salesforce.retry.max.backoff.ms", "4000"),
+        ("salesforce.linger.ms", "0"),
+    ]);
+    let sink = emu.sink(&pairs);
+    let records: Vec<Record> = (0..5).map(|i| upsert(i, ["a", "b", "c", "d", "e"][i as usize], "N")).collect();
+    sink.submit(&records, 0).unwrap();
+    // The first attempt is refused at once; the retry is 2 to 4 s away (jitter), past the flush's
+    // 1.5 s. A revocation's last commit waits like this: it must not hold the rebalance for nothing.
+    let started = Instant::now();
+    sink.flush(Duration::from_millis(1500), FlushScope::Everything).unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1000), "the flush waited {took:?} for writes that could not finish before its deadline");
+    assert_eq!(sink.wait(Duration::ZERO).unwrap().unfinished, 5);
+    // A flush whose deadline is past the retry waits for it.
+    emu.control("DELETE", "faults", json!(null));
+    let started = Instant::now();
+    let progress = sink.wait(Duration::from_secs(10)).unwrap();
+    assert_eq!(progress.unfinished, 0, "not written after {:?}", started.elapsed());
+    assert_eq!(emu.records("Contact").len(), 5);
+}
+
 fn metric(sink: &SalesforceSink, name: &str) -> i64 {
     sink.metrics().snapshot(0, 0).into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap()
 }

@@ -93,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
     let kinds = [ExternalIdKind::Text, ExternalIdKind::Number { precision: 18, scale: 2 }];
     for (cfg, external_id_mode) in CONFIGS.iter() {
         for kind in kinds {
-            let mut previous: Option<std::sync::Arc<Vec<u8>>> = None;
+            let mut previous: Option<std::sync::Arc<[u8]>> = None;
             for record in &records {
                 let _ = record.coordinates();
                 match plan_record(cfg, kind, record) {

@@ -171,7 +171,7 @@ struct RequestItem {
     key: Option<String>,
     id: Option<String>,
     id_from_cache: bool,
-    fields: Arc<Vec<u8>>,
+    fields: Arc<[u8]>,
 }
 
 pub struct Writer {

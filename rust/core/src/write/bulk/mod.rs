@@ -795,7 +795,7 @@ mod tests {
                 key: Some(k.to_string()),
                 id: None,
                 id_from_cache: false,
-                fields: Arc::new(format!(r#""LastName":"{k}""#).into_bytes()),
+                fields: Arc::from(format!(r#""LastName":"{k}""#).into_bytes()),
             })
             .collect()
     }
@@ -830,7 +830,7 @@ mod tests {
     fn insert_rows_match_by_multiplicity_and_by_value() {
         let cfg = config(&[("salesforce.operation", "INSERT")]);
         let mut items: Vec<RequestItem> = items(&["a", "a", "b"]).to_vec();
-        items[2].fields = Arc::new(br#""LastName":"b","N__c":1.50"#.to_vec());
+        items[2].fields = Arc::from(&br#""LastName":"b","N__c":1.50"#[..]);
         let items: Arc<[RequestItem]> = items.into();
         let upload = build_upload(&cfg, Operation::Insert, &items);
         let mut m = Matcher::new(Operation::Insert, &upload, &items);
