@@ -5,6 +5,7 @@
 
 mod bulk;
 mod collections;
+mod parked;
 mod resolve;
 mod single;
 
@@ -172,6 +173,20 @@ struct RequestItem {
     id: Option<String>,
     id_from_cache: bool,
     fields: Arc<[u8]>,
+}
+
+/// What a request needs of `items[ready]`, owned so that it can go to other threads.
+fn request_items(items: &[Item], ready: &[usize]) -> Vec<RequestItem> {
+    ready
+        .iter()
+        .map(|&i| RequestItem {
+            sobject: Arc::clone(&items[i].write.sobject),
+            key: items[i].write.key.clone(),
+            id: items[i].id.clone(),
+            id_from_cache: items[i].id_from_cache,
+            fields: Arc::clone(&items[i].write.fields),
+        })
+        .collect()
 }
 
 pub struct Writer {
@@ -414,7 +429,7 @@ impl Writer {
         self: &Arc<Self>,
         op: Operation,
         via: Via,
-        items: &mut [Item],
+        items: &mut Vec<Item>,
         abandoned: &Arc<AtomicBool>,
     ) -> Result<Vec<ItemResult>, FatalError> {
         if self.client.metrics().quota.active() {
@@ -446,20 +461,13 @@ impl Writer {
             if abandoned.load(Ordering::SeqCst) {
                 return Ok(items.iter().map(|_| ItemResult::Retry("abandoned: the partition was revoked".into())).collect());
             }
-            let request: Vec<RequestItem> = ready
-                .iter()
-                .map(|&i| RequestItem {
-                    sobject: Arc::clone(&items[i].write.sobject),
-                    key: items[i].write.key.clone(),
-                    id: items[i].id.clone(),
-                    id_from_cache: items[i].id_from_cache,
-                    fields: Arc::clone(&items[i].write.fields),
-                })
-                .collect();
-            let budget = Arc::new(AtomicUsize::new(request.len().max(MIN_SPLIT_BUDGET)));
             let sent = match via {
-                Via::Bulk => self.send_job(op, request, abandoned).await?,
-                _ => Arc::clone(self).send(op, via, request, budget, Arc::clone(abandoned)).await?,
+                Via::Bulk => self.send_job(op, items, &ready, abandoned).await?,
+                _ => {
+                    let request = request_items(items, &ready);
+                    let budget = Arc::new(AtomicUsize::new(request.len().max(MIN_SPLIT_BUDGET)));
+                    Arc::clone(self).send(op, via, request, budget, Arc::clone(abandoned)).await?
+                }
             };
             for (i, result) in ready.into_iter().zip(sent) {
                 results[i] = Some(result);
@@ -495,18 +503,37 @@ impl Writer {
             .collect())
     }
 
-    /// One Bulk API 2.0 job for `request`; one result per write in request order.
-    async fn send_job(&self, op: Operation, request: Vec<RequestItem>, abandoned: &AtomicBool) -> Result<Vec<SendResult>, FatalError> {
+    /// One Bulk API 2.0 job for the writes `ready` of `items`; one result per write of `ready`, in order.
+    async fn send_job(
+        &self,
+        op: Operation,
+        items: &mut Vec<Item>,
+        ready: &[usize],
+        abandoned: &AtomicBool,
+    ) -> Result<Vec<SendResult>, FatalError> {
         let metrics = self.client.metrics();
         if metrics.quota.active() {
-            return Ok(request.iter().map(|_| SendResult::NotSent).collect());
+            return Ok(ready.iter().map(|_| SendResult::NotSent).collect());
         }
         metrics.write_requests.fetch_add(1, Ordering::Relaxed);
-        metrics.write_records.fetch_add(request.len() as u64, Ordering::Relaxed);
+        metrics.write_records.fetch_add(ready.len() as u64, Ordering::Relaxed);
         // Open from its creation until this call ends (done, failed, aborted, or dropped at stop).
         let _open = crate::metrics::OpenJob::new(metrics);
-        let request: Arc<[RequestItem]> = request.into();
-        let error = match bulk::run(self, op, Arc::clone(&request), abandoned).await {
+        let request: Arc<[RequestItem]> = request_items(items, ready).into();
+        let upload = bulk::prepare(self, op, &request).await;
+        let sobject = Arc::clone(&request[0].sobject);
+        drop(request);
+        // While Salesforce processes the job (seconds to minutes, with more jobs in flight), its
+        // writes wait packed: the job needs only its CSV body until its results are read.
+        let parked = parked::Parked::pack(std::mem::take(items));
+        let submitted = bulk::submit(self, op, &sobject, &upload, abandoned).await;
+        *items = parked.unpack();
+        let request: Arc<[RequestItem]> = request_items(items, ready).into();
+        let outcome = match submitted {
+            Ok(submitted) => bulk::results(op, &request, upload, submitted, abandoned).await,
+            Err(e) => Err(e),
+        };
+        let error = match outcome {
             Ok(results) => return Ok(results),
             Err(bulk::JobError::Abandoned) => {
                 if op == Operation::Delete {

@@ -81,7 +81,7 @@ impl JobInfo {
 }
 
 /// One job's writes, as uploaded.
-struct Upload {
+pub(super) struct Upload {
     /// The body: header and the rows that fit.
     body: Bytes,
     columns: Vec<String>,
@@ -108,31 +108,54 @@ enum Ending {
     Fatal(SalesforceError),
 }
 
-pub(super) async fn run(
-    w: &Writer,
+/// A job's CSV, built from its writes (on a blocking thread) before the job is created.
+pub(super) async fn prepare(w: &Writer, op: Operation, items: &Arc<[RequestItem]>) -> Upload {
+    let (cfg, items) = (Arc::clone(&w.cfg), Arc::clone(items));
+    off_runtime(move || build_upload(&cfg, op, &items)).await
+}
+
+/// A job Salesforce has taken, and how it ended.
+pub(super) struct Submitted<'w> {
+    job: Job<'w>,
+    ending: Ending,
+}
+
+/// Creates the job, uploads its CSV and waits until it is over. `None` when no write had a CSV
+/// form, so there was no job. The job needs nothing of its writes but `upload` meanwhile.
+pub(super) async fn submit<'w>(
+    w: &'w Writer,
     op: Operation,
-    items: Arc<[RequestItem]>,
+    sobject: &str,
+    upload: &Upload,
+    abandoned: &AtomicBool,
+) -> Result<Option<Submitted<'w>>, JobError> {
+    if upload.uploaded.is_empty() {
+        return Ok(None);
+    }
+    let job = Job::start(w, op, sobject, upload, abandoned).await?;
+    let ending = job.wait(upload.uploaded.len() as u64, abandoned).await;
+    Ok(Some(Submitted { job, ending }))
+}
+
+/// One result per write of `items` (the writes `upload` was prepared from), in order: read from
+/// the job's result files, or what its ending says of the rows they do not list.
+pub(super) async fn results(
+    op: Operation,
+    items: &Arc<[RequestItem]>,
+    mut upload: Upload,
+    submitted: Option<Submitted<'_>>,
     abandoned: &AtomicBool,
 ) -> Result<Vec<SendResult>, JobError> {
-    let upload = {
-        let (cfg, items) = (Arc::clone(&w.cfg), Arc::clone(&items));
-        off_runtime(move || build_upload(&cfg, op, &items)).await
-    };
     let mut results: Vec<Option<SendResult>> = (0..items.len()).map(|_| None).collect();
-    let mut upload = upload;
     for (i, result) in std::mem::take(&mut upload.refused) {
         results[i] = Some(result);
     }
-    if upload.uploaded.is_empty() {
-        return Ok(results.into_iter().map(|r| r.unwrap_or(SendResult::NotSent)).collect());
-    }
-    let Some(first) = items.first() else { return Ok(vec![]) };
-    let job = Job::start(w, op, &first.sobject, &upload, abandoned).await?;
-    let ending = job.wait(upload.uploaded.len() as u64, abandoned).await;
-    let aborted_here = matches!(ending, Ending::Aborted { .. });
-    job.collect(op, &items, upload, ending, &mut results, abandoned).await?;
-    if aborted_here {
-        job.forget().await;
+    if let Some(Submitted { job, ending }) = submitted {
+        let aborted_here = matches!(ending, Ending::Aborted { .. });
+        job.collect(op, items, upload, ending, &mut results, abandoned).await?;
+        if aborted_here {
+            job.forget().await;
+        }
     }
     Ok(results.into_iter().map(|r| r.unwrap_or(SendResult::NotSent)).collect())
 }
