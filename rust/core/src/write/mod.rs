@@ -526,6 +526,7 @@ impl Writer {
         // While Salesforce processes the job (seconds to minutes, with more jobs in flight), its
         // writes wait packed: the job needs only its CSV body until its results are read.
         let parked = parked::Parked::pack(std::mem::take(items));
+        parked::return_freed_pages();
         let submitted = bulk::submit(self, op, &sobject, &upload, abandoned).await;
         *items = parked.unpack();
         let request: Arc<[RequestItem]> = request_items(items, ready).into();

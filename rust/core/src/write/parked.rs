@@ -138,6 +138,22 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Hands the pages that packing freed back to the system. The writes were many small
+/// allocations; glibc's allocator keeps freed ones in its arenas, where they count as the
+/// worker's RSS until reused (the JDK trims for the same reason: `-XX:TrimNativeHeapInterval`).
+pub(super) fn return_freed_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: malloc_trim takes the allocator's own locks and only releases free pages.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 fn op_code(op: Operation) -> u8 {
     match op {
         Operation::Insert => 0,
