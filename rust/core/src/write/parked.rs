@@ -56,7 +56,7 @@ impl Parked {
         .filter(|(set, _)| *set)
         .fold(0, |all, (_, flag)| all | flag);
         self.bytes.push(flags);
-        self.bytes.push(op_code(op));
+        self.bytes.push(op as u8);
         let (sobject, topic) = (self.name(sobject), self.name(origin.topic));
         self.bytes.extend_from_slice(&sobject.to_le_bytes());
         self.bytes.extend_from_slice(&topic.to_le_bytes());
@@ -90,7 +90,7 @@ impl Parked {
         let mut items = Vec::with_capacity(self.count);
         for _ in 0..self.count {
             let flags = reader.take(1)[0];
-            let op = operation(reader.take(1)[0]);
+            let op = OPERATIONS[reader.take(1)[0] as usize];
             let sobject = Arc::clone(&self.names[reader.u32() as usize]);
             let topic = Arc::clone(&self.names[reader.u32() as usize]);
             let partition = i32::from_le_bytes(reader.take(4).try_into().expect("4 bytes"));
@@ -154,23 +154,8 @@ pub(super) fn return_freed_pages() {
     }
 }
 
-fn op_code(op: Operation) -> u8 {
-    match op {
-        Operation::Insert => 0,
-        Operation::Update => 1,
-        Operation::Delete => 2,
-        Operation::Upsert => 3,
-    }
-}
-
-fn operation(code: u8) -> Operation {
-    match code {
-        0 => Operation::Insert,
-        1 => Operation::Update,
-        2 => Operation::Delete,
-        _ => Operation::Upsert,
-    }
-}
+/// Operations by their code in a packed write: `op as u8`, the order of their declaration.
+const OPERATIONS: [Operation; 4] = [Operation::Insert, Operation::Update, Operation::Delete, Operation::Upsert];
 
 #[cfg(test)]
 mod tests {
